@@ -1,0 +1,63 @@
+# procjob — the stable entry points: setup, test, lint, demo, rig-up, rig-down, bench.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV   := .venv
+PY     := $(VENV)/bin/python
+export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.rig/bin:$(PATH)
+
+.PHONY: help setup lint typecheck unit integration e2e test demo demo-down rig-up rig-down rig-status \
+        crd bench bench-full bench-worker clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: ## install every dependency (apt, Python venv, Go builds of the rig); idempotent
+	@hack/setup.sh
+
+lint: setup ## ruff, mypy --strict, import-linter layer contracts
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+unit: setup ## pure tests, no servers
+	$(PY) -m pytest tests/unit -q
+
+integration: setup ## adapters against real servers (rig, PostgreSQL, S3, HTTP)
+	$(PY) -m pytest tests/integration -q
+
+e2e: setup ## the operator process against the rig and PostgreSQL
+	$(PY) -m pytest tests/e2e -q
+
+test: setup lint ## everything CI runs: lint, unit, integration and e2e tests
+	$(PY) -m pytest tests -q --durations=15
+
+rig-up: setup ## start the local Kubernetes rig (kubeconfig: .rig/kubeconfig)
+	$(PY) hack/rig/rig.py up
+
+rig-down: ## stop the rig's processes and remove its state
+	@if [ -x $(PY) ]; then $(PY) hack/rig/rig.py down; else echo "rig: not set up"; fi
+
+rig-status: ## what the rig runs
+	$(PY) hack/rig/rig.py status
+
+crd: setup ## regenerate crds/ from the pydantic models
+	$(VENV)/bin/procjob crd > crds/processingjob.yaml
+
+demo: setup ## rig + PostgreSQL + CRD + operator + examples, shown with kubectl get pj
+	hack/demo.sh
+
+demo-down: ## stop what make demo started
+	hack/demo.sh down
+
+bench: setup ## quick benchmark profile (<= 10 minutes)
+	$(PY) -m bench.run --profile quick
+
+bench-full: setup ## the full benchmark matrix
+	$(PY) -m bench.run --profile full
+
+bench-worker: setup ## stream 256 MiB through the fetch worker; throughput and peak RSS
+	$(PY) -m bench.worker
+
+clean: rig-down ## remove local state (not the Go build cache)
+	rm -rf .rig .pytest_cache .mypy_cache .ruff_cache

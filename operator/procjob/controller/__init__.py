@@ -1,0 +1,1 @@
+"""procjob.controller."""
