@@ -63,9 +63,12 @@ build_module() {
     echo "rig build: $mod built in $((SECONDS - start))s"
   fi
   mkdir -p "$bindir"
-  local t
+  local t bin link
   for t in $tools; do
-    ln -sfn "$dest/$(basename "$t")" "$bindir/$(basename "$t")"
+    bin=$(basename "$(echo "$t" | sed -E 's#/v[0-9]+$##')")  # go names a binary without its /vN suffix
+    link=$bin
+    [ "$t" = go.etcd.io/etcd/server/v3 ] && link=etcd
+    ln -sfn "$dest/$bin" "$bindir/$link"
   done
 }
 

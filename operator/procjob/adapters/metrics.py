@@ -1,0 +1,80 @@
+"""All of procjob's Prometheus metrics, in one module.
+
+Naming: prefix `procjob_`, counters end in `_total`, durations in `_seconds`. Label values are
+bounded enums — outcome (Succeeded, Failed, Cancelled), reason (the condition / failure reasons in
+procjob.models), state (Queued, Running, BackoffWaiting, Suspended), verb (HTTP method), namespace
+only where the number of namespaces is the operator's own configuration (queue depth) — never a
+job name or UID.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+DURATION_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400)
+FAST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    """One registry per operator process (tests make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.jobs_finished = Counter(
+            "procjob_jobs_finished_total", "Jobs that ended, by outcome and reason.", ["outcome", "reason"], registry=r
+        )
+        self.jobs_active = Gauge("procjob_jobs_active", "Jobs not finished, by state.", ["state"], registry=r)
+        self.attempts_started = Counter("procjob_attempts_started_total", "Worker pods started.", registry=r)
+        self.attempts_failed = Counter(
+            "procjob_attempts_failed_total", "Failed attempts by failure reason.", ["reason"], registry=r
+        )
+        self.retries = Counter(
+            "procjob_retries_total", "Retries scheduled, by action (Retry charged, Ignore not).", ["action"], registry=r
+        )
+        self.stage_duration = Histogram(
+            "procjob_stage_duration_seconds",
+            "Stage run time, first attempt to end.",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.job_duration = Histogram(
+            "procjob_job_duration_seconds",
+            "Job run time, start to end.",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.reconcile_duration = Histogram(
+            "procjob_reconcile_duration_seconds", "Time of one reconcile.", buckets=FAST_BUCKETS, registry=r
+        )
+        self.reconcile_errors = Counter(
+            "procjob_reconcile_errors_total", "Reconciles that raised, by error kind.", ["kind"], registry=r
+        )
+        self.workqueue_depth = Gauge("procjob_workqueue_depth", "Job keys waiting for a worker.", registry=r)
+        self.workqueue_delayed = Gauge("procjob_workqueue_delayed", "Job keys waiting for a timer.", registry=r)
+        self.api_requests = Counter(
+            "procjob_api_requests_total", "Kubernetes API requests made, by verb.", ["verb"], registry=r
+        )
+        self.events_posted = Counter("procjob_events_posted_total", "Kubernetes Events posted.", registry=r)
+        self.events_dropped = Counter(
+            "procjob_events_dropped_total", "Kubernetes Events that could not be posted (a lossy mirror).", registry=r
+        )
+        self.audit_backlog = Gauge(
+            "procjob_audit_backlog", "Audit records in status outboxes not yet confirmed by PostgreSQL.", registry=r
+        )
+        self.audit_inserted = Counter("procjob_audit_records_total", "Audit records inserted (new rows).", registry=r)
+        self.audit_errors = Counter("procjob_audit_errors_total", "Failed audit flushes.", registry=r)
+        self.audit_lag = Histogram(
+            "procjob_audit_lag_seconds",
+            "Time from a transition to its row in PostgreSQL.",
+            buckets=(*FAST_BUCKETS, 30, 60, 300),
+            registry=r,
+        )
+        self.audit_up = Gauge("procjob_audit_up", "1 when PostgreSQL accepts audit writes.", registry=r)
+        self.queue_depth = Gauge("procjob_queue_depth", "Queued jobs, by namespace.", ["namespace"], registry=r)
+        self.queue_wait = Histogram(
+            "procjob_queue_wait_seconds", "Time jobs spent queued.", buckets=DURATION_BUCKETS, registry=r
+        )
+        self.admissions = Counter("procjob_admissions_total", "Jobs admitted from the queue.", registry=r)

@@ -1,0 +1,125 @@
+"""`procjob run`: start the operator.
+
+Every flag has a PROCJOB_* environment variable (the flag wins). The database URL is read only
+from PROCJOB_DATABASE_URL or the file named by PROCJOB_DATABASE_URL_FILE, never from a flag, so it
+does not show in `ps`; it is never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+ENV_HELP = "env: %s"
+
+
+def add_parser(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run the operator (watches ProcessingJobs and their pods)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+    def flag(name: str, env: str, helptext: str, **kw: Any) -> None:
+        run.add_argument(f"--{name}", default=None, help=f"{helptext} [{ENV_HELP % env}]", **kw)
+
+    flag("namespace", "PROCJOB_NAMESPACES", "namespace to watch (repeatable; default: all)", action="append")
+    flag("metrics-host", "PROCJOB_METRICS_HOST", "address of the metrics/probe/history port (default 0.0.0.0)")
+    flag("metrics-port", "PROCJOB_METRICS_PORT", "port for /metrics, /healthz, /readyz, history (default 8080)")
+    flag("workers", "PROCJOB_WORKERS", "concurrent reconciles (default 8)")
+    flag("log-format", "PROCJOB_LOG_FORMAT", "text or json (default text)")
+    flag("log-level", "PROCJOB_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)")
+    flag("worker-image", "PROCJOB_WORKER_IMAGE", "image that runs built-in (uses:) stages")
+    flag(
+        "allowed-service-accounts",
+        "PROCJOB_ALLOWED_SERVICE_ACCOUNTS",
+        "comma-separated service accounts jobs may ask for (default: none)",
+    )
+    flag(
+        "fetch-allowed-networks",
+        "PROCJOB_FETCH_ALLOWED_NETWORKS",
+        "CIDRs the fetch stage may reach although private (default: none)",
+    )
+    flag("s3-endpoint-url", "PROCJOB_S3_ENDPOINT_URL", "S3 endpoint given to built-in stages")
+    flag("s3-region", "PROCJOB_S3_REGION", "S3 region given to built-in stages")
+    flag("s3-force-path-style", "PROCJOB_S3_FORCE_PATH_STYLE", "path-style S3 addressing (true/false)")
+    flag(
+        "s3-credentials-secret",
+        "PROCJOB_S3_CREDENTIALS_SECRET",
+        "Secret (in each job's namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+    )
+    flag("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)")
+    flag("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)")
+    flag(
+        "max-running-jobs-per-namespace",
+        "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
+        "running jobs allowed at once per namespace (default: no limit)",
+    )
+    run.set_defaults(func=main)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
+def configure_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("kopf").setLevel(max(logging.getLevelName(level), logging.INFO))
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def main(args: argparse.Namespace) -> int:
+    from procjob.adapters.audit import AuditError, check_dsn, resolve_dsn
+    from procjob.controller.settings import SettingsError, from_sources
+
+    try:
+        settings = from_sources(vars(args), os.environ)
+        dsn = resolve_dsn(os.environ)
+        if dsn is not None:
+            check_dsn(dsn)
+    except (SettingsError, AuditError) as exc:
+        print(f"procjob run: {exc}", file=sys.stderr)
+        return 2
+    import dataclasses
+
+    import kopf
+
+    from procjob import handlers
+
+    settings = dataclasses.replace(settings, database_url=dsn)
+    configure_logging(settings.log_format, settings.log_level)
+    memo = kopf.Memo(runtime=handlers.Runtime(settings=settings))
+    try:
+        asyncio.run(
+            kopf.operator(
+                standalone=True,
+                clusterwide=not settings.namespaces,
+                namespaces=list(settings.namespaces),
+                memo=memo,
+            )
+        )
+    except KeyboardInterrupt:
+        return 0
+    return 0

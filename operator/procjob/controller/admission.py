@@ -1,0 +1,185 @@
+"""Load levelling: at most N running jobs (cluster-wide and per namespace); the rest wait in order.
+
+A running job is one that has started (`status.startTime` set) and has not ended — a job waiting
+for a retry holds its slot, so a failing job cannot let a burst overtake it, and its pods come
+back without waiting in the queue again. Order and the pure rules: procjob.core.queueing.
+
+Position and ETA are written to a queued job's status, but not on every change: a job's shown
+position is rewritten when it changes and the job is among the next 10, or when the last write
+is older than POSITION_REFRESH seconds. The estimated start comes from the finish rate of the
+last THROUGHPUT_WINDOW seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from procjob.adapters.metrics import Metrics
+from procjob.controller.cache import Cache
+from procjob.controller.settings import OperatorSettings
+from procjob.core.queueing import Waiting, admissible, queue_order
+from procjob.core.timefmt import parse_time
+from procjob.models.job import ProcessingJob
+from procjob.models.status import QueueStatus
+
+RECOMPUTE_INTERVAL = 0.1  # seconds between recomputations of the queue order
+POSITION_REFRESH = 5.0  # seconds before a changed far-back position is rewritten
+NEAR_FRONT = 10
+THROUGHPUT_WINDOW = 300.0
+RESERVATION_TTL = 30.0  # an admitted job counts as running until its start shows in the cache
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    admitted: bool
+    queue: QueueStatus | None = None
+
+
+class QueueAdmission:
+    def __init__(
+        self,
+        cache: Cache,
+        settings: OperatorSettings,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.cache = cache
+        self.max_total = settings.max_running_jobs
+        self.max_per_namespace = settings.max_running_jobs_per_namespace
+        self.metrics = metrics
+        self.clock = clock
+        self.monotonic = monotonic
+        self._computed_at = -1e9
+        self._positions: dict[str, int] = {}
+        self._chosen: set[str] = set()
+        self._shown: dict[str, tuple[int, float]] = {}  # key -> (position written, when)
+        self._reserved: dict[str, float] = {}  # key -> expiry
+        self._finishes: deque[float] = deque()  # monotonic times of recent job ends
+        self._known_finished: set[str] = set()
+        self._namespaces: set[str] = set()
+
+    @property
+    def limited(self) -> bool:
+        return self.max_total is not None or self.max_per_namespace is not None
+
+    def forget(self, key: str) -> None:
+        self._reserved.pop(key, None)
+        self._shown.pop(key, None)
+        self._positions.pop(key, None)
+        self._known_finished.discard(key)
+
+    # ------------------------------------------------------------------------------ Admission
+    def admit(self, job: ProcessingJob) -> bool:
+        return self.ticket(job).admitted
+
+    def ticket(self, job: ProcessingJob) -> Ticket:
+        if not self.limited or job.status.start_time is not None:
+            return Ticket(True)
+        key = job.meta.key
+        if job.spec is None or job.spec.cancel or job.spec.suspend:
+            return Ticket(False)  # not a candidate: cancel and suspend are handled without a slot
+        self._recompute(force=key not in self._positions)
+        if key in self._chosen:
+            self._chosen.discard(key)
+            self._reserved[key] = self.monotonic() + RESERVATION_TTL
+            self._shown.pop(key, None)
+            self._computed_at = -1e9  # the next decision must count this reservation
+            self.metrics.admissions.inc()
+            queued_for = (self.clock() - job.meta.creation_time).total_seconds()
+            self.metrics.queue_wait.observe(max(0.0, queued_for))
+            return Ticket(True)
+        return Ticket(False, self._display(key))
+
+    def _display(self, key: str) -> QueueStatus:
+        position = self._positions.get(key)
+        if position is None:
+            return QueueStatus()
+        now = self.monotonic()
+        shown = self._shown.get(key)
+        if shown is not None and shown[0] != position and position > NEAR_FRONT and now - shown[1] < POSITION_REFRESH:
+            position = shown[0]  # keep the written value a little longer
+        elif shown is None or shown[0] != position:
+            self._shown[key] = (position, now)
+        return QueueStatus(position=position, estimated_start_time=self._eta(position))
+
+    def _eta(self, position: int) -> datetime | None:
+        now = self.monotonic()
+        while self._finishes and self._finishes[0] < now - THROUGHPUT_WINDOW:
+            self._finishes.popleft()
+        if len(self._finishes) < 2:
+            return None
+        span = max(now - self._finishes[0], 1.0)
+        rate = len(self._finishes) / span  # jobs per second
+        seconds = position / rate
+        return (self.clock() + timedelta(seconds=round(seconds / 5) * 5)).replace(microsecond=0)
+
+    # ------------------------------------------------------------------------------ the order
+    def _recompute(self, *, force: bool = False) -> None:
+        now = self.monotonic()
+        if not force and now - self._computed_at < RECOMPUTE_INTERVAL:
+            return
+        self._computed_at = now
+        waiting: list[Waiting] = []
+        running_total = 0
+        running_ns: dict[str, int] = {}
+        for body in self.cache.iter_jobs():
+            meta = body.get("metadata") or {}
+            spec = body.get("spec") or {}
+            status = body.get("status") or {}
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            ended = any(
+                c.get("type") == "Succeeded" and c.get("status") in ("True", "False")
+                for c in status.get("conditions") or []
+            )
+            if ended:
+                self._reserved.pop(key, None)
+                if key not in self._known_finished:
+                    self._known_finished.add(key)
+                    self._finishes.append(now)
+                continue
+            if meta.get("deletionTimestamp"):
+                continue
+            namespace = meta.get("namespace", "")
+            started = status.get("startTime") is not None
+            reserved = self._reserved.get(key)
+            if started:
+                self._reserved.pop(key, None)
+            if started or (reserved is not None and reserved > now):
+                running_total += 1
+                running_ns[namespace] = running_ns.get(namespace, 0) + 1
+                continue
+            if spec.get("cancel") or spec.get("suspend"):
+                continue
+            created = parse_time(meta.get("creationTimestamp"))
+            if created is None:
+                continue
+            waiting.append(Waiting(key, namespace, int(spec.get("priority") or 0), created, meta.get("name", "")))
+        order = queue_order(waiting)
+        self._positions = {w.key: i + 1 for i, w in enumerate(order)}
+        self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)
+        depth: dict[str, int] = dict.fromkeys(self._namespaces, 0)
+        for w in order:
+            depth[w.namespace] = depth.get(w.namespace, 0) + 1
+        for namespace, count in depth.items():
+            self.metrics.queue_depth.labels(namespace=namespace).set(count)
+        self._namespaces = set(depth)
+
+    def due_for_refresh(self) -> list[str]:
+        """Queued keys worth a reconcile now: the admissible ones, and those whose shown position is stale."""
+        if not self.limited:
+            return []
+        self._recompute(force=True)
+        keys = list(self._chosen)
+        now = self.monotonic()
+        for key, position in self._positions.items():
+            shown = self._shown.get(key)
+            if shown is None or (
+                shown[0] != position and (position <= NEAR_FRONT or now - shown[1] >= POSITION_REFRESH)
+            ):
+                keys.append(key)
+        return keys

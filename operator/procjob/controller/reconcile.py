@@ -1,0 +1,317 @@
+"""One reconcile of one job: read the caches, call `decide`, apply the Decision.
+
+Applying follows the order documented in procjob.core.decision (status first: it records intent).
+The status is replaced with a PUT carrying the resourceVersion we read, so a write based on a stale
+copy fails with 409 instead of overwriting newer state; we then fetch the job and reconcile again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+
+from procjob.adapters.kube import ApiError, Conflict, KubeClient, NotFound
+from procjob.adapters.metrics import Metrics
+from procjob.controller.admission import Ticket
+from procjob.controller.cache import Cache
+from procjob.controller.queue import WorkQueue
+from procjob.core.config import CoreConfig
+from procjob.core.decide import decide
+from procjob.core.decision import Decision, FinalizerAction
+from procjob.models.audit import AuditEntry
+from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
+from procjob.models.status import ConditionStatus, ProcessingJobStatus
+
+log = logging.getLogger("procjob.reconcile")
+
+TRIM_DELAY = 2.0  # seconds a status write that only trims the audit outbox may wait for company
+EVENT_CONCURRENCY = 16
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Admission(Protocol):
+    def ticket(self, job: ProcessingJob) -> Ticket: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def due_for_refresh(self) -> list[str]: ...
+
+
+class AdmitAll:
+    def ticket(self, job: ProcessingJob) -> Ticket:
+        return Ticket(True)
+
+    def forget(self, key: str) -> None:
+        return None
+
+    def due_for_refresh(self) -> list[str]:
+        return []
+
+
+class AuditOutlet(Protocol):
+    """Where the reconcile hands pending audit entries (the relay)."""
+
+    def confirmed(self, uid: str) -> int: ...
+
+    def submit(self, job: ProcessingJob, pending: list[AuditEntry]) -> None: ...
+
+
+def _without_audit(status: ProcessingJobStatus) -> ProcessingJobStatus:
+    return status.model_copy(update={"audit": None})
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        cache: Cache,
+        queue: WorkQueue,
+        config: CoreConfig,
+        metrics: Metrics,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        admission: Admission | None = None,
+        audit: AuditOutlet | None = None,
+        instance: str = "",
+    ) -> None:
+        self.client = client
+        self.cache = cache
+        self.queue = queue
+        self.config = config
+        self.metrics = metrics
+        self.clock = clock
+        self.admission = admission or AdmitAll()
+        self.audit = audit
+        self.instance = instance
+        self._events = asyncio.Semaphore(EVENT_CONCURRENCY)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._trim_due: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------ the loop
+    async def worker(self) -> None:
+        while True:
+            key = await self.queue.get()
+            started = asyncio.get_running_loop().time()
+            try:
+                await self.reconcile(key)
+                self.queue.forget(key)
+            except asyncio.CancelledError:
+                raise
+            except (TimeoutError, ApiError, OSError) as exc:
+                kind = f"api_{exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
+                self.metrics.reconcile_errors.labels(kind=kind).inc()
+                delay = self.queue.add_rate_limited(key)
+                log.warning("reconcile %s failed (%s); retrying in %.2fs", key, exc, delay)
+            except Exception:
+                self.metrics.reconcile_errors.labels(kind="bug").inc()
+                delay = self.queue.add_rate_limited(key, base=1.0, cap=300.0)
+                log.exception("reconcile %s crashed; retrying in %.1fs", key, delay)
+            finally:
+                self.queue.done(key)
+                self.metrics.reconcile_duration.observe(asyncio.get_running_loop().time() - started)
+                self.metrics.workqueue_depth.set(len(self.queue))
+
+    # ---------------------------------------------------------------------------- reconcile
+    async def reconcile(self, key: str) -> None:
+        body = self.cache.job(key)
+        if body is None:
+            self.queue.drop(key)
+            return
+        try:
+            job = ProcessingJob.from_api(body)
+        except (ValidationError, ValueError, KeyError) as exc:
+            log.error("job %s has an unreadable status or metadata, leaving it alone: %s", key, exc)
+            return
+        stored = job.status
+        if self.audit is not None:
+            job = self._trimmed(job)
+        now = self.clock()
+        ticket = Ticket(True) if job.status.start_time is not None else self.admission.ticket(job)
+        decision = decide(job, self.cache.pods_of(job.meta.uid), now, self.config, admitted=ticket.admitted)
+        if not ticket.admitted and ticket.queue is not None and decision.status.start_time is None:
+            decision = dataclasses.replace(decision, status=decision.status.model_copy(update={"queue": ticket.queue}))
+        await self.apply(key, body, job, stored, decision, now)
+
+    def _trimmed(self, job: ProcessingJob) -> ProcessingJob:
+        """Drop outbox entries PostgreSQL has confirmed (known to this process)."""
+        assert self.audit is not None
+        confirmed = self.audit.confirmed(job.meta.uid)
+        outbox = job.status.audit
+        if confirmed <= outbox.flushed_seq:
+            return job
+        pending = [e for e in outbox.pending if e.seq > confirmed]
+        trimmed = outbox.model_copy(update={"flushed_seq": min(confirmed, outbox.last_seq), "pending": pending})
+        return ProcessingJob(job.meta, job.spec, job.status.model_copy(update={"audit": trimmed}), job.spec_error)
+
+    def _must_write(self, key: str, stored: ProcessingJobStatus, decision: Decision) -> bool:
+        """Write when anything but the outbox trim changed; a trim alone waits up to TRIM_DELAY."""
+        new = decision.status
+        if new == stored:
+            self._trim_due.pop(key, None)
+            return False
+        if decision.transitions or _without_audit(new) != _without_audit(stored):
+            return True
+        if decision.finalizer == FinalizerAction.REMOVE:
+            return False  # the object is about to go; its trimmed outbox needs no write
+        loop_now = asyncio.get_running_loop().time()
+        due = self._trim_due.setdefault(key, loop_now + TRIM_DELAY)
+        if loop_now >= due:
+            return True
+        self.queue.add_after(key, due - loop_now)
+        return False
+
+    async def apply(
+        self,
+        key: str,
+        body: dict[str, Any],
+        job: ProcessingJob,
+        stored: ProcessingJobStatus,
+        decision: Decision,
+        now: datetime,
+    ) -> None:
+        meta = job.meta
+        if decision.finalizer == FinalizerAction.ADD:
+            patched = await self._patch_finalizers(key, body, [*meta.finalizers, FINALIZER])
+            if patched is None:
+                return
+            body = patched
+        if self._must_write(key, stored, decision):
+            self._trim_due.pop(key, None)
+            update = {**body, "status": decision.status.to_api()}
+            try:
+                written = await self.client.replace_status(update)
+            except Conflict:
+                fresh = await self.client.get_job(meta.namespace, meta.name)
+                if fresh is not None:
+                    self.cache.observe_job(fresh)
+                    self.queue.add(key)
+                return
+            except NotFound:
+                return
+            self.cache.observe_job(written)
+            body = written
+        for create in decision.create:
+            await self._create_pod(meta, create.manifest)
+        for delete in decision.delete:
+            await self.client.delete_pod(meta.namespace, delete.name, delete.uid)
+            self.cache.mark_deleting(meta.uid, delete.name)
+        if self.audit is not None and decision.status.audit.pending:
+            self.audit.submit(job, list(decision.status.audit.pending))
+        self._post_events(meta, decision, now)
+        self._count(decision, stored)
+        if decision.finalizer == FinalizerAction.REMOVE:
+            remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
+            await self._patch_finalizers(key, body, remaining)
+        if decision.requeue_at is not None:
+            self.queue.add_after(key, (decision.requeue_at - self.clock()).total_seconds())
+
+    async def _patch_finalizers(self, key: str, body: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
+        meta = body.get("metadata") or {}
+        patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
+        try:
+            written = await self.client.patch_job(meta["namespace"], meta["name"], patch)
+        except Conflict:
+            fresh = await self.client.get_job(meta["namespace"], meta["name"])
+            if fresh is not None:
+                self.cache.observe_job(fresh)
+                self.queue.add(key)
+            return None
+        except NotFound:
+            return None
+        self.cache.observe_job(written)
+        return written
+
+    async def _create_pod(self, meta: JobMeta, manifest: dict[str, Any]) -> None:
+        name = manifest["metadata"]["name"]
+        try:
+            created = await self.client.create_pod(meta.namespace, manifest)
+        except Conflict:
+            existing = await self.client.get_pod(meta.namespace, name)
+            if existing is None:
+                raise
+            owners = [r.get("uid") for r in existing["metadata"].get("ownerReferences") or [] if r.get("controller")]
+            if owners != [meta.uid]:
+                log.error(
+                    "pod %s/%s exists and is not owned by job %s; not adopting it", meta.namespace, name, meta.key
+                )
+                raise
+            created = existing  # ours: a create repeated after a crash or a stale cache
+        self.cache.observe_pod(created)
+
+    # ------------------------------------------------------------------------ events, metrics
+    def _post_events(self, meta: JobMeta, decision: Decision, now: datetime) -> None:
+        for event in decision.events:
+            task = asyncio.create_task(self._post_event(meta, event.type.value, event.reason, event.message, now))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _post_event(self, meta: JobMeta, type_: str, reason: str, message: str, now: datetime) -> None:
+        async with self._events:
+            try:
+                await self.client.post_event(
+                    namespace=meta.namespace,
+                    name=meta.name,
+                    uid=meta.uid,
+                    type_=type_,
+                    reason=reason,
+                    message=message,
+                    now=now,
+                    instance=self.instance,
+                )
+                self.metrics.events_posted.inc()
+            except (TimeoutError, ApiError, OSError) as exc:
+                self.metrics.events_dropped.inc()
+                log.debug("event %s for %s dropped: %s", reason, meta.key, exc)
+
+    def _count(self, decision: Decision, stored: ProcessingJobStatus) -> None:
+        m = self.metrics
+        for t in decision.transitions:
+            if t.type == "AttemptStarted":
+                m.attempts_started.inc()
+            elif t.type == "AttemptFailed":
+                m.attempts_failed.labels(reason=t.reason).inc()
+            elif t.type == "RetryScheduled":
+                m.retries.labels(action=str(t.detail.get("action", "Retry"))).inc()
+        status = decision.status
+        was_terminal = any(c.type == "Succeeded" and c.status != ConditionStatus.UNKNOWN for c in stored.conditions)
+        cond = next((c for c in status.conditions if c.type == "Succeeded"), None)
+        if cond is None or cond.status == ConditionStatus.UNKNOWN or was_terminal:
+            return
+        outcome = (
+            "Succeeded"
+            if cond.status == ConditionStatus.TRUE
+            else ("Cancelled" if cond.reason == "Cancelled" else "Failed")
+        )
+        m.jobs_finished.labels(outcome=outcome, reason=cond.reason).inc()
+        for key in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
+            self.queue.add(key)
+        if status.start_time and status.completion_time:
+            m.job_duration.labels(outcome=outcome).observe((status.completion_time - status.start_time).total_seconds())
+        for stage in status.stages:
+            if stage.start_time and stage.completion_time:
+                m.stage_duration.labels(outcome=stage.state.value).observe(
+                    (stage.completion_time - stage.start_time).total_seconds()
+                )
+
+    def refresh_gauges(self) -> None:
+        """Jobs by state, from the cache (called periodically, not per reconcile)."""
+        counts: dict[str, int] = {"Queued": 0, "Running": 0, "BackoffWaiting": 0, "Suspended": 0}
+        for body in self.cache.iter_jobs():
+            for cond in (body.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == "Succeeded" and cond.get("status") == "Unknown":
+                    reason = cond.get("reason", "Running")
+                    state = reason if reason in counts else "Running"
+                    counts[state] += 1
+        for state, count in counts.items():
+            self.metrics.jobs_active.labels(state=state).set(count)
+        self.metrics.workqueue_depth.set(len(self.queue))
+        self.metrics.workqueue_delayed.set(self.queue.delayed)

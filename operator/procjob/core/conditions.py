@@ -1,0 +1,118 @@
+"""Conditions are the API; `phase` is derived from them for display and never read back."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from procjob.models.status import (
+    AttemptState,
+    Condition,
+    ConditionStatus,
+    Phase,
+    ProcessingJobStatus,
+    Reason,
+    StageState,
+    StageStatus,
+)
+
+SUCCEEDED = "Succeeded"
+SUSPENDED = "Suspended"
+
+
+def set_condition(
+    conditions: Sequence[Condition],
+    type_: str,
+    status: ConditionStatus,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> list[Condition]:
+    """Replace the condition of `type_`; lastTransitionTime moves only when `status` changes."""
+    old = next((c for c in conditions if c.type == type_), None)
+    if old is not None and (old.status, old.reason, old.message, old.observed_generation) == (
+        status,
+        reason,
+        message[:1024],
+        generation,
+    ):
+        return list(conditions)
+    since = old.last_transition_time if old is not None and old.status == status else now
+    new = Condition(
+        type=type_,
+        status=status,
+        reason=reason,
+        message=message[:1024],
+        last_transition_time=since,
+        observed_generation=generation,
+    )
+    others = [c for c in conditions if c.type != type_]
+    return sorted([*others, new], key=lambda c: (c.type != SUCCEEDED, c.type))
+
+
+def _progress_message(stages: Sequence[StageStatus], current: StageStatus) -> tuple[Reason, str]:
+    position = f"{[s.name for s in stages].index(current.name) + 1}/{len(stages)}"
+    last = current.attempts[-1] if current.attempts else None
+    if current.state == StageState.BACKOFF_WAITING and last is not None:
+        code = f" (exit {last.exit_code})" if last.exit_code is not None else ""
+        when = current.next_attempt_time.isoformat() if current.next_attempt_time else "now"
+        return Reason.BACKOFF_WAITING, (
+            f"stage {current.name} ({position}) attempt {last.attempt} failed: {last.reason}{code}; "
+            f"attempt {last.attempt + 1} at {when}"
+        )
+    if last is None:
+        return Reason.RUNNING, f"stage {current.name} ({position}) starting"
+    if last.state == AttemptState.PENDING:
+        detail = f": {last.message}" if last.message else ""
+        return Reason.RUNNING, f"stage {current.name} ({position}) attempt {last.attempt} pending{detail}"
+    return Reason.RUNNING, f"stage {current.name} ({position}) attempt {last.attempt} running"
+
+
+def job_conditions(
+    conditions: Sequence[Condition],
+    stages: Sequence[StageStatus],
+    current: StageStatus | None,
+    now: datetime,
+    generation: int,
+    *,
+    queued: bool,
+    suspended: bool,
+    backlogged: bool,
+) -> list[Condition]:
+    """The Succeeded condition of a job in progress (terminal ones are kept as they are)."""
+    existing = next((c for c in conditions if c.type == SUCCEEDED), None)
+    if existing is not None and existing.status != ConditionStatus.UNKNOWN:
+        return list(conditions)
+    if queued:
+        reason, message = Reason.QUEUED, "waiting for a free slot"
+    elif suspended:
+        reason, message = Reason.SUSPENDED, "suspended (spec.suspend is true)"
+    elif backlogged:
+        reason, message = (
+            Reason.AUDIT_BACKLOG,
+            "audit backlog full: no new attempt until PostgreSQL catches up",
+        )
+    elif current is None:
+        reason, message = Reason.RUNNING, "finishing"
+    else:
+        reason, message = _progress_message(stages, current)
+    return set_condition(conditions, SUCCEEDED, ConditionStatus.UNKNOWN, reason, message, now, generation)
+
+
+def phase_of(status: ProcessingJobStatus) -> Phase:
+    succeeded = next((c for c in status.conditions if c.type == SUCCEEDED), None)
+    if succeeded is None:
+        return Phase.PENDING
+    if succeeded.status == ConditionStatus.TRUE:
+        return Phase.SUCCEEDED
+    if succeeded.status == ConditionStatus.FALSE:
+        return Phase.CANCELLED if succeeded.reason == Reason.CANCELLED else Phase.FAILED
+    return {
+        Reason.QUEUED: Phase.QUEUED,
+        Reason.SUSPENDED: Phase.SUSPENDED,
+        Reason.BACKOFF_WAITING: Phase.RETRYING,
+    }.get(
+        Reason(succeeded.reason) if succeeded.reason in Reason._value2member_map_ else Reason.RUNNING,
+        Phase.RUNNING,
+    )

@@ -1,0 +1,29 @@
+"""Operator configuration the pure core needs, as an immutable value (no environment reads here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DEFAULT_WORKER_IMAGE = "ghcr.io/procjob/procjob:0.1.0"
+
+
+@dataclass(frozen=True, slots=True)
+class S3Settings:
+    """S3 settings injected into built-in (`uses:`) worker pods; credentials come from a Secret."""
+
+    endpoint_url: str | None = None
+    region: str | None = None
+    force_path_style: bool = False
+    credentials_secret: str | None = None  # keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class CoreConfig:
+    """What `decide` and the pod builder may depend on besides the job itself."""
+
+    worker_image: str = DEFAULT_WORKER_IMAGE
+    allowed_service_accounts: frozenset[str] = frozenset()
+    audit_enabled: bool = False
+    fetch_allowed_networks: tuple[str, ...] = ()
+    s3: S3Settings = field(default_factory=S3Settings)
+    run_as_user: int = 65532

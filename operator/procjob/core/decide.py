@@ -1,0 +1,723 @@
+"""`decide(job, pods, now) -> Decision`: the whole reconcile logic, pure.
+
+Level-triggered: from the job (spec + status) and its pods as they are now, compute the status
+they imply and the pod actions that move the world towards the spec. Nothing here remembers
+anything between calls; running it twice on the same input gives the same output, which is what
+makes the operator correct after a crash at any line.
+
+Order of concerns in one pass (each a small method of `_Pass`):
+deletion → terminal (absorbing) → invalid spec → cancel → queue → start → deadline → suspend /
+resume → the stage machine (attempt by attempt) → pod GC and strays → conditions and summary.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from procjob.core.backoff import effective_policy, retry_delay
+from procjob.core.classify import Failure, failure_of, match_rule
+from procjob.core.conditions import job_conditions, phase_of, set_condition
+from procjob.core.config import CoreConfig
+from procjob.core.decision import CreatePod, Decision, DeletePod, Event, EventType, FinalizerAction
+from procjob.core.naming import pod_name
+from procjob.core.observe import PodObservation
+from procjob.core.podspec import build_pod
+from procjob.core.templating import TemplateError, check_spec
+from procjob.core.timefmt import earliest, human_duration
+from procjob.models.audit import AuditEntry
+from procjob.models.job import FINALIZER, ProcessingJob
+from procjob.models.spec import FailureReason, PodGC, ProcessingJobSpec, RetryAction
+from procjob.models.status import (
+    AUDIT_BACKLOG_LIMIT,
+    MAX_ATTEMPTS_KEPT,
+    MAX_OUTPUT_BYTES,
+    Attempt,
+    AttemptState,
+    ConditionStatus,
+    ProcessingJobStatus,
+    Reason,
+    RetryDecision,
+    StageState,
+    StageStatus,
+)
+
+# A hard bound on attempts of one stage, whatever the rules say (Ignore retries are not charged).
+MAX_ATTEMPTS_PER_STAGE = 100
+
+# Audit transition type -> (Event reason, Event type). Types missing here are audited, not posted.
+EVENTS: dict[str, tuple[str, EventType]] = {
+    "JobQueued": ("Queued", EventType.NORMAL),
+    "JobStarted": ("Started", EventType.NORMAL),
+    "StageStarted": ("StageStarted", EventType.NORMAL),
+    "AttemptStarted": ("AttemptStarted", EventType.NORMAL),
+    "AttemptFailed": ("AttemptFailed", EventType.WARNING),
+    "RetryScheduled": ("RetryScheduled", EventType.NORMAL),
+    "StageSucceeded": ("StageSucceeded", EventType.NORMAL),
+    "StageFailed": ("StageFailed", EventType.WARNING),
+    "JobSucceeded": ("JobSucceeded", EventType.NORMAL),
+    "JobFailed": ("JobFailed", EventType.WARNING),
+    "JobCancelled": ("Cancelled", EventType.NORMAL),
+    "JobSuspended": ("Suspended", EventType.NORMAL),
+    "JobResumed": ("Resumed", EventType.NORMAL),
+    "InvalidSpec": ("InvalidSpec", EventType.WARNING),
+    "AttemptStopped": ("AttemptStopped", EventType.NORMAL),
+}
+
+
+def decide(
+    job: ProcessingJob,
+    pods: Iterable[PodObservation],
+    now: datetime,
+    config: CoreConfig | None = None,
+    *,
+    admitted: bool = True,
+) -> Decision:
+    """The status the job should have now, and the actions that get the world there.
+
+    `pods` may include any pods; only those labelled with this job's UID and owned by it count.
+    `admitted` says whether the queue lets a job that has not started yet start now.
+    """
+    own = [p for p in pods if p.job_uid == job.meta.uid and p.owner_uid in (None, job.meta.uid)]
+    return _Pass(job, own, now, config or CoreConfig()).run(admitted)
+
+
+def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
+    """Problems the schema cannot see: templates, service accounts allowed by this operator."""
+    problems = check_spec(spec)
+    account = spec.service_account_name
+    if account is not None and account not in config.allowed_service_accounts:
+        allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"
+        problems.append(f"spec.serviceAccountName: {account!r} is not allowed by the operator (allowed: {allowed})")
+    return problems
+
+
+def _outputs_of(message: str | None) -> tuple[dict[str, Any] | None, str | None]:
+    """Parse a termination message as stage outputs: (outputs, problem)."""
+    if not message:
+        return None, None
+    if len(message.encode()) > MAX_OUTPUT_BYTES:
+        return None, f"termination message over {MAX_OUTPUT_BYTES} bytes: outputs not kept"
+    try:
+        value = json.loads(message)
+    except ValueError:
+        return None, None  # plain text: kept as the attempt's message, not outputs
+    if not isinstance(value, dict):
+        return None, None
+    return value, None
+
+
+@dataclass
+class _StageView:
+    """Mutable working copy of one stage's status during a pass."""
+
+    index: int
+    status: StageStatus
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.state == StageState.SUCCEEDED
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.status.attempts[-1] if self.status.attempts else None
+
+    def update(self, **changes: Any) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def replace_last(self, attempt: Attempt) -> None:
+        self.update(attempts=[*self.status.attempts[:-1], attempt])
+
+
+class _Pass:
+    """One reconcile pass. Accumulates the new status, transitions and actions."""
+
+    def __init__(self, job: ProcessingJob, pods: list[PodObservation], now: datetime, config: CoreConfig):
+        self.job = job
+        self.spec = job.spec
+        self.now = now
+        self.config = config
+        self.pods = {p.name: p for p in pods}
+        self.status = job.status
+        self.outbox = job.status.audit
+        self.transitions: list[AuditEntry] = []
+        self.create: list[CreatePod] = []
+        self.delete: dict[str, DeletePod] = {}
+        self.timers: list[datetime | None] = []
+        self.stages: list[_StageView] = []
+        self.keep_pod: str | None = None  # the one pod allowed to live
+        self.backlogged = False  # the audit outbox is full: no new attempts
+        if self.spec is not None:
+            by_name = {s.name: s for s in job.status.stages}
+            self.stages = [
+                _StageView(i, by_name.get(s.name) or StageStatus(name=s.name, state=StageState.PENDING))
+                for i, s in enumerate(self.spec.stages)
+            ]
+
+    # ----------------------------------------------------------------------------- bookkeeping
+    def record(
+        self,
+        type_: str,
+        message: str,
+        *,
+        reason: str = "",
+        stage: str | None = None,
+        attempt: Attempt | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        entry = AuditEntry(
+            seq=self.outbox.last_seq + len(self.transitions) + 1,
+            type=type_,
+            reason=reason or type_,
+            message=message[:1024],
+            stage=stage,
+            attempt=attempt.attempt if attempt else None,
+            pod_name=attempt.pod_name if attempt else None,
+            exit_code=attempt.exit_code if attempt else None,
+            time=self.now,
+            detail=detail or {},
+        )
+        self.transitions.append(entry)
+
+    def delete_pod(self, pod: PodObservation, why: str) -> None:
+        if not pod.deleting:
+            self.delete[pod.name] = DeletePod(pod.name, pod.uid or None, why)
+
+    def at(self, when: datetime | None) -> None:
+        self.timers.append(when)
+
+    def condition_reason(self) -> tuple[ConditionStatus, str] | None:
+        for cond in self.status.conditions:
+            if cond.type == "Succeeded":
+                return cond.status, cond.reason
+        return None
+
+    @property
+    def terminal(self) -> bool:
+        current = self.condition_reason()
+        return current is not None and current[0] != ConditionStatus.UNKNOWN
+
+    @property
+    def suspended(self) -> bool:
+        return any(c.type == "Suspended" and c.status == ConditionStatus.TRUE for c in self.status.conditions)
+
+    # ----------------------------------------------------------------------------------- flow
+    def run(self, admitted: bool) -> Decision:
+        finalizer: FinalizerAction | None = None
+        if self.job.meta.deletion_time is not None:
+            return self.deleting()
+        if self.config.audit_enabled and FINALIZER not in self.job.meta.finalizers:
+            finalizer = FinalizerAction.ADD
+        if self.terminal:
+            self.gc_pods()
+            return self.result(finalizer)
+        if not self.status.audit.last_seq and not self.status.conditions:
+            self.record("JobCreated", "job created")
+        if self.spec is None:
+            self.fail_job(Reason.INVALID_SPEC, self.job.spec_error or "invalid spec", invalid=True)
+            return self.result(finalizer)
+        problems = validate_spec(self.spec, self.config)
+        if problems:
+            self.fail_job(Reason.INVALID_SPEC, "; ".join(problems), invalid=True)
+            return self.result(finalizer)
+        if self.spec.cancel:
+            self.stop_current("Cancelled", StageState.CANCELLED)
+            self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", "JobCancelled")
+            return self.result(finalizer)
+        if self.status.start_time is None:
+            if not admitted:
+                self.queued()
+                return self.result(finalizer)
+            self.status = self.status.model_copy(update={"start_time": self.now, "queue": None})
+            self.record("JobStarted", "job started")
+        deadline = self.deadline()
+        if deadline is not None and self.now >= deadline:
+            self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True)
+            self.fail_job(
+                Reason.DEADLINE_EXCEEDED,
+                f"job ran past activeDeadlineSeconds ({self.spec.active_deadline_seconds}s)",
+            )
+            return self.result(finalizer)
+        self.at(deadline)
+        if self.spec.suspend:
+            self.suspend()
+            return self.result(finalizer)
+        if self.suspended:
+            self.status = self.status.model_copy(
+                update={
+                    "conditions": set_condition(
+                        self.status.conditions,
+                        "Suspended",
+                        ConditionStatus.FALSE,
+                        "Resumed",
+                        "resumed",
+                        self.now,
+                        self.job.meta.generation,
+                    )
+                }
+            )
+            self.record("JobResumed", "job resumed")
+        self.advance()
+        return self.result(finalizer)
+
+    def deadline(self) -> datetime | None:
+        assert self.spec is not None
+        if self.spec.active_deadline_seconds is None or self.status.start_time is None:
+            return None
+        return self.status.start_time + timedelta(seconds=self.spec.active_deadline_seconds)
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def deleting(self) -> Decision:
+        """The job is being deleted: stop pods; record it once; let go when the outbox is empty."""
+        for pod in self.pods.values():
+            if pod.live:
+                self.delete_pod(pod, "job deleted")
+        recorded = self.outbox.deletion_recorded
+        if self.config.audit_enabled and not recorded:
+            self.record("JobDeleted", "job deleted")
+            self.outbox = self.outbox.model_copy(update={"deletion_recorded": True})
+        finalizer = None
+        flushed = not self.config.audit_enabled or (recorded and not self.outbox.pending)
+        if FINALIZER in self.job.meta.finalizers and flushed:
+            finalizer = FinalizerAction.REMOVE
+        return self.result(finalizer, summarize=False)
+
+    def queued(self) -> None:
+        current = self.condition_reason()
+        if current is None or current[1] != Reason.QUEUED:
+            self.record("JobQueued", "waiting for a free slot", reason=Reason.QUEUED)
+
+    def suspend(self) -> None:
+        if not self.suspended:
+            self.record("JobSuspended", "job suspended")
+        self.stop_current("Suspended", StageState.SUSPENDED)
+        self.status = self.status.model_copy(
+            update={
+                "conditions": set_condition(
+                    self.status.conditions,
+                    "Suspended",
+                    ConditionStatus.TRUE,
+                    "Suspended",
+                    "spec.suspend is true",
+                    self.now,
+                    self.job.meta.generation,
+                )
+            }
+        )
+
+    def stop_current(self, why: str, stage_state: StageState, *, failed: bool = False) -> None:
+        """Stop the attempt in progress (suspend, cancel, job deadline); stop every live pod."""
+        for view in self.stages:
+            last = view.last
+            if last is not None and last.state in (AttemptState.PENDING, AttemptState.RUNNING):
+                state = AttemptState.FAILED if failed else AttemptState.STOPPED
+                stopped = last.model_copy(
+                    update={"state": state, "finish_time": self.now, "reason": why, "charged": False}
+                )
+                view.replace_last(stopped)
+                view.update(state=stage_state, next_attempt_time=None)
+                self.record(
+                    "AttemptStopped" if not failed else "AttemptFailed",
+                    f"stage {view.status.name} attempt {last.attempt} stopped: {why}",
+                    reason=why,
+                    stage=view.status.name,
+                    attempt=stopped,
+                )
+            elif view.status.state in (StageState.BACKOFF_WAITING, StageState.RUNNING) and stage_state in (
+                StageState.CANCELLED,
+                StageState.FAILED,
+            ):
+                view.update(state=stage_state, next_attempt_time=None)
+        for pod in self.pods.values():
+            if pod.live:
+                self.delete_pod(pod, why)
+
+    def fail_job(self, reason: Reason, message: str, *, invalid: bool = False) -> None:
+        if invalid:
+            self.record("InvalidSpec", message, reason=Reason.INVALID_SPEC)
+        self.end_job(ConditionStatus.FALSE, reason, message, "JobFailed")
+
+    def end_job(self, status: ConditionStatus, reason: Reason, message: str, transition: str) -> None:
+        self.status = self.status.model_copy(
+            update={
+                "conditions": set_condition(
+                    self.status.conditions,
+                    "Succeeded",
+                    status,
+                    reason,
+                    message,
+                    self.now,
+                    self.job.meta.generation,
+                ),
+                "completion_time": self.now,
+                "queue": None,
+            }
+        )
+        self.record(transition, message, reason=reason)
+        self.gc_pods()
+
+    # ------------------------------------------------------------------------- stage machine
+    def advance(self) -> None:
+        """Walk the stages in order; work on the first that has not succeeded."""
+        assert self.spec is not None
+        for view in self.stages:
+            if view.status.state == StageState.SUCCEEDED:
+                continue
+            self.step(view)
+            if not view.succeeded or self.terminal:
+                return
+        if not self.terminal:
+            done = len(self.stages)
+            self.end_job(ConditionStatus.TRUE, Reason.SUCCEEDED, f"all {done} stages succeeded", "JobSucceeded")
+
+    def step(self, view: _StageView) -> None:
+        """Advance one stage as far as the observed world allows in this pass."""
+        last = view.last
+        if last is None or last.state == AttemptState.STOPPED:
+            self.start_attempt(view)
+            return
+        if last.state in (AttemptState.PENDING, AttemptState.RUNNING):
+            self.track(view, last)
+        last = view.last
+        assert last is not None
+        if last.state == AttemptState.FAILED and view.status.state == StageState.BACKOFF_WAITING:
+            due = view.status.next_attempt_time
+            if due is None or self.now >= due:
+                self.start_attempt(view)
+            else:
+                self.at(due)
+
+    def start_attempt(self, view: _StageView) -> None:
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        if len(self.outbox.pending) + len(self.transitions) >= AUDIT_BACKLOG_LIMIT and self.config.audit_enabled:
+            self.backlogged = True
+            return
+        number = view.status.attempt_count + 1
+        name = pod_name(self.job.meta.name, self.job.meta.uid, stage.name, number)
+        outputs = {v.status.name: v.status.outputs for v in self.stages[: view.index]}
+        try:
+            manifest = build_pod(self.job, view.index, number, outputs, self.config)
+        except TemplateError as exc:
+            self.template_failed(view, exc)
+            return
+        attempt = Attempt(attempt=number, pod_name=name, state=AttemptState.PENDING, create_time=self.now)
+        first = view.status.attempt_count == 0
+        view.update(
+            state=StageState.RUNNING,
+            attempt_count=number,
+            attempts=[*view.status.attempts, attempt][-MAX_ATTEMPTS_KEPT:],
+            start_time=view.status.start_time or self.now,
+            next_attempt_time=None,
+        )
+        if first:
+            self.record("StageStarted", f"stage {stage.name} started", stage=stage.name)
+        self.record(
+            "AttemptStarted",
+            f"stage {stage.name} attempt {number} started",
+            stage=stage.name,
+            attempt=attempt,
+        )
+        self.create.append(CreatePod(stage.name, number, name, manifest))
+        self.keep_pod = name
+        self.at(self.now + timedelta(seconds=stage.startup_timeout_seconds))
+
+    def template_failed(self, view: _StageView, exc: TemplateError) -> None:
+        """A template that cannot be rendered (e.g. a missing output) fails the stage and the job."""
+        name = view.status.name
+        view.update(state=StageState.FAILED, completion_time=self.now, message=str(exc)[:1024])
+        self.record("StageFailed", f"stage {name}: {exc}", reason="TemplateError", stage=name)
+        self.fail_job(Reason.STAGE_FAILED, f"stage {name}: {exc}")
+
+    def track(self, view: _StageView, last: Attempt) -> None:
+        """Follow the live attempt's pod: running, finished, vanished, timed out."""
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        pod = self.pods.get(last.pod_name)
+        if pod is not None and last.pod_uid is not None and pod.uid != last.pod_uid:
+            self.delete_pod(pod, "not the pod this attempt created")
+            pod = None
+        if pod is None:
+            if last.pod_uid is None:
+                self.recreate_missing(view, last)
+            else:
+                self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
+            return
+        self.keep_pod = pod.name
+        if last.pod_uid is None:
+            last = last.model_copy(update={"pod_uid": pod.uid})
+            view.replace_last(last)
+        if pod.phase == "Succeeded":
+            self.attempt_succeeded(view, last, pod)
+        elif pod.phase == "Failed":
+            self.attempt_failed(view, failure_of(pod), pod)
+        elif pod.deleting:
+            return  # the watch will tell us when it is gone
+        elif pod.phase == "Running":
+            if last.state == AttemptState.PENDING:
+                last = last.model_copy(
+                    update={
+                        "state": AttemptState.RUNNING,
+                        "start_time": pod.started or self.now,
+                        "message": None,
+                    }
+                )
+                view.replace_last(last)
+                self.record(
+                    "AttemptRunning",
+                    f"stage {stage.name} attempt {last.attempt} running",
+                    stage=stage.name,
+                    attempt=last,
+                )
+            if stage.timeout_seconds is not None:
+                ends = (last.start_time or self.now) + timedelta(seconds=stage.timeout_seconds)
+                if self.now >= ends:
+                    self.delete_pod(pod, "attempt timeout")
+                    too_long = f"attempt ran longer than timeoutSeconds ({stage.timeout_seconds}s)"
+                    self.attempt_failed(view, Failure(FailureReason.DEADLINE_EXCEEDED, None, too_long), None)
+                else:
+                    self.at(ends)
+        else:
+            waiting = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else None)
+            detail = pod.waiting_message or pod.unschedulable or ""
+            message = f"{waiting}: {detail}".rstrip(": ")[:1024] if waiting else None  # schedulers write long ones
+            if message != last.message:
+                view.replace_last(last.model_copy(update={"message": message}))
+            ends = last.create_time + timedelta(seconds=stage.startup_timeout_seconds)
+            if self.now >= ends:
+                self.delete_pod(pod, "startup timeout")
+                why = f"pod not running after startupTimeoutSeconds ({stage.startup_timeout_seconds}s)"
+                if message:
+                    why += f": {message}"
+                self.attempt_failed(view, Failure(FailureReason.STARTUP_TIMEOUT, None, why), None)
+            else:
+                self.at(ends)
+
+    def recreate_missing(self, view: _StageView, last: Attempt) -> None:
+        """The attempt was recorded but its pod never seen: (re)issue the create; 409 adopts."""
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        ends = last.create_time + timedelta(seconds=stage.startup_timeout_seconds)
+        if self.now >= ends:
+            why = f"pod not created within startupTimeoutSeconds ({stage.startup_timeout_seconds}s)"
+            self.attempt_failed(view, Failure(FailureReason.STARTUP_TIMEOUT, None, why), None)
+            return
+        outputs = {v.status.name: v.status.outputs for v in self.stages[: view.index]}
+        try:
+            manifest = build_pod(self.job, view.index, last.attempt, outputs, self.config)
+        except TemplateError as exc:  # the same inputs rendered when it was recorded: a status edited by hand
+            ended = {"state": AttemptState.FAILED, "finish_time": self.now, "reason": "TemplateError", "charged": False}
+            view.replace_last(last.model_copy(update=ended))
+            self.template_failed(view, exc)
+            return
+        self.create.append(CreatePod(stage.name, last.attempt, last.pod_name, manifest))
+        self.keep_pod = last.pod_name
+        self.at(ends)
+
+    def attempt_succeeded(self, view: _StageView, last: Attempt, pod: PodObservation) -> None:
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        outputs, problem = _outputs_of(pod.termination_message)
+        message = problem or (pod.termination_message if outputs is None else None)
+        done = last.model_copy(
+            update={
+                "state": AttemptState.SUCCEEDED,
+                "start_time": last.start_time or pod.started or last.create_time,
+                "finish_time": pod.finished or self.now,
+                "exit_code": pod.exit_code if pod.exit_code is not None else 0,
+                "reason": "Completed",
+                "message": message[:1024] if message else None,
+            }
+        )
+        view.replace_last(done)
+        view.update(state=StageState.SUCCEEDED, completion_time=self.now, outputs=outputs, message=problem)
+        self.record(
+            "AttemptSucceeded",
+            f"stage {stage.name} attempt {done.attempt} succeeded",
+            stage=stage.name,
+            attempt=done,
+            detail={"outputs": outputs} if outputs else None,
+        )
+        self.record("StageSucceeded", f"stage {stage.name} succeeded", stage=stage.name)
+        self.keep_pod = None
+
+    def attempt_failed(self, view: _StageView, failure: Failure, pod: PodObservation | None) -> None:
+        """Record the failure, then apply the first matching rule: retry, ignore, or fail the job."""
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        last = view.last
+        assert last is not None
+        policy = effective_policy(self.spec.retry, stage.retry)
+        match = match_rule(policy, failure)
+        charged = match.action == RetryAction.RETRY
+        failed = last.model_copy(
+            update={
+                "state": AttemptState.FAILED,
+                "start_time": last.start_time or (pod.started if pod else None),
+                "finish_time": (pod.finished if pod and pod.finished else None) or self.now,
+                "exit_code": failure.exit_code,
+                "reason": failure.reason.value,
+                "message": failure.message[:1024] or None,
+                "charged": charged,
+            }
+        )
+        view.replace_last(failed)
+        self.keep_pod = None
+        used = view.status.charged_failures + (1 if charged else 0)
+        view.update(charged_failures=used)
+        code = f" (exit {failure.exit_code})" if failure.exit_code is not None else ""
+        self.record(
+            "AttemptFailed",
+            f"stage {stage.name} attempt {failed.attempt} failed: {failure.reason.value}{code}"
+            + (f": {failure.message}" if failure.message else ""),
+            reason=failure.reason.value,
+            stage=stage.name,
+            attempt=failed,
+        )
+        left = max(0, policy.limit - used)
+        decision = RetryDecision(
+            rule=match.rule,
+            action=match.action,
+            failure_reason=failure.reason.value,
+            exit_code=failure.exit_code,
+            retries_left=left,
+        )
+        if match.action == RetryAction.FAIL_JOB:
+            message = f"stage {stage.name} failed{code}: {match.rule} says FailJob"
+            self.stage_failed(view, decision, Reason.STAGE_FAILED, message)
+            return
+        if charged and used > policy.limit:
+            message = f"stage {stage.name} failed {used} times{code}; retry limit {policy.limit} reached"
+            self.stage_failed(
+                view, decision.model_copy(update={"rule": "limit"}), Reason.BACKOFF_LIMIT_EXCEEDED, message
+            )
+            return
+        if view.status.attempt_count >= MAX_ATTEMPTS_PER_STAGE:
+            message = f"stage {stage.name} reached {MAX_ATTEMPTS_PER_STAGE} attempts"
+            self.stage_failed(
+                view, decision.model_copy(update={"rule": "maxAttempts"}), Reason.BACKOFF_LIMIT_EXCEEDED, message
+            )
+            return
+        # An uncharged (Ignore) retry waits as long as the next charged retry would.
+        retry_number = used if charged else used + 1
+        delay = retry_delay(policy, retry_number, f"{self.job.meta.uid}/{stage.name}/{failed.attempt}")
+        self.schedule_retry(view, failed, decision.model_copy(update={"delay_seconds": delay}))
+
+    def schedule_retry(self, view: _StageView, failed: Attempt, decision: RetryDecision) -> None:
+        """Wait `decision.delay_seconds` from the failed attempt's end, unless that passes the deadline."""
+        name = view.status.name
+        delay = decision.delay_seconds or 0.0
+        due = (failed.finish_time or self.now) + timedelta(seconds=delay)
+        deadline = self.deadline()
+        if deadline is not None and due > deadline:
+            message = f"stage {name}: the retry in {delay:g}s would start after the job's deadline"
+            self.stage_failed(view, decision, Reason.DEADLINE_EXCEEDED, message)
+            return
+        view.update(state=StageState.BACKOFF_WAITING, next_attempt_time=due, last_retry_decision=decision)
+        self.record(
+            "RetryScheduled",
+            f"stage {name} attempt {failed.attempt + 1} in {delay:g}s "
+            f"({decision.rule}: {decision.action.value}, {decision.retries_left} retries left)",
+            stage=name,
+            attempt=failed,
+            detail={**decision.to_api(), "nextAttemptTime": due.isoformat()},
+        )
+        if due <= self.now:
+            self.start_attempt(view)
+        else:
+            self.at(due)
+
+    def stage_failed(self, view: _StageView, decision: RetryDecision, reason: Reason, message: str) -> None:
+        view.update(
+            state=StageState.FAILED,
+            completion_time=self.now,
+            last_retry_decision=decision,
+            next_attempt_time=None,
+            message=message,
+        )
+        self.record("StageFailed", message, reason=reason.value, stage=view.status.name, detail=decision.to_api())
+        self.fail_job(reason, message)
+
+    # ------------------------------------------------------------------------------- cleanup
+    def gc_pods(self) -> None:
+        """Finished jobs: stop anything live; delete finished pods as podGC says."""
+        policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
+        current = self.condition_reason()
+        succeeded = current is not None and current[0] == ConditionStatus.TRUE
+        collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
+        for pod in self.pods.values():
+            if pod.live or (collect and not pod.deleting):
+                self.delete_pod(pod, "podGC" if not pod.live else "job finished")
+
+    def strays(self) -> None:
+        """Invariant: at most one live pod per job, the current attempt's."""
+        for pod in self.pods.values():
+            if pod.live and pod.name != self.keep_pod and pod.name not in {c.name for c in self.create}:
+                self.delete_pod(pod, "not the current attempt")
+
+    # -------------------------------------------------------------------------------- result
+    def result(self, finalizer: FinalizerAction | None, *, summarize: bool = True) -> Decision:
+        if summarize and not self.terminal:
+            self.strays()
+        status = self.status
+        if summarize and self.spec is not None:
+            status = self.summarize(status)
+        elif summarize:
+            status = status.model_copy(update={"observed_generation": self.job.meta.generation})
+            status = status.model_copy(update={"phase": phase_of(status)})
+        outbox = self.outbox.model_copy(
+            update={
+                "last_seq": self.outbox.last_seq + len(self.transitions),
+                "pending": [*self.outbox.pending, *self.transitions] if self.config.audit_enabled else [],
+            }
+        )
+        if not self.config.audit_enabled:
+            outbox = outbox.model_copy(update={"flushed_seq": outbox.last_seq})
+        status = status.model_copy(update={"audit": outbox})
+        events = tuple(
+            Event(EVENTS[t.type][1], EVENTS[t.type][0], t.message) for t in self.transitions if t.type in EVENTS
+        )
+        return Decision(
+            status=status,
+            create=tuple(self.create),
+            delete=tuple(self.delete.values()),
+            events=events,
+            transitions=tuple(self.transitions),
+            requeue_at=earliest(*(t for t in self.timers if t is not None and t > self.now)),
+            finalizer=finalizer,
+        )
+
+    def summarize(self, status: ProcessingJobStatus) -> ProcessingJobStatus:
+        """Conditions, phase, printer-column fields, all derived from the stage statuses."""
+        assert self.spec is not None
+        stages = [v.status for v in self.stages]
+        current = next((s for s in stages if s.state != StageState.SUCCEEDED), None)
+        reached = sum(1 for s in stages if s.state != StageState.PENDING)
+        conditions = job_conditions(
+            status.conditions,
+            stages,
+            current,
+            self.now,
+            self.job.meta.generation,
+            queued=status.start_time is None,
+            suspended=self.spec.suspend,
+            backlogged=self.backlogged,
+        )
+        status = status.model_copy(
+            update={
+                "stages": stages,
+                "conditions": conditions,
+                "observed_generation": self.job.meta.generation,
+                "current_stage": current.name if current and not self.terminal else None,
+                "progress": f"{max(reached, 1 if status.start_time else 0)}/{len(stages)}",
+                "attempts": sum(s.attempt_count for s in stages),
+            }
+        )
+        cond = next(c for c in conditions if c.type == "Succeeded")
+        duration = None
+        if status.start_time and status.completion_time:
+            duration = human_duration(status.completion_time - status.start_time)
+        return status.model_copy(update={"phase": phase_of(status), "message": cond.message, "duration": duration})

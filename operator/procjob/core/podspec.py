@@ -1,0 +1,170 @@
+"""Build the Pod manifest of one attempt: secure by default, owned by its job, found by labels.
+
+Job authors choose image, command, env and resources, never the pod's security posture: pods run
+as a non-root user with no privilege escalation, all capabilities dropped, seccomp RuntimeDefault,
+a read-only root filesystem (with a writable /tmp), no service-account token unless the job names
+an allowed service account, and no host namespaces or host paths (the spec has no field for them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from procjob.core.config import CoreConfig
+from procjob.core.naming import pod_name
+from procjob.core.templating import Context, render, render_value
+from procjob.models.job import (
+    API_VERSION,
+    KIND,
+    LABEL_ATTEMPT,
+    LABEL_JOB,
+    LABEL_JOB_UID,
+    LABEL_STAGE,
+    ProcessingJob,
+)
+from procjob.models.spec import Stage
+
+CONTAINER = "main"
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
+
+
+def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
+    return {
+        LABEL_JOB: job.meta.name,
+        LABEL_JOB_UID: job.meta.uid,
+        LABEL_STAGE: stage,
+        LABEL_ATTEMPT: str(attempt),
+        "app.kubernetes.io/managed-by": "procjob",
+    }
+
+
+def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> list[dict[str, Any]]:
+    env: list[dict[str, Any]] = [
+        {"name": "PROCJOB_JOB_NAME", "value": job.meta.name},
+        {"name": "PROCJOB_JOB_NAMESPACE", "value": job.meta.namespace},
+        {"name": "PROCJOB_JOB_UID", "value": job.meta.uid},
+        {"name": "PROCJOB_STAGE", "value": stage.name},
+        {"name": "PROCJOB_ATTEMPT", "value": str(attempt)},
+        {"name": "PROCJOB_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+    ]
+    if stage.uses is not None:
+        params = render_value(stage.with_ or {}, ctx)
+        env.append({"name": "PROCJOB_STAGE_PARAMS", "value": json.dumps(params, separators=(",", ":"))})
+        if config.fetch_allowed_networks:
+            env.append({"name": "PROCJOB_FETCH_ALLOWED_NETWORKS", "value": ",".join(config.fetch_allowed_networks)})
+        s3 = config.s3
+        if s3.endpoint_url:
+            env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint_url})
+        if s3.region:
+            env.append({"name": "AWS_REGION", "value": s3.region})
+        if s3.force_path_style:
+            env.append({"name": "PROCJOB_S3_FORCE_PATH_STYLE", "value": "true"})
+        if s3.credentials_secret:
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+                ref = {"name": s3.credentials_secret, "key": key}
+                env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
+    for var in stage.env or []:
+        if var.value_from is not None:
+            env.append({"name": var.name, "valueFrom": var.value_from.to_api()})
+        else:
+            env.append({"name": var.name, "value": render(var.value or "", ctx)})
+    return env
+
+
+def build_pod(
+    job: ProcessingJob,
+    index: int,
+    attempt: int,
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    config: CoreConfig,
+) -> dict[str, Any]:
+    """The manifest of attempt `attempt` of stage `index`. Raises TemplateError."""
+    assert job.spec is not None
+    stage = job.spec.stages[index]
+    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs)
+    if stage.uses is not None:
+        image = config.worker_image
+        command: list[str] | None = ["procjob", "worker", stage.uses]
+        args: list[str] | None = None
+    else:
+        image = stage.image or ""
+        command = [render(c, ctx) for c in stage.command] if stage.command else None
+        args = [render(a, ctx) for a in stage.args] if stage.args else None
+
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": image,
+        "env": _env(stage, job, attempt, ctx, config),
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "File",
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
+    }
+    if command is not None:
+        container["command"] = command
+    if args is not None:
+        container["args"] = args
+    if stage.env_from:
+        container["envFrom"] = [e.to_api() for e in stage.env_from]
+    if stage.working_dir:
+        container["workingDir"] = stage.working_dir
+    if stage.image_pull_policy:
+        container["imagePullPolicy"] = stage.image_pull_policy
+    if stage.resources is not None:
+        container["resources"] = stage.resources.to_api()
+
+    metadata = stage.pod_metadata
+    labels = {
+        **(metadata.labels if metadata and metadata.labels else {}),
+        **pod_labels(job, stage.name, attempt),
+    }
+    annotations = dict(metadata.annotations) if metadata and metadata.annotations else {}
+    account = job.spec.service_account_name
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": account is not None,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": config.run_as_user,
+            "runAsGroup": config.run_as_user,
+            "fsGroup": config.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+    }
+    if account is not None:
+        pod_spec["serviceAccountName"] = account
+    manifest: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt),
+            "namespace": job.meta.namespace,
+            "labels": labels,
+            "ownerReferences": [
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": KIND,
+                    "name": job.meta.name,
+                    "uid": job.meta.uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": pod_spec,
+    }
+    if annotations:
+        manifest["metadata"]["annotations"] = annotations
+    return manifest

@@ -1,0 +1,121 @@
+"""`{{ ... }}` templates in stage commands, args, env values and built-in stage parameters.
+
+Grammar (deliberately tiny, no code execution): `{{ job.name }}`, `{{ job.namespace }}`,
+`{{ job.uid }}`, `{{ stages.NAME.outputs.KEY }}`. `check_spec` finds every reference when a job
+starts, so a template naming an unknown or later stage is an InvalidSpec before any pod runs;
+`render` expands them when an attempt's pod is built, and a missing output key is a TemplateError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from procjob.models.spec import ProcessingJobSpec
+
+TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
+STAGE_REF = re.compile(r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z0-9_-]+)$")
+JOB_FIELDS = ("name", "namespace", "uid")
+
+
+class TemplateError(ValueError):
+    """A template that cannot be expanded; the message names the reference."""
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    job_name: str
+    job_namespace: str
+    job_uid: str
+    outputs: Mapping[str, Mapping[str, Any] | None]  # stage name -> its outputs (None: none written)
+
+
+def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _strings(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{path}[{index}]")
+
+
+def templated_strings(spec: ProcessingJobSpec, index: int) -> Iterator[tuple[str, str]]:
+    """(field path, text) of every string of stage `index` that may hold templates."""
+    stage = spec.stages[index]
+    base = f"spec.stages[{index}]"
+    yield from _strings(stage.command or [], f"{base}.command")
+    yield from _strings(stage.args or [], f"{base}.args")
+    for i, env in enumerate(stage.env or []):
+        if env.value is not None:
+            yield f"{base}.env[{i}].value", env.value
+    yield from _strings(stage.with_ or {}, f"{base}.with")
+
+
+def check_spec(spec: ProcessingJobSpec) -> list[str]:
+    """Every template problem of the spec, each naming its field."""
+    problems: list[str] = []
+    names = [s.name for s in spec.stages]
+    for index, stage in enumerate(spec.stages):
+        for path, text in templated_strings(spec, index):
+            for expr in TEMPLATE.findall(text):
+                problem = _check_expr(expr, names, index, stage.name)
+                if problem:
+                    problems.append(f"{path}: {problem}")
+    return problems
+
+
+def _check_expr(expr: str, names: list[str], index: int, stage: str) -> str | None:
+    if expr.startswith("job."):
+        return None if expr[4:] in JOB_FIELDS else f"unknown template {{{{ {expr} }}}}"
+    match = STAGE_REF.match(expr)
+    if not match:
+        return f"unknown template {{{{ {expr} }}}} (use job.name, job.namespace, job.uid or stages.NAME.outputs.KEY)"
+    ref = match.group(1)
+    if ref not in names:
+        return f"{{{{ {expr} }}}} names stage {ref!r}, which does not exist"
+    if names.index(ref) >= index:
+        return f"{{{{ {expr} }}}} names stage {ref!r}, which does not run before stage {stage!r}"
+    return None
+
+
+def _lookup(expr: str, ctx: Context) -> str:
+    if expr.startswith("job."):
+        field = expr[4:]
+        if field == "name":
+            return ctx.job_name
+        if field == "namespace":
+            return ctx.job_namespace
+        if field == "uid":
+            return ctx.job_uid
+        raise TemplateError(f"unknown template {{{{ {expr} }}}}")
+    match = STAGE_REF.match(expr)
+    if not match:
+        raise TemplateError(f"unknown template {{{{ {expr} }}}}")
+    stage, key = match.group(1), match.group(3)
+    outputs = ctx.outputs.get(stage)
+    if outputs is None:
+        raise TemplateError(f"{{{{ {expr} }}}}: stage {stage!r} wrote no outputs")
+    if key not in outputs:
+        raise TemplateError(f"{{{{ {expr} }}}}: stage {stage!r} has no output {key!r}")
+    value = outputs[key]
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
+def render(text: str, ctx: Context) -> str:
+    return TEMPLATE.sub(lambda m: _lookup(m.group(1), ctx), text)
+
+
+def render_value(value: Any, ctx: Context) -> Any:
+    """Render every string inside a JSON-like value."""
+    if isinstance(value, str):
+        return render(value, ctx)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, ctx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_value(v, ctx) for v in value]
+    return value

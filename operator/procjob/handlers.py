@@ -1,0 +1,190 @@
+"""kopf wiring, kept thin: watch events fill the caches and queue keys; nothing else happens here.
+
+Only low-level `on.event` handlers are used, so kopf writes nothing to our objects (no diffbase
+annotation, no progress annotations, no finalizer of its own). Pods are watched with a server-side
+label selector (procjob.dev/job-uid), so the operator never streams other pods. The reconcile
+workers, the audit relay and the HTTP port start in `startup` and stop in `cleanup`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from procjob.adapters.audit import AuditStore, history_document
+from procjob.adapters.kube import Credentials, KubeClient
+from procjob.adapters.metrics import Metrics
+from procjob.adapters.web import build_app, serve
+from procjob.controller.admission import QueueAdmission
+from procjob.controller.cache import Cache
+from procjob.controller.queue import WorkQueue
+from procjob.controller.reconcile import Reconciler, utcnow
+from procjob.controller.relay import AuditRelay
+from procjob.controller.settings import OperatorSettings
+from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
+
+log = logging.getLogger("procjob")
+
+GAUGE_INTERVAL = 5.0
+QUEUE_INTERVAL = 1.0
+
+
+@dataclass
+class Runtime:
+    """What the handlers share (kept in kopf's memo as `memo.runtime`)."""
+
+    settings: OperatorSettings
+    cache: Cache = field(default_factory=Cache)
+    queue: WorkQueue | None = None
+    metrics: Metrics = field(default_factory=Metrics)
+    client: KubeClient | None = None
+    reconciler: Reconciler | None = None
+    relay: AuditRelay | None = None
+    store: AuditStore | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    web: Any = None
+    ready: bool = False
+
+
+def credentials(settings: kopf.OperatorSettings) -> Credentials:
+    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    if info is None:
+        raise kopf.PermanentError("no Kubernetes credentials: neither a service account nor a kubeconfig")
+
+    def text(value: object) -> str | None:
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    return Credentials(
+        server=str(info.server),
+        ca_path=text(info.ca_path),
+        ca_data=text(info.ca_data),
+        insecure=bool(info.insecure),
+        token=text(info.token),
+        certificate_path=text(info.certificate_path),
+        certificate_data=text(info.certificate_data),
+        private_key_path=text(info.private_key_path),
+        private_key_data=text(info.private_key_data),
+    )
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    rt: Runtime = memo.runtime
+    settings.watching.label_selectors["v1", "pods"] = LABEL_JOB_UID
+    settings.networking.request_timeout = 60
+    settings.networking.connect_timeout = 10
+    settings.watching.server_timeout = 300
+    settings.posting.level = logging.ERROR  # our own Events mirror transitions; kopf's logs are not Events
+    settings.scanning.disabled = True
+
+    rt.queue = WorkQueue()
+    requests = rt.metrics.api_requests
+    rt.client = KubeClient(credentials(settings), on_request=lambda verb: requests.labels(verb=verb).inc())
+    if rt.settings.database_url:
+        rt.store = await AuditStore.open(rt.settings.database_url)
+        if rt.settings.migrate:
+            applied = await rt.store.migrate()
+            log.info("audit: migrations applied: %s", ", ".join(applied) or "none (up to date)")
+        rt.relay = AuditRelay(rt.store, rt.queue, rt.metrics, utcnow)
+        rt.tasks.append(asyncio.create_task(rt.relay.run(), name="audit-relay"))
+        log.info("audit: recording transitions in PostgreSQL")
+    else:
+        log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
+
+    admission = QueueAdmission(rt.cache, rt.settings, rt.metrics, utcnow)
+    rt.reconciler = Reconciler(
+        rt.client,
+        rt.cache,
+        rt.queue,
+        rt.settings.core(),
+        rt.metrics,
+        admission=admission,
+        audit=rt.relay,
+        instance=rt.settings.instance,
+    )
+    for i in range(rt.settings.workers):
+        rt.tasks.append(asyncio.create_task(rt.reconciler.worker(), name=f"reconcile-{i}"))
+    rt.tasks.append(asyncio.create_task(_gauges(rt), name="gauges"))
+
+    async def history(ns: str, name: str) -> dict[str, Any] | None:
+        return None if rt.store is None else await history_document(rt.store, ns, name)
+
+    app = build_app(
+        rt.metrics.registry,
+        live=lambda: (all(not t.done() for t in rt.tasks), "workers running"),
+        ready=lambda: (rt.ready, "ready" if rt.ready else "starting"),
+        history=history if rt.store is not None else None,
+    )
+    rt.web = await serve(app, rt.settings.metrics_host, rt.settings.metrics_port)
+    rt.ready = True
+    log.info(
+        "procjob started: %s, %d reconcile workers, metrics on %s:%d",
+        "namespaces " + ",".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces",
+        rt.settings.workers,
+        rt.settings.metrics_host,
+        rt.settings.metrics_port,
+    )
+
+
+async def _gauges(rt: Runtime) -> None:
+    """Every second: queued jobs whose slot or shown position changed; every few: the gauges."""
+    ticks = 0
+    while True:
+        await asyncio.sleep(QUEUE_INTERVAL)
+        ticks += 1
+        if rt.reconciler is None or rt.queue is None:
+            continue
+        for key in rt.reconciler.admission.due_for_refresh():
+            rt.queue.add(key)
+        if ticks % int(GAUGE_INTERVAL / QUEUE_INTERVAL) == 0:
+            rt.reconciler.refresh_gauges()
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    rt: Runtime = memo.runtime
+    rt.ready = False
+    for task in rt.tasks:
+        task.cancel()
+    for task in rt.tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if rt.web is not None:
+        await rt.web.cleanup()
+    if rt.client is not None:
+        await rt.client.close()
+    if rt.store is not None:
+        await rt.store.close()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    rt: Runtime = memo.runtime
+    body: dict[str, Any] = dict(event["object"])
+    deleted = event["type"] == "DELETED"
+    key = rt.cache.observe_job(body, deleted=deleted)
+    if rt.queue is None:
+        return
+    if deleted:
+        rt.queue.drop(key)
+        if rt.relay is not None:
+            rt.relay.forget((body.get("metadata") or {}).get("uid", ""))
+        if rt.reconciler is not None:
+            rt.reconciler.admission.forget(key)
+        return
+    rt.queue.add(key)
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
+async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    rt: Runtime = memo.runtime
+    key = rt.cache.observe_pod(dict(event["object"]), deleted=event["type"] == "DELETED")
+    if key is not None and rt.queue is not None:
+        rt.queue.add(key)

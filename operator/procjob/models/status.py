@@ -1,0 +1,191 @@
+"""`ProcessingJob.status`: everything the operator must remember, and what users read.
+
+The status subresource is the operator's only memory: a restart, a lost watch or a conflict never
+resets a backoff or loses an attempt because all of it is here. Its size is bounded: at most
+MAX_STAGES stages, the last MAX_ATTEMPTS_KEPT attempts of each (older ones are counted in
+`attemptCount` and kept in full in PostgreSQL), stage outputs of at most 4 KiB, and an audit outbox
+of at most AUDIT_BACKLOG_LIMIT entries plus the few one reconcile can add (see `AuditOutbox`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import Field
+
+from procjob.models.audit import AuditEntry
+from procjob.models.base import ApiModel
+from procjob.models.spec import RetryAction
+
+MAX_ATTEMPTS_KEPT = 10
+AUDIT_BACKLOG_LIMIT = 100
+MAX_OUTPUT_BYTES = 4096
+
+Message = Annotated[str, Field(max_length=1024)]
+
+
+class ConditionStatus(StrEnum):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Reason(StrEnum):
+    """Reasons of the `Succeeded` condition (and the Status printer column)."""
+
+    QUEUED = "Queued"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    BACKOFF_WAITING = "BackoffWaiting"
+    SUSPENDED = "Suspended"
+    AUDIT_BACKLOG = "AuditBacklogFull"
+    SUCCEEDED = "Succeeded"
+    STAGE_FAILED = "StageFailed"
+    BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
+    DEADLINE_EXCEEDED = "DeadlineExceeded"
+    CANCELLED = "Cancelled"
+    INVALID_SPEC = "InvalidSpec"
+
+
+class Phase(StrEnum):
+    """Display only (printer columns); derived from conditions, never read back."""
+
+    QUEUED = "Queued"
+    PENDING = "Pending"
+    RUNNING = "Running"
+    RETRYING = "Retrying"
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class StageState(StrEnum):
+    PENDING = "Pending"  # not started yet
+    RUNNING = "Running"  # an attempt's pod exists (Pending or Running)
+    BACKOFF_WAITING = "BackoffWaiting"  # waiting for nextAttemptTime
+    SUSPENDED = "Suspended"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+class AttemptState(StrEnum):
+    PENDING = "Pending"  # recorded; the pod is being created or is Pending
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    STOPPED = "Stopped"  # stopped by suspend or cancel: not a failure, not charged
+
+
+class Condition(ApiModel):
+    """A Kubernetes-style condition."""
+
+    type: Annotated[str, Field(max_length=64)] = Field(description="Succeeded or Suspended.")
+    status: ConditionStatus = Field(description="True, False or Unknown.")
+    reason: Annotated[str, Field(max_length=64)] = Field(description="CamelCase reason.")
+    message: Message = Field(default="", description="Human-readable detail.")
+    last_transition_time: datetime = Field(description="When status last changed.")
+    observed_generation: int | None = Field(default=None, description="Generation the condition is about.")
+
+
+class Attempt(ApiModel):
+    """One attempt of a stage: one worker pod."""
+
+    attempt: int = Field(ge=1, description="1 for the first attempt.")
+    pod_name: Annotated[str, Field(max_length=253)] = Field(description="The attempt's pod.")
+    pod_uid: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="Set once the pod has been seen; a later absence means it was deleted."
+    )
+    state: AttemptState = Field(description="Pending, Running, Succeeded, Failed or Stopped.")
+    create_time: datetime = Field(description="When the attempt was recorded (just before its pod was created).")
+    start_time: datetime | None = Field(default=None, description="When its container started running.")
+    finish_time: datetime | None = Field(default=None, description="When it ended.")
+    exit_code: int | None = Field(default=None, description="Container exit code.")
+    reason: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Why it ended.")
+    message: Message | None = Field(default=None, description="Detail, e.g. the waiting reason or error.")
+    charged: bool | None = Field(default=None, description="Whether the failure counted against the limit.")
+
+
+class RetryDecision(ApiModel):
+    """Why the operator retried (or did not): retry explainability."""
+
+    rule: Annotated[str, Field(max_length=128)] = Field(
+        description="The rule that matched, e.g. rules[0], default, or limit."
+    )
+    action: RetryAction = Field(description="Retry, FailJob or Ignore.")
+    failure_reason: Annotated[str, Field(max_length=64)] = Field(description="How the failure was classified.")
+    exit_code: int | None = Field(default=None, description="The exit code that was matched.")
+    delay_seconds: float | None = Field(default=None, description="The wait before the next attempt.")
+    retries_left: int = Field(description="Charged retries still available after this decision.")
+
+
+class StageStatus(ApiModel):
+    """Progress of one stage."""
+
+    name: Annotated[str, Field(max_length=63)] = Field(description="Stage name.")
+    state: StageState = Field(description="Pending, Running, BackoffWaiting, Suspended, Succeeded, Failed, Cancelled.")
+    attempt_count: int = Field(default=0, ge=0, description="Attempts made so far (also those no longer listed).")
+    charged_failures: int = Field(default=0, ge=0, description="Failures counted against the retry limit.")
+    attempts: list[Attempt] = Field(
+        default_factory=list, max_length=MAX_ATTEMPTS_KEPT, description="The most recent attempts."
+    )
+    start_time: datetime | None = Field(default=None, description="When the first attempt was recorded.")
+    completion_time: datetime | None = Field(default=None, description="When the stage ended.")
+    next_attempt_time: datetime | None = Field(default=None, description="When the next attempt starts.")
+    last_retry_decision: RetryDecision | None = Field(default=None, description="The latest retry decision.")
+    outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="The JSON object the stage wrote as its termination message (at most 4 KiB).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    message: Message | None = Field(default=None, description="Detail about the stage.")
+
+
+class AuditOutbox(ApiModel):
+    """Transitions not yet confirmed in PostgreSQL (the durable backlog).
+
+    `lastSeq` is the sequence number of the newest transition; entries with seq > `flushedSeq` are in
+    `pending`. At AUDIT_BACKLOG_LIMIT pending entries the operator starts no new attempts (records are
+    never dropped); running attempts still finish and are recorded.
+    """
+
+    last_seq: int = Field(default=0, ge=0, description="Sequence number of the newest transition.")
+    flushed_seq: int = Field(default=0, ge=0, description="Highest sequence number PostgreSQL has.")
+    pending: list[AuditEntry] = Field(
+        default_factory=list, description="Transitions waiting for PostgreSQL, oldest first."
+    )
+    deletion_recorded: bool = Field(
+        default=False, description="The JobDeleted transition is in the outbox (or flushed)."
+    )
+
+
+class QueueStatus(ApiModel):
+    """Where a queued job stands."""
+
+    position: int | None = Field(default=None, ge=1, description="1 = next to start.")
+    estimated_start_time: datetime | None = Field(default=None, description="From recent throughput.")
+
+
+class ProcessingJobStatus(ApiModel):
+    """Observed state; written only by the operator."""
+
+    phase: Phase | None = Field(default=None, description="Display only, derived from conditions.")
+    observed_generation: int | None = Field(default=None, description="The spec generation acted on.")
+    conditions: list[Condition] = Field(default_factory=list, max_length=8, description="Succeeded, Suspended.")
+    start_time: datetime | None = Field(default=None, description="When the job started (left the queue).")
+    completion_time: datetime | None = Field(default=None, description="When the job ended.")
+    duration: Annotated[str, Field(max_length=32)] | None = Field(
+        default=None, description="Run time from start to end, e.g. 1m23s (set when the job ends)."
+    )
+    current_stage: Annotated[str, Field(max_length=63)] | None = Field(default=None, description="Stage in progress.")
+    progress: Annotated[str, Field(max_length=16)] | None = Field(
+        default=None, description="Stages done or in progress of all, e.g. 2/3."
+    )
+    attempts: int = Field(default=0, ge=0, description="Attempts made in all stages.")
+    message: Message | None = Field(default=None, description="The Succeeded condition's message.")
+    stages: list[StageStatus] = Field(default_factory=list, max_length=32, description="Per-stage progress.")
+    queue: QueueStatus | None = Field(default=None, description="Position while queued.")
+    audit: AuditOutbox = Field(default_factory=AuditOutbox, description="The audit outbox.")
