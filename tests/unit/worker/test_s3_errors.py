@@ -1,0 +1,53 @@
+"""How S3 failures are classified: throttling and 5xx retry, 4xx and missing credentials do not."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+
+from procjob.worker.errors import StorageRejected, StorageUnavailable, WorkerError
+from procjob.worker.s3 import client_from_env, translated
+
+
+def client_error(code: str, status: int) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": f"{code} happened"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "UploadPart",
+    )
+
+
+@pytest.mark.parametrize(
+    ("raised", "expected"),
+    [
+        pytest.param(client_error("SlowDown", 503), StorageUnavailable, id="SlowDown is transient"),
+        pytest.param(client_error("InternalError", 500), StorageUnavailable, id="InternalError is transient"),
+        pytest.param(client_error("RequestTimeout", 400), StorageUnavailable, id="RequestTimeout is transient"),
+        pytest.param(client_error("TooManyRequests", 429), StorageUnavailable, id="429 is transient"),
+        pytest.param(client_error("NoSuchBucket", 404), StorageRejected, id="a missing bucket is permanent"),
+        pytest.param(client_error("AccessDenied", 403), StorageRejected, id="access denied is permanent"),
+        pytest.param(client_error("InvalidAccessKeyId", 403), StorageRejected, id="a bad key is permanent"),
+        pytest.param(EndpointConnectionError(endpoint_url="http://s3"), StorageUnavailable, id="no connection"),
+        pytest.param(ReadTimeoutError(endpoint_url="http://s3"), StorageUnavailable, id="a read timeout"),
+        pytest.param(NoCredentialsError(), StorageRejected, id="no credentials is permanent"),
+    ],
+)
+def test_s3_failures_are_classified(raised: Exception, expected: type[WorkerError]) -> None:
+    with pytest.raises(expected) as caught, translated("UploadPart", "bucket", "key"):
+        raise raised
+    assert str(caught.value).startswith("S3 UploadPart s3://bucket/key: ")
+
+
+def test_the_client_reads_the_standard_environment() -> None:
+    client = client_from_env(
+        {
+            "AWS_ENDPOINT_URL_S3": "http://127.0.0.1:9",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:8",
+            "AWS_DEFAULT_REGION": "eu-west-3",
+            "AWS_ACCESS_KEY_ID": "id",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "PROCJOB_S3_FORCE_PATH_STYLE": "true",
+        }
+    )
+    assert client.meta.endpoint_url == "http://127.0.0.1:9"
+    assert client.meta.region_name == "eu-west-3"
+    assert client.meta.config.s3 == {"addressing_style": "path"}
