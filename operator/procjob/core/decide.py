@@ -183,7 +183,8 @@ class _Pass:
         self.transitions.append(entry)
 
     def delete_pod(self, pod: PodObservation, why: str) -> None:
-        if not pod.deleting:
+        """Delete a pod once per pass; the first, most specific reason is kept (not "not the current attempt")."""
+        if not pod.deleting and pod.name not in self.delete:
             self.delete[pod.name] = DeletePod(pod.name, pod.uid or None, why)
 
     def at(self, when: datetime | None) -> None:
@@ -309,10 +310,18 @@ class _Pass:
         )
 
     def stop_current(self, why: str, stage_state: StageState, *, failed: bool = False) -> None:
-        """Stop the attempt in progress (suspend, cancel, job deadline); stop every live pod."""
+        """Stop the attempt in progress (suspend, cancel, job deadline); stop every live pod.
+
+        An attempt whose pod has already succeeded is recorded as the success it is, not stopped:
+        a resumed job must not run a finished stage again.
+        """
         for view in self.stages:
             last = view.last
             if last is not None and last.state in (AttemptState.PENDING, AttemptState.RUNNING):
+                pod = self.pods.get(last.pod_name)
+                if pod is not None and pod.phase == "Succeeded" and last.pod_uid in (None, pod.uid):
+                    self.attempt_succeeded(view, last.model_copy(update={"pod_uid": pod.uid}), pod)
+                    continue
                 state = AttemptState.FAILED if failed else AttemptState.STOPPED
                 stopped = last.model_copy(
                     update={"state": state, "finish_time": self.now, "reason": why, "charged": False}
@@ -369,9 +378,8 @@ class _Pass:
             self.step(view)
             if not view.succeeded or self.terminal:
                 return
-        if not self.terminal:
-            done = len(self.stages)
-            self.end_job(ConditionStatus.TRUE, Reason.SUCCEEDED, f"all {done} stages succeeded", "JobSucceeded")
+        done = len(self.stages)  # every stage succeeded, and a success never ends the job on its own
+        self.end_job(ConditionStatus.TRUE, Reason.SUCCEEDED, f"all {done} stages succeeded", "JobSucceeded")
 
     def step(self, view: _StageView) -> None:
         """Advance one stage as far as the observed world allows in this pass."""
@@ -665,9 +673,15 @@ class _Pass:
         status = self.status
         if summarize and self.spec is not None:
             status = self.summarize(status)
-        elif summarize:
-            status = status.model_copy(update={"observed_generation": self.job.meta.generation})
-            status = status.model_copy(update={"phase": phase_of(status)})
+        elif summarize:  # an unparsable spec: no stages to summarize, only the condition to show
+            succeeded = next((c for c in status.conditions if c.type == "Succeeded"), None)
+            status = status.model_copy(
+                update={
+                    "observed_generation": self.job.meta.generation,
+                    "phase": phase_of(status),
+                    "message": succeeded.message if succeeded else None,
+                }
+            )
         outbox = self.outbox.model_copy(
             update={
                 "last_seq": self.outbox.last_seq + len(self.transitions),

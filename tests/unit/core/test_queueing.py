@@ -1,0 +1,119 @@
+"""Queue order and admission: priority first, namespaces in turn, then first come first served."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from procjob.core.queueing import Waiting, admissible, queue_order
+from tests.unit.core.builders import NOW
+
+
+def job(namespace: str, name: str, minute: int, priority: int = 0) -> Waiting:
+    return Waiting(
+        key=f"{namespace}/{name}",
+        namespace=namespace,
+        priority=priority,
+        created=NOW + timedelta(minutes=minute),
+        name=name,
+    )
+
+
+@pytest.mark.parametrize(
+    ("waiting", "order"),
+    [
+        pytest.param([], [], id="nothing waiting gives an empty order"),
+        pytest.param(
+            [job("a", "late", 2), job("a", "early", 1)],
+            ["a/early", "a/late"],
+            id="within a namespace the first created goes first",
+        ),
+        pytest.param(
+            [job("a", "zed", 1), job("a", "abe", 1)],
+            ["a/abe", "a/zed"],
+            id="jobs created at the same time go by name",
+        ),
+        pytest.param(
+            [job("a", "old", 0), job("a", "urgent", 9, priority=10), job("b", "low", 1, priority=-5)],
+            ["a/urgent", "a/old", "b/low"],
+            id="higher priority goes first whatever the age",
+        ),
+        pytest.param(
+            [job("a", "a1", 0), job("a", "a2", 1), job("a", "a3", 2), job("b", "b1", 5), job("c", "c1", 3)],
+            ["a/a1", "c/c1", "b/b1", "a/a2", "a/a3"],
+            id="namespaces take turns, the one with the oldest waiting job first",
+        ),
+        pytest.param(
+            [job("b", "x", 0), job("a", "y", 0)],
+            ["a/y", "b/x"],
+            id="namespaces whose oldest jobs are equally old go by namespace name",
+        ),
+    ],
+)
+def test_queue_order(waiting: list[Waiting], order: list[str]) -> None:
+    assert [w.key for w in queue_order(waiting)] == order
+
+
+ORDER = [job("a", "a1", 0), job("a", "a2", 1), job("b", "b1", 2), job("c", "c1", 3)]
+
+
+@pytest.mark.parametrize(
+    ("running_total", "running_by_namespace", "max_total", "max_per_namespace", "chosen"),
+    [
+        pytest.param(0, {}, None, None, {"a/a1", "a/a2", "b/b1", "c/c1"}, id="without limits every job may start"),
+        pytest.param(0, {}, 2, None, {"a/a1", "a/a2"}, id="a total limit takes jobs in queue order"),
+        pytest.param(3, {"x": 3}, 4, None, {"a/a1"}, id="running jobs use up the total limit"),
+        pytest.param(5, {"x": 5}, 4, None, set(), id="a total limit already exceeded admits nothing"),
+        pytest.param(
+            0, {}, None, 1, {"a/a1", "b/b1", "c/c1"}, id="a namespace limit skips the namespace's further jobs"
+        ),
+        pytest.param(
+            1,
+            {"a": 1},
+            2,
+            1,
+            {"b/b1"},
+            id="a full namespace does not block the jobs of other namespaces",
+        ),
+    ],
+)
+def test_admissible(
+    running_total: int,
+    running_by_namespace: dict[str, int],
+    max_total: int | None,
+    max_per_namespace: int | None,
+    chosen: set[str],
+) -> None:
+    assert admissible(ORDER, running_total, running_by_namespace, max_total, max_per_namespace) == chosen
+
+
+waiting_jobs = st.lists(
+    st.builds(
+        job,
+        namespace=st.sampled_from(["a", "b", "c"]),
+        name=st.text("xyz", min_size=1, max_size=3),
+        minute=st.integers(0, 20),
+        priority=st.integers(-2, 2),
+    ),
+    max_size=15,
+    unique_by=lambda w: w.key,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(waiting=waiting_jobs, max_total=st.none() | st.integers(0, 10), per_ns=st.none() | st.integers(0, 5))
+def test_the_order_is_a_permutation_by_priority_and_admission_respects_the_limits(
+    waiting: list[Waiting], max_total: int | None, per_ns: int | None
+) -> None:
+    order = queue_order(waiting)
+    assert sorted(w.key for w in order) == sorted(w.key for w in waiting)
+    assert [w.priority for w in order] == sorted((w.priority for w in order), reverse=True)
+    chosen = admissible(order, 0, {}, max_total, per_ns)
+    if max_total is not None:
+        assert len(chosen) <= max_total
+    if per_ns is not None:
+        for namespace in "abc":
+            assert sum(1 for key in chosen if key.startswith(f"{namespace}/")) <= per_ns

@@ -1,0 +1,199 @@
+"""`{{ ... }}` templates: checked when a job starts, rendered when an attempt's pod is built."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from procjob.core.templating import Context, TemplateError, check_spec, render, render_value, templated_strings
+from procjob.models.spec import ProcessingJobSpec
+from tests.unit.core.builders import image_stage
+
+FETCH = {"name": "fetch", "uses": "fetch", "with": {"url": "https://example.org/a.jpg"}}
+
+
+def spec(*stages: dict[str, Any]) -> ProcessingJobSpec:
+    return ProcessingJobSpec.model_validate({"stages": list(stages)})
+
+
+@pytest.mark.parametrize(
+    ("job", "problems"),
+    [
+        pytest.param(spec(image_stage()), [], id="a spec without templates has no problems"),
+        pytest.param(
+            spec(
+                FETCH,
+                image_stage(
+                    "resize",
+                    command=["resize", "--job={{ job.name }}"],
+                    args=["{{job.namespace}}", "{{ job.uid }}", "{{ stages.fetch.outputs.key }}"],
+                    env=[
+                        {"name": "KEY", "value": "{{ stages.fetch.outputs.key }}"},
+                        {"name": "SECRET", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}},
+                    ],
+                ),
+            ),
+            [],
+            id="job fields and outputs of an earlier stage are fine everywhere",
+        ),
+        pytest.param(
+            spec(image_stage(args=["{{ stages.fetch.outputs.key }}"])),
+            ["spec.stages[0].args[0]: {{ stages.fetch.outputs.key }} names stage 'fetch', which does not exist"],
+            id="a reference to an unknown stage names the field and the stage",
+        ),
+        pytest.param(
+            spec(
+                image_stage("resize", env=[{"name": "K", "value": "{{ stages.upload.outputs.url }}"}]),
+                FETCH | {"name": "upload"},
+            ),
+            [
+                "spec.stages[0].env[0].value: {{ stages.upload.outputs.url }} names stage 'upload', "
+                "which does not run before stage 'resize'"
+            ],
+            id="a reference to a later stage is refused",
+        ),
+        pytest.param(
+            spec(image_stage("resize", command=["{{ stages.resize.outputs.key }}"])),
+            [
+                "spec.stages[0].command[0]: {{ stages.resize.outputs.key }} names stage 'resize', "
+                "which does not run before stage 'resize'"
+            ],
+            id="a stage cannot reference its own outputs",
+        ),
+        pytest.param(
+            spec(image_stage(args=["{{ job.labels }}"])),
+            ["spec.stages[0].args[0]: unknown template {{ job.labels }}"],
+            id="an unknown job field is refused",
+        ),
+        pytest.param(
+            spec(image_stage(args=["{{ env.HOME }} and {{ }}"])),
+            [
+                "spec.stages[0].args[0]: unknown template {{ env.HOME }} "
+                "(use job.name, job.namespace, job.uid or stages.NAME.outputs.KEY)",
+                "spec.stages[0].args[0]: unknown template {{  }} "
+                "(use job.name, job.namespace, job.uid or stages.NAME.outputs.KEY)",
+            ],
+            id="every unknown expression in one string is reported",
+        ),
+        pytest.param(
+            spec(
+                FETCH,
+                {
+                    "name": "store",
+                    "uses": "upload",
+                    "with": {
+                        "target": {
+                            "bucket": "b",
+                            "keys": ["ok-{{ stages.fetch.outputs.key }}", "{{ stages.x.outputs.y }}"],
+                        },
+                        "size": 3,
+                    },
+                },
+            ),
+            ["spec.stages[1].with.target.keys[1]: {{ stages.x.outputs.y }} names stage 'x', which does not exist"],
+            id="references inside nested with values are checked and located",
+        ),
+    ],
+)
+def test_check_spec(job: ProcessingJobSpec, problems: list[str]) -> None:
+    assert check_spec(job) == problems
+
+
+def test_templated_strings_lists_every_templatable_field_of_a_stage() -> None:
+    job = spec(
+        {
+            "name": "s",
+            "uses": "fetch",
+            "command": ["c"],
+            "args": ["a"],
+            "env": [
+                {"name": "A", "value": "v"},
+                {"name": "B", "valueFrom": {"secretKeyRef": {"name": "n", "key": "k"}}},
+            ],
+            "with": {"list": ["x", 1, None], "n": 2},
+        }
+    )
+    assert list(templated_strings(job, 0)) == [
+        ("spec.stages[0].command[0]", "c"),
+        ("spec.stages[0].args[0]", "a"),
+        ("spec.stages[0].env[0].value", "v"),
+        ("spec.stages[0].with.list[0]", "x"),
+    ]
+
+
+CTX = Context(
+    job_name="thumbs",
+    job_namespace="media",
+    job_uid="uid-1",
+    outputs={
+        "fetch": {"key": "raw/a.jpg", "size": 18231, "tags": ["a", "b"], "meta": {"w": 1}, "ok": True, "none": None},
+        "empty": None,
+    },
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("plain", "plain", id="text without templates is unchanged"),
+        pytest.param(
+            "{{ job.name }}/{{job.namespace}}/{{  job.uid  }}", "thumbs/media/uid-1", id="job fields are expanded"
+        ),
+        pytest.param(
+            "s3://b/{{ stages.fetch.outputs.key }}", "s3://b/raw/a.jpg", id="a string output is inserted as is"
+        ),
+        pytest.param("{{ stages.fetch.outputs.size }}", "18231", id="a number output is JSON-encoded"),
+        pytest.param("{{ stages.fetch.outputs.tags }}", '["a","b"]', id="a list output is compact JSON"),
+        pytest.param("{{ stages.fetch.outputs.meta }}", '{"w":1}', id="an object output is compact JSON"),
+        pytest.param("{{ stages.fetch.outputs.ok }}", "true", id="a boolean output is JSON true"),
+        pytest.param("{{ stages.fetch.outputs.none }}", "null", id="a null output is JSON null"),
+    ],
+)
+def test_render(text: str, expected: str) -> None:
+    assert render(text, CTX) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        pytest.param(
+            "{{ stages.fetch.outputs.url }}",
+            "{{ stages.fetch.outputs.url }}: stage 'fetch' has no output 'url'",
+            id="a missing output key names the stage and the key",
+        ),
+        pytest.param(
+            "{{ stages.empty.outputs.key }}",
+            "{{ stages.empty.outputs.key }}: stage 'empty' wrote no outputs",
+            id="a stage that wrote no outputs is named",
+        ),
+        pytest.param(
+            "{{ stages.later.outputs.key }}",
+            "{{ stages.later.outputs.key }}: stage 'later' wrote no outputs",
+            id="a stage without a status entry wrote no outputs",
+        ),
+        pytest.param("{{ job.labels }}", "unknown template {{ job.labels }}", id="an unknown job field is an error"),
+        pytest.param("{{ 1 + 1 }}", "unknown template {{ 1 + 1 }}", id="expressions are not evaluated"),
+    ],
+)
+def test_render_errors(text: str, error: str) -> None:
+    with pytest.raises(TemplateError) as caught:
+        render(text, CTX)
+    assert str(caught.value) == error
+
+
+def test_render_value_renders_every_string_and_keeps_other_values() -> None:
+    value = {
+        "key": "raw/{{ job.name }}.jpg",
+        "sizes": [1, "{{ stages.fetch.outputs.size }}", {"deep": "{{ job.uid }}"}],
+        "maxBytes": 20971520,
+        "flag": False,
+        "nothing": None,
+    }
+    assert render_value(value, CTX) == {
+        "key": "raw/thumbs.jpg",
+        "sizes": [1, "18231", {"deep": "uid-1"}],
+        "maxBytes": 20971520,
+        "flag": False,
+        "nothing": None,
+    }
