@@ -45,10 +45,10 @@ crd: setup ## regenerate crds/ from the pydantic models
 	$(VENV)/bin/procjob crd > crds/processingjob.yaml
 
 demo: setup ## rig + PostgreSQL + CRD + operator + examples, shown with kubectl get pj
-	hack/demo.sh
+	$(PY) hack/demo.py
 
 demo-down: ## stop what make demo started
-	hack/demo.sh down
+	$(PY) hack/demo.py down
 
 bench: setup ## quick benchmark profile (<= 10 minutes)
 	$(PY) -m bench.run --profile quick

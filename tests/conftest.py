@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.support.postgres",
     "tests.support.s3",
     "tests.support.http",
+    "tests.support.operator",
 ]

@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from procjob.adapters.audit import AuditStore, history_document
+from procjob.adapters.audit import AuditStore, AuditUnavailable, history_document
 from procjob.adapters.kube import Credentials, KubeClient
 from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
@@ -88,11 +88,13 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     requests = rt.metrics.api_requests
     rt.client = KubeClient(credentials(settings), on_request=lambda verb: requests.labels(verb=verb).inc())
     if rt.settings.database_url:
-        rt.store = await AuditStore.open(rt.settings.database_url)
+        # wait=False: start even while PostgreSQL is down; the relay keeps the backlog until it is back.
+        rt.store = await AuditStore.open(rt.settings.database_url, connect_timeout=5.0, wait=False)
         if rt.settings.migrate:
-            applied = await rt.store.migrate()
-            log.info("audit: migrations applied: %s", ", ".join(applied) or "none (up to date)")
-        rt.relay = AuditRelay(rt.store, rt.queue, rt.metrics, utcnow)
+            rt.tasks.append(asyncio.create_task(_migrate(rt.store), name="audit-migrate"))
+        rt.relay = AuditRelay(
+            rt.store, rt.queue, rt.metrics, utcnow, crash_after_insert="audit-after-insert" in rt.settings.failpoints
+        )
         rt.tasks.append(asyncio.create_task(rt.relay.run(), name="audit-relay"))
         log.info("audit: recording transitions in PostgreSQL")
     else:
@@ -118,7 +120,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
 
     app = build_app(
         rt.metrics.registry,
-        live=lambda: (all(not t.done() for t in rt.tasks), "workers running"),
+        live=lambda: (all(not t.done() for t in rt.tasks if t.get_name() != "audit-migrate"), "workers running"),
         ready=lambda: (rt.ready, "ready" if rt.ready else "starting"),
         history=history if rt.store is not None else None,
     )
@@ -131,6 +133,19 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         rt.settings.metrics_host,
         rt.settings.metrics_port,
     )
+
+
+async def _migrate(store: AuditStore) -> None:
+    """Apply migrations at start; while PostgreSQL is unreachable, try again every few seconds."""
+    while True:
+        try:
+            applied = await store.migrate()
+        except AuditUnavailable as exc:
+            log.warning("audit: migrations not applied yet (%s); retrying", exc)
+            await asyncio.sleep(5)
+            continue
+        log.info("audit: migrations applied: %s", ", ".join(applied) or "none (up to date)")
+        return
 
 
 async def _gauges(rt: Runtime) -> None:

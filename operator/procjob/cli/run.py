@@ -86,7 +86,10 @@ def configure_logging(fmt: str, level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    logging.getLogger("kopf").setLevel(max(logging.getLevelName(level), logging.INFO))
+    # kopf logs every handled watch event at INFO ("Handler ... succeeded"): noise at our volume.
+    kopf_level = logging.DEBUG if level == "DEBUG" else logging.WARNING
+    for name in ("kopf.objects", "kopf.activities", "kopf._core.engines.activities"):
+        logging.getLogger(name).setLevel(kopf_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 

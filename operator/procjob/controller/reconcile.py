@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import aiohttp
 from pydantic import ValidationError
 
 from procjob.adapters.kube import ApiError, Conflict, KubeClient, NotFound
@@ -106,7 +107,7 @@ class Reconciler:
                 self.queue.forget(key)
             except asyncio.CancelledError:
                 raise
-            except (TimeoutError, ApiError, OSError) as exc:
+            except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as exc:
                 kind = f"api_{exc.status}" if isinstance(exc, ApiError) else type(exc).__name__
                 self.metrics.reconcile_errors.labels(kind=kind).inc()
                 delay = self.queue.add_rate_limited(key)
@@ -268,7 +269,7 @@ class Reconciler:
                     instance=self.instance,
                 )
                 self.metrics.events_posted.inc()
-            except (TimeoutError, ApiError, OSError) as exc:
+            except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as exc:
                 self.metrics.events_dropped.inc()
                 log.debug("event %s for %s dropped: %s", reason, meta.key, exc)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import datetime
 
@@ -56,8 +57,11 @@ class AuditRelay:
         queue: WorkQueue,
         metrics: Metrics,
         clock: Callable[[], datetime],
+        *,
+        crash_after_insert: bool = False,
     ) -> None:
         self.store = store
+        self.crash_after_insert = crash_after_insert  # a failpoint for the crash tests
         self.queue = queue
         self.metrics = metrics
         self.clock = clock
@@ -133,6 +137,9 @@ class AuditRelay:
             for entry in entries
         ]
         inserted = await self.store.insert(records)
+        if self.crash_after_insert:
+            log.error("failpoint audit-after-insert: exiting after inserting %d records", len(records))
+            os._exit(137)
         for job, entries in batch.values():
             await self.store.upsert_job(summary_of(job, entries))
         now = self.clock()

@@ -35,6 +35,7 @@ class OperatorSettings:
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
     instance: str = ""
+    failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS=audit-after-insert
 
     def core(self) -> CoreConfig:
         return CoreConfig(
@@ -122,4 +123,5 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
             pick("max_running_jobs_per_namespace", "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"),
         ),
         instance=environ.get("POD_NAME", os.uname().nodename),
+        failpoints=frozenset(_list(environ.get("PROCJOB_FAILPOINTS"))),
     )
