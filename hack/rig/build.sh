@@ -17,7 +17,10 @@ export GOTOOLCHAIN=local GOFLAGS=-mod=mod CGO_ENABLED=0
 
 command -v go >/dev/null || { echo "rig build: 'go' not found on PATH (Go >= 1.26 is needed)" >&2; exit 1; }
 
-k8s_version() { awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$here/k8s/go.mod"; }
+k8s_version() {  # go.mod may say `require k8s.io/kubernetes vX` on one line or inside a block
+  awk '$1=="require" && $2=="k8s.io/kubernetes"{print $3; exit} $1=="k8s.io/kubernetes"{print $2; exit}' \
+    "$here/k8s/go.mod"
+}
 
 ldflags_for() {
   case "$1" in
