@@ -84,10 +84,10 @@ def job_conditions(
     existing = next((c for c in conditions if c.type == SUCCEEDED), None)
     if existing is not None and existing.status != ConditionStatus.UNKNOWN:
         return list(conditions)
-    if queued:
-        reason, message = Reason.QUEUED, "waiting for a free slot"
-    elif suspended:
+    if suspended:
         reason, message = Reason.SUSPENDED, "suspended (spec.suspend is true)"
+    elif queued:
+        reason, message = Reason.QUEUED, "waiting for a free slot"
     elif backlogged:
         reason, message = (
             Reason.AUDIT_BACKLOG,

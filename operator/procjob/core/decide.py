@@ -65,6 +65,8 @@ EVENTS: dict[str, tuple[str, EventType]] = {
     "JobResumed": ("Resumed", EventType.NORMAL),
     "InvalidSpec": ("InvalidSpec", EventType.WARNING),
     "AttemptStopped": ("AttemptStopped", EventType.NORMAL),
+    "JobRetried": ("Retried", EventType.NORMAL),
+    "RetryIgnored": ("RetryIgnored", EventType.WARNING),
 }
 
 
@@ -212,7 +214,8 @@ class _Pass:
             return self.deleting()
         if self.config.audit_enabled and FINALIZER not in self.job.meta.finalizers:
             finalizer = FinalizerAction.ADD
-        if self.terminal:
+        retried = self.retry_requested()
+        if self.terminal and not retried:
             self.gc_pods()
             return self.result(finalizer)
         if not self.status.audit.last_seq and not self.status.conditions:
@@ -229,6 +232,9 @@ class _Pass:
             self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", "JobCancelled")
             return self.result(finalizer)
         if self.status.start_time is None:
+            if self.spec.suspend:  # created suspended: it neither starts nor holds a queue slot
+                self.suspend()
+                return self.result(finalizer)
             if not admitted:
                 self.queued()
                 return self.result(finalizer)
@@ -263,6 +269,59 @@ class _Pass:
             self.record("JobResumed", "job resumed")
         self.advance()
         return self.result(finalizer)
+
+    def retry_requested(self) -> bool:
+        """A new procjob.dev/retry value on a terminal job: re-run a Failed job from its failed stage.
+
+        Every new value is acknowledged in status.lastRetryRequest, acted on or not, so that a value
+        set while the job was still running cannot re-run it later by surprise. Only a job that
+        Failed can be retried (not Succeeded, Cancelled or InvalidSpec). The retried stage gets a
+        fresh retry budget and the job's deadline clock restarts.
+        """
+        request = self.job.meta.retry_request
+        if not request or request == self.status.last_retry_request:
+            return False
+        self.status = self.status.model_copy(update={"last_retry_request": request})
+        current = self.condition_reason()
+        retryable = (
+            self.spec is not None
+            and current is not None
+            and current[0] == ConditionStatus.FALSE
+            and current[1] not in (Reason.CANCELLED, Reason.INVALID_SPEC)
+        )
+        if not retryable:
+            self.record(
+                "RetryIgnored", f"retry request {request} ignored: the job has not failed", reason="RetryIgnored"
+            )
+            return False
+        failed = [v for v in self.stages if v.status.state == StageState.FAILED]
+        for view in failed:  # (none: the job failed between stages; the next one simply starts)
+            view.update(
+                state=StageState.BACKOFF_WAITING,
+                next_attempt_time=self.now,
+                completion_time=None,
+                charged_failures=0,
+                message=None,
+            )
+        self.status = self.status.model_copy(
+            update={
+                "conditions": set_condition(
+                    self.status.conditions,
+                    "Succeeded",
+                    ConditionStatus.UNKNOWN,
+                    Reason.RUNNING,
+                    f"retry requested at {request}",
+                    self.now,
+                    self.job.meta.generation,
+                ),
+                "completion_time": None,
+                "duration": None,
+                "start_time": self.now,
+            }
+        )
+        names = ", ".join(v.status.name for v in failed) or "the next stage"
+        self.record("JobRetried", f"retry requested at {request}: re-running {names}", reason="Retried")
+        return True
 
     def deadline(self) -> datetime | None:
         assert self.spec is not None
@@ -464,7 +523,8 @@ class _Pass:
             self.attempt_failed(view, failure_of(pod), pod)
         elif pod.deleting:
             return  # the watch will tell us when it is gone
-        elif pod.phase == "Running":
+        elif pod.phase == "Running" or (pod.phase == "Unknown" and last.state == AttemptState.RUNNING):
+            # Unknown: the node stopped reporting; the attempt is still running as far as we know.
             if last.state == AttemptState.PENDING:
                 last = last.model_copy(
                     update={

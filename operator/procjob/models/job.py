@@ -26,6 +26,7 @@ LABEL_JOB_UID = f"{GROUP}/job-uid"
 LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
 FINALIZER = f"{GROUP}/audit"
+ANNOTATION_RETRY = f"{GROUP}/retry"  # set to a timestamp to re-run a Failed job from its failed stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +41,7 @@ class JobMeta:
     deletion_time: datetime | None = None
     resource_version: str | None = None
     finalizers: tuple[str, ...] = ()
+    retry_request: str | None = None  # the procjob.dev/retry annotation (kubectl pj retry)
 
     @classmethod
     def from_api(cls, metadata: dict[str, Any]) -> JobMeta:
@@ -59,6 +61,7 @@ class JobMeta:
             deletion_time=when("deletionTimestamp"),
             resource_version=metadata.get("resourceVersion"),
             finalizers=tuple(metadata.get("finalizers") or ()),
+            retry_request=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
         )
 
     @property

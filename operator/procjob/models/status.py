@@ -188,4 +188,7 @@ class ProcessingJobStatus(ApiModel):
     message: Message | None = Field(default=None, description="The Succeeded condition's message.")
     stages: list[StageStatus] = Field(default_factory=list, max_length=32, description="Per-stage progress.")
     queue: QueueStatus | None = Field(default=None, description="Position while queued.")
+    last_retry_request: Annotated[str, Field(max_length=64)] | None = Field(
+        default=None, description="The last procjob.dev/retry annotation value the operator acted on."
+    )
     audit: AuditOutbox = Field(default_factory=AuditOutbox, description="The audit outbox.")

@@ -51,6 +51,7 @@ def make_job(
     generation: int = 1,
     deletion_time: datetime | None = None,
     finalizers: tuple[str, ...] = (),
+    annotations: Mapping[str, str] | None = None,
 ) -> ProcessingJob:
     """A ProcessingJob parsed from its wire form, as the controller would hand it to `decide`."""
     metadata: dict[str, Any] = {
@@ -61,6 +62,7 @@ def make_job(
         "creationTimestamp": iso(NOW),
         "resourceVersion": "1",
         "finalizers": list(finalizers),
+        "annotations": dict(annotations or {}),
     }
     if deletion_time is not None:
         metadata["deletionTimestamp"] = iso(deletion_time)
@@ -128,6 +130,7 @@ class Run:
         self.pods: dict[str, PodObservation] = {}
         self.deletion_time: datetime | None = None
         self.finalizers: tuple[str, ...] = ()
+        self.annotations: dict[str, str] = {}
         self.generation = 1
         self.decisions: list[Decision] = []
         self._uids = itertools.count(1)
@@ -140,6 +143,7 @@ class Run:
             generation=self.generation,
             deletion_time=self.deletion_time,
             finalizers=self.finalizers,
+            annotations=self.annotations,
         )
 
     def decide(self, *, apply: bool = True) -> Decision:

@@ -97,9 +97,16 @@ def stage(state: StageState, *attempts: Attempt, **fields: Any) -> StageStatus:
         pytest.param(
             stage(StageState.RUNNING),
             {"queued": True, "suspended": True, "backlogged": True},
+            Reason.SUSPENDED,
+            "suspended (spec.suspend is true)",
+            id="a suspended job says so before anything else, even while it has not started",
+        ),
+        pytest.param(
+            stage(StageState.RUNNING),
+            {"queued": True, "suspended": False, "backlogged": True},
             Reason.QUEUED,
             "waiting for a free slot",
-            id="a queued job says so before anything else",
+            id="a queued job says so before a backlog",
         ),
         pytest.param(
             stage(StageState.RUNNING),

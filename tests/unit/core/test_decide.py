@@ -709,12 +709,104 @@ def test_suspend_while_waiting_for_a_retry_keeps_the_wait_and_resume_honours_it(
     assert decision.requeue_at == due
 
 
-def test_a_job_created_suspended_starts_no_pod() -> None:
-    run = Run(spec_of(suspend=True))
+def test_a_job_created_suspended_neither_starts_nor_holds_a_slot_until_resumed() -> None:
+    run = Run(spec_of(suspend=True), admitted=False)
     decision = run.decide()
     assert decision.create == ()
-    assert [t.type for t in decision.transitions] == ["JobCreated", "JobStarted", "JobSuspended"]
+    assert [t.type for t in decision.transitions] == ["JobCreated", "JobSuspended"]
     assert run.parsed.phase == "Suspended"
+    assert run.parsed.start_time is None
+    run.set_spec(suspend=False)
+    run.admitted = True
+    decision = run.decide()
+    assert [t.type for t in decision.transitions] == ["JobStarted", "JobResumed", "StageStarted", "AttemptStarted"]
+    assert run.parsed.start_time == run.now
+    assert len(decision.create) == 1
+
+
+def failed_for_good(run: Run) -> None:
+    run.decide()
+    run.failed(exit_code=1)
+    run.decide()
+    assert run.succeeded_condition == ("False", "BackoffLimitExceeded")
+
+
+def test_a_retry_request_reruns_a_failed_job_from_its_failed_stage_with_a_fresh_budget() -> None:
+    run = Run(spec_of(image_stage("first"), image_stage("work"), retry={"limit": 0}))
+    run.decide()
+    run.succeeded(run.live_pod)
+    run.decide()
+    run.failed(exit_code=1)
+    run.decide()
+    assert run.succeeded_condition == ("False", "BackoffLimitExceeded")
+    run.tick(60)
+    run.annotations = {"procjob.dev/retry": "2026-01-01T00:01:00Z"}
+    decision = run.decide()
+    assert [t.type for t in decision.transitions] == ["JobRetried", "AttemptStarted"]
+    assert Event(EventType.NORMAL, "Retried", decision.transitions[0].message) in decision.events
+    assert run.parsed.last_retry_request == "2026-01-01T00:01:00Z"
+    assert run.parsed.start_time == run.now  # the deadline clock restarts
+    assert run.parsed.completion_time is None
+    assert [(c.stage, c.attempt) for c in decision.create] == [("work", 2)]
+    assert run.stage("first").attempt_count == 1  # the stage that succeeded is not repeated
+    assert run.stage("work").charged_failures == 0
+    run.succeeded(run.live_pod)
+    run.decide()
+    assert run.succeeded_condition == ("True", "Succeeded")
+    assert run.stage("work").attempt_count == 2
+    # the same value again changes nothing
+    assert run.decide().transitions == ()
+
+
+@pytest.mark.parametrize(
+    ("setup", "expected"),
+    [
+        pytest.param("running", None, id="a retry request on a running job is acknowledged and ignored"),
+        pytest.param("succeeded", ("True", "Succeeded"), id="a retry request on a succeeded job is ignored"),
+        pytest.param("cancelled", ("False", "Cancelled"), id="a retry request on a cancelled job is ignored"),
+    ],
+)
+def test_retry_requests_only_rerun_failed_jobs(setup: str, expected: tuple[str, str] | None) -> None:
+    run = Run()
+    run.decide()
+    if setup == "succeeded":
+        run.succeeded(run.live_pod)
+        run.decide()
+    elif setup == "cancelled":
+        run.set_spec(cancel=True)
+        run.decide()
+    run.annotations = {"procjob.dev/retry": "2026-01-01T00:00:00Z"}
+    decision = run.decide()
+    assert [t.type for t in decision.transitions] == ["RetryIgnored"]
+    assert decision.events[0].type == EventType.WARNING
+    assert decision.create == ()
+    assert run.parsed.last_retry_request == "2026-01-01T00:00:00Z"
+    if expected is not None:
+        assert run.succeeded_condition == expected
+
+
+def test_a_running_attempt_whose_node_stops_reporting_keeps_running_until_its_timeout() -> None:
+    run = Run(spec_of(image_stage(timeoutSeconds=30), retry={"limit": 0}))
+    run.decide()
+    run.running()
+    run.decide()
+    run.change(phase="Unknown")
+    run.tick(10)
+    decision = run.decide()
+    assert decision.transitions == ()
+    assert decision.requeue_at == NOW + timedelta(seconds=30)
+    run.tick(25)
+    run.decide()
+    assert run.stage().attempts[-1].reason == "DeadlineExceeded"
+
+
+def test_an_unknown_pod_that_never_ran_is_held_to_the_startup_timeout() -> None:
+    run = Run(spec_of(image_stage(startupTimeoutSeconds=5), retry={"limit": 0}))
+    run.decide()
+    run.change(phase="Unknown")
+    run.tick(6)
+    run.decide()
+    assert run.stage().attempts[-1].reason == "StartupTimeout"
 
 
 def test_cancel_while_running_deletes_the_pod_and_ends_cancelled() -> None:
