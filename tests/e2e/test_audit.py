@@ -144,7 +144,7 @@ def test_postgres_down_mid_run_then_back_loses_nothing(
     try:
         # jobs keep progressing while the audit database is down
         jobs = wait_for("every job to finish", all_finished(kube, namespace, 4), timeout=90)
-        assert any((b["status"]["audit"].get("pending") for b in jobs)), "expected a backlog while down"
+        assert any(b["status"]["audit"].get("pending") for b in jobs), "expected a backlog while down"
     finally:
         postgres.start()
     wait_for("the backlog to drain", drained(kube, namespace), timeout=60)

@@ -42,6 +42,12 @@ def free_port() -> int:
 def crd(rig: Rig) -> Path:
     rig.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     rig.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/processingjobs.procjob.dev")
+    # Established is not the end: the storage behind a new resource answers 429 for a moment.
+    wait_for(
+        "the ProcessingJob storage",
+        lambda: rig.kubectl("get", "processingjobs", "-A", check=False).returncode == 0,
+        timeout=60,
+    )
     return CRD
 
 
