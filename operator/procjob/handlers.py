@@ -197,9 +197,22 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     rt.queue.add(key)
 
 
+@kopf.index("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
+async def pod_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Fill the pod cache. As an index handler this runs before any other handler, and kopf holds
+    every other handler until the initial pod listing is indexed: so no job is reconciled before
+    its pods are known (otherwise a restart would take a running attempt's pod for deleted)."""
+    rt: Runtime = memo.runtime
+    key = rt.cache.observe_pod(dict(body))
+    if key is not None and rt.queue is not None:
+        rt.queue.add(key)
+
+
 @kopf.on.event("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Deletions (index handlers do not see them) and a wake-up for the pod's job."""
     rt: Runtime = memo.runtime
-    key = rt.cache.observe_pod(dict(event["object"]), deleted=event["type"] == "DELETED")
+    body: dict[str, Any] = dict(event["object"])
+    key = rt.cache.observe_pod(body, deleted=True) if event["type"] == "DELETED" else rt.cache.key_of_pod(body)
     if key is not None and rt.queue is not None:
         rt.queue.add(key)

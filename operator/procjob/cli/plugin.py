@@ -361,10 +361,14 @@ def is_finished(job: Mapping[str, Any]) -> bool:
     return cond is not None and cond.get("status") in ("True", "False")
 
 
-def is_failed(job: Mapping[str, Any]) -> bool:
-    """Failed (may be retried): Succeeded=False for any reason but Cancelled."""
+NOT_RETRYABLE = ("Cancelled", "InvalidSpec")
+
+
+def is_retryable(job: Mapping[str, Any]) -> bool:
+    """Failed, and a retry can help: Succeeded=False for any reason but Cancelled and InvalidSpec
+    (the operator acknowledges, and ignores, a retry request for those)."""
     cond = condition(job, "Succeeded")
-    return cond is not None and cond.get("status") == "False" and cond.get("reason") != "Cancelled"
+    return cond is not None and cond.get("status") == "False" and cond.get("reason") not in NOT_RETRYABLE
 
 
 def is_suspended(job: Mapping[str, Any]) -> bool:
@@ -481,7 +485,11 @@ def cmd_retry(ctx: Context) -> int:
     api, ns = ctx.connect()
     name = ctx.args.job
     job = api.job(ns, name)
-    if not is_failed(job):
+    if not is_retryable(job):
+        if (condition(job, "Succeeded") or {}).get("reason") == "InvalidSpec":
+            raise PluginError(
+                f"{_key(ns, name)} is {state_of(job)}: its spec is invalid, a retry would fail the same way"
+            )
         raise PluginError(f"{_key(ns, name)} is {state_of(job)}: only a Failed job can be retried")
     previous = ((job.get("metadata") or {}).get("annotations") or {}).get(RETRY_ANNOTATION)
     token = retry_token(ctx.clock())

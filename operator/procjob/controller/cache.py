@@ -96,6 +96,12 @@ class Cache:
             self.pods.pop(job_uid, None)
         return job_key(meta.get("namespace", ""), job_name)
 
+    @staticmethod
+    def key_of_pod(body: dict[str, Any]) -> str | None:
+        meta = body.get("metadata") or {}
+        job_name = (meta.get("labels") or {}).get(LABEL_JOB)
+        return job_key(meta.get("namespace", ""), job_name) if job_name else None
+
     def mark_deleting(self, job_uid: str, name: str) -> None:
         pod = self.pods.get(job_uid, {}).get(name)
         if pod is not None and not pod.deleting:

@@ -1,0 +1,486 @@
+"""The Helm chart and the kustomize manifests, against the rig's API server.
+
+- `helm lint --strict` with the default values and each ci/*-values.yaml.
+- `helm template` (default, namespaced, every option on) and `kubectl kustomize` of the base and
+  each overlay are accepted by the API server (`kubectl apply --server-side --dry-run=server`).
+  On the shared rig the fixed namespaces of the manifests (procjob-system, team-a, team-b) are
+  mapped to this test's own namespaces before the dry run.
+- RBAC: the rendered rules are applied and checked with `kubectl auth can-i --as` the operator's
+  service account (what it needs is allowed; pods/exec, secrets, deleting jobs, RBAC writes and
+  impersonation are denied), and the operator runs a job end to end authenticated as that service
+  account with a token from `kubectl create token`, the audit database on (finalizer patches),
+  with a cancel (pod deletions) and a deletion (finalizer removal) on the way.
+- The chart's crds/ is the generated CRD, and every generated file is up to date.
+- The chart and the kustomize overlays describe the same operator Deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.support.kube import Kube, condition, finished, wait_for
+from tests.support.rig import Rig
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "charts" / "procjob"
+MANIFESTS = ROOT / "manifests"
+EXAMPLES = ROOT / "examples"
+
+
+# ------------------------------------------------------------------------------------ helpers
+def helm(rig: Rig, *args: str) -> str:
+    proc = subprocess.run(
+        ["helm", *args], capture_output=True, text=True, env=rig.env, cwd=ROOT, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"helm {' '.join(args)}:\n{proc.stderr}"
+    return proc.stdout
+
+
+def docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def render(rig: Rig, release: str, namespace: str, *values: str, crds: bool = False) -> list[dict[str, Any]]:
+    extra = ["--include-crds"] if crds else []
+    return docs(helm(rig, "template", release, str(CHART), "--namespace", namespace, *extra, *values))
+
+
+def kustomize(rig: Rig, path: Path) -> list[dict[str, Any]]:
+    return docs(rig.kubectl("kustomize", str(path)).stdout)
+
+
+def find(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [o for o in objects if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
+
+
+def only(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
+    found = find(objects, kind, name)
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def relocate(objects: list[dict[str, Any]], mapping: dict[str, str]) -> list[dict[str, Any]]:
+    """Map the manifests' fixed namespaces to this test's, so that a dry run on the shared rig
+    neither needs nor touches procjob-system, team-a or team-b."""
+
+    def walk(value: Any, key: str | None = None) -> Any:
+        if isinstance(value, dict):
+            return {k: walk(v, k) for k, v in value.items()}
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if key == "namespace" and isinstance(value, str):
+            return mapping.get(value, value)
+        return value
+
+    moved = []
+    for original in objects:
+        obj = walk(original)
+        if obj["kind"] == "Namespace":
+            obj["metadata"]["name"] = mapping.get(obj["metadata"]["name"], obj["metadata"]["name"])
+        moved.append(obj)
+    return moved
+
+
+def dry_run(rig: Rig, objects: list[dict[str, Any]]) -> None:
+    """The API server validates and admits the objects (schema, CEL, defaults) without storing them."""
+    text = yaml.safe_dump_all(objects)
+    proc = rig.kubectl(
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--force-conflicts",
+        "--field-manager=procjob-chart-test",
+        "-f",
+        "-",
+        input=text,
+        check=False,
+    )
+    assert proc.returncode == 0, f"dry run refused:\n{proc.stderr}"
+
+
+def can_i(rig: Rig, sa: str, verb: str, resource: str, namespace: str | None) -> bool:
+    where = ["-n", namespace] if namespace else ["--all-namespaces"]
+    resource, _, subresource = resource.partition("/")
+    sub = [f"--subresource={subresource}"] if subresource else []
+    proc = rig.kubectl("auth", "can-i", verb, resource, *sub, f"--as={sa}", *where, check=False)
+    assert proc.stdout.strip() in ("yes", "no"), proc.stderr
+    return proc.stdout.strip() == "yes"
+
+
+@pytest.fixture
+def extra_namespaces(rig: Rig) -> Iterator[list[str]]:
+    """Two more fresh namespaces (watched namespaces), deleted afterwards."""
+    names = [f"t-{uuid.uuid4().hex[:10]}" for _ in range(2)]
+    for name in names:
+        rig.kubectl("create", "namespace", name)
+    try:
+        yield names
+    finally:
+        for name in names:
+            rig.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def cluster_scoped(rig: Rig) -> Iterator[list[str]]:
+    """Cluster-scoped objects a test creates (`kind/name`), deleted afterwards."""
+    created: list[str] = []
+    yield created
+    for ref in created:
+        rig.kubectl("delete", ref, "--ignore-not-found", check=False)
+
+
+OPERATOR_NEEDS = [
+    # (verb, resource) the operator uses, in a watched namespace
+    ("get", "processingjobs.procjob.dev"),
+    ("list", "processingjobs.procjob.dev"),
+    ("watch", "processingjobs.procjob.dev"),
+    ("patch", "processingjobs.procjob.dev"),
+    ("update", "processingjobs.procjob.dev/status"),
+    ("update", "processingjobs.procjob.dev/finalizers"),
+    ("get", "pods"),
+    ("list", "pods"),
+    ("watch", "pods"),
+    ("create", "pods"),
+    ("delete", "pods"),
+    ("create", "events"),
+]
+OPERATOR_MUST_NOT = [
+    ("create", "pods/exec"),
+    ("get", "pods/log"),
+    ("update", "pods"),
+    ("get", "secrets"),
+    ("list", "secrets"),
+    ("get", "configmaps"),
+    ("delete", "processingjobs.procjob.dev"),
+    ("create", "processingjobs.procjob.dev"),
+    ("update", "processingjobs.procjob.dev"),
+    ("patch", "processingjobs.procjob.dev/status"),
+    ("create", "roles.rbac.authorization.k8s.io"),
+    ("create", "rolebindings.rbac.authorization.k8s.io"),
+    ("create", "clusterroles.rbac.authorization.k8s.io"),
+    ("create", "clusterrolebindings.rbac.authorization.k8s.io"),
+    ("impersonate", "users"),
+    ("impersonate", "serviceaccounts"),
+    ("create", "serviceaccounts/token"),
+    ("create", "deployments.apps"),
+    ("list", "namespaces"),
+    ("list", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "events"),
+]
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
+
+
+def operator_rbac(objects: list[dict[str, Any]], fullname: str) -> list[dict[str, Any]]:
+    """The operator's own ServiceAccount and RBAC (not the aggregated user roles)."""
+    return [o for o in objects if o["kind"] in RBAC_KINDS and o["metadata"]["name"] == fullname]
+
+
+# ------------------------------------------------------------------------------ static checks
+def test_the_chart_crd_is_the_generated_crd() -> None:
+    assert (CHART / "crds" / "processingjob.yaml").read_text() == (ROOT / "crds" / "processingjob.yaml").read_text()
+
+
+def test_the_chart_dashboard_is_the_dashboard() -> None:
+    assert (CHART / "dashboards" / "procjob.json").read_text() == (ROOT / "dashboards" / "procjob.json").read_text()
+
+
+def test_generated_manifests_are_up_to_date(rig: Rig) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "render_manifests.py"), "--check"],
+        capture_output=True,
+        text=True,
+        env=rig.env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("values", ["", *sorted(p.name for p in (CHART / "ci").glob("*-values.yaml"))])
+def test_helm_lint(rig: Rig, values: str) -> None:
+    args = ["-f", str(CHART / "ci" / values)] if values else []
+    out = helm(rig, "lint", "--strict", str(CHART), *args)
+    assert "1 chart(s) linted, 0 chart(s) failed" in out
+
+
+def test_the_schema_rejects_mistakes(rig: Rig) -> None:
+    for bad in (
+        "image.tag=latest",
+        "log.format=xml",
+        "typo=1",
+        "watchNamespaces[0]=Not_A_Name",
+        "queue.maxRunningJobs=0",
+    ):
+        proc = subprocess.run(
+            ["helm", "template", "x", str(CHART), "--set", bad],
+            capture_output=True,
+            text=True,
+            env=rig.env,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode != 0, bad
+        assert "values don't meet the specifications of the schema" in proc.stderr, (bad, proc.stderr)
+
+
+def test_the_default_deployment(rig: Rig) -> None:
+    objects = render(rig, "procjob", "procjob-system")
+    deployment = only(objects, "Deployment", "procjob")
+    spec = deployment["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    pod = spec["template"]["spec"]
+    assert pod["serviceAccountName"] == "procjob"
+    assert pod["automountServiceAccountToken"] is True
+    assert pod["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 65532,
+        "runAsGroup": 65532,
+        "fsGroup": 65532,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    (container,) = pod["containers"]
+    assert container["image"] == "ghcr.io/procjob/procjob:0.1.0"
+    assert container["args"] == ["run"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    assert container["ports"] == [{"name": "metrics", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["resources"]["requests"]
+    assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PROCJOB_WORKER_IMAGE"] == "ghcr.io/procjob/procjob:0.1.0"
+    assert not {k for k in env if k.startswith("PROCJOB_DATABASE")}
+    service = only(objects, "Service", "procjob-metrics")
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
+    assert not find(objects, "ServiceMonitor")
+    assert not find(objects, "ConfigMap")
+    assert only(objects, "ClusterRoleBinding", "procjob")["subjects"] == [
+        {"kind": "ServiceAccount", "name": "procjob", "namespace": "procjob-system"}
+    ]
+
+
+def test_every_option_on(rig: Rig) -> None:
+    objects = render(rig, "procjob", "procjob-system", "-f", str(CHART / "ci" / "full-values.yaml"))
+    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == (
+        "ghcr.io/procjob/procjob@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+    )
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env == {
+        "POD_NAME": None,
+        "PROCJOB_METRICS_PORT": "8080",
+        "PROCJOB_WORKERS": "16",
+        "PROCJOB_LOG_FORMAT": "text",
+        "PROCJOB_LOG_LEVEL": "DEBUG",
+        "PROCJOB_WORKER_IMAGE": "ghcr.io/procjob/procjob:0.1.0",
+        "PROCJOB_ALLOWED_SERVICE_ACCOUNTS": "uploader,reader",
+        "PROCJOB_FETCH_ALLOWED_NETWORKS": "10.20.0.0/16",
+        "PROCJOB_S3_ENDPOINT_URL": "https://s3.example.com",
+        "PROCJOB_S3_REGION": "eu-west-1",
+        "PROCJOB_S3_FORCE_PATH_STYLE": "true",
+        "PROCJOB_S3_CREDENTIALS_SECRET": "s3-credentials",
+        "PROCJOB_MAX_RUNNING_JOBS": "50",
+        "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE": "10",
+        "PROCJOB_DATABASE_URL_FILE": "/etc/procjob/database/dsn",
+        "PROCJOB_DATABASE_MIGRATE": "false",
+        "TZ": "UTC",
+    }
+    assert {"name": "database", "mountPath": "/etc/procjob/database", "readOnly": True} in container["volumeMounts"]
+    volume = next(v for v in pod["volumes"] if v["name"] == "database")
+    assert volume["secret"]["secretName"] == "procjob-database"
+    monitor = only(objects, "ServiceMonitor")
+    assert monitor["metadata"]["labels"]["release"] == "prometheus"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert monitor["spec"]["endpoints"][0]["honorLabels"] is True
+    dashboard = only(objects, "ConfigMap")
+    assert dashboard["metadata"]["namespace"] == "monitoring"
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["procjob.json"]) == json.loads(
+        (ROOT / "dashboards" / "procjob.json").read_text()
+    )
+
+
+# ------------------------------------------------------------------------- the API server's say
+def test_the_default_chart_is_accepted(rig: Rig, crd: Path, namespace: str) -> None:
+    objects = render(rig, f"pj-{namespace}", namespace, crds=True)
+    assert find(objects, "CustomResourceDefinition", "processingjobs.procjob.dev")
+    dry_run(rig, objects)
+
+
+def test_the_namespaced_chart_is_accepted(rig: Rig, crd: Path, namespace: str, extra_namespaces: list[str]) -> None:
+    a, b = extra_namespaces
+    objects = render(rig, "pj", namespace, "--set", f"watchNamespaces={{{a},{b}}}")
+    fullname = "pj-procjob"
+    assert not find(objects, "ClusterRoleBinding")
+    assert [r["metadata"]["namespace"] for r in find(objects, "Role", fullname)] == [a, b]
+    assert [r["metadata"]["namespace"] for r in find(objects, "RoleBinding", fullname)] == [a, b]
+    container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert container["args"] == ["run", f"--namespace={a}", f"--namespace={b}"]
+    dry_run(rig, objects)
+
+
+@pytest.mark.parametrize("path", ["base", "overlays/namespaced", "overlays/with-audit"])
+def test_kustomize_manifests_are_accepted(
+    rig: Rig, crd: Path, namespace: str, extra_namespaces: list[str], path: str
+) -> None:
+    objects = kustomize(rig, MANIFESTS / path)
+    mapping = {"procjob-system": namespace, "team-a": extra_namespaces[0], "team-b": extra_namespaces[1]}
+    dry_run(rig, relocate(objects, mapping))
+
+
+def test_helm_and_kustomize_describe_the_same_operator(rig: Rig) -> None:
+    def deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+        found = only(objects, "Deployment", "procjob")
+        container = found["spec"]["template"]["spec"]["containers"][0]
+        container["env"] = sorted(container["env"], key=lambda e: e["name"])
+        container["volumeMounts"] = sorted(container["volumeMounts"], key=lambda m: m["name"])
+        found["spec"]["template"]["spec"]["volumes"].sort(key=lambda v: v["name"])
+        return found
+
+    base = kustomize(rig, MANIFESTS / "base")
+    assert deployment(base) == deployment(render(rig, "procjob", "procjob-system"))
+    audit = kustomize(rig, MANIFESTS / "overlays" / "with-audit")
+    chart_audit = render(rig, "procjob", "procjob-system", "--set", "database.existingSecret=procjob-database")
+    assert deployment(audit) == deployment(chart_audit)
+    namespaced = kustomize(rig, MANIFESTS / "overlays" / "namespaced")
+    chart_namespaced = render(rig, "procjob", "procjob-system", "--set", "watchNamespaces={team-a,team-b}")
+    assert deployment(namespaced) == deployment(chart_namespaced)
+    assert not find(namespaced, "ClusterRoleBinding")
+    bindings = find(namespaced, "RoleBinding", "procjob")
+    assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
+    assert {b["roleRef"]["name"] for b in bindings} == {"procjob"}
+    for role in find(chart_namespaced, "Role"):
+        assert only(namespaced, "ClusterRole", "procjob")["rules"] == role["rules"]
+
+
+# ---------------------------------------------------------------------------------------- RBAC
+def test_cluster_wide_rbac_allows_what_the_operator_needs_and_nothing_else(
+    rig: Rig, namespace: str, cluster_scoped: list[str]
+) -> None:
+    release = f"pj-{namespace}"
+    fullname = f"{release}-procjob"
+    objects = operator_rbac(render(rig, release, namespace), fullname)
+    assert sorted(o["kind"] for o in objects) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    cluster_scoped += [f"clusterrolebinding/{fullname}", f"clusterrole/{fullname}"]
+    rig.apply(yaml.safe_dump_all(objects))
+    sa = f"system:serviceaccount:{namespace}:{fullname}"
+    for verb, resource in OPERATOR_NEEDS:
+        assert can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in namespace default"
+    for verb in ("list", "watch"):  # kopf's cluster-wide watches
+        assert can_i(rig, sa, verb, "processingjobs.procjob.dev", None)
+        assert can_i(rig, sa, verb, "pods", None)
+    for verb, resource in OPERATOR_MUST_NOT:
+        assert not can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in namespace default"
+        assert not can_i(rig, sa, verb, resource, None), f"{verb} {resource} in all namespaces"
+
+
+def test_namespaced_rbac_is_confined_to_the_watched_namespaces(
+    rig: Rig, namespace: str, extra_namespaces: list[str]
+) -> None:
+    a, b = extra_namespaces
+    objects = operator_rbac(render(rig, "pj", namespace, "--set", f"watchNamespaces={{{a},{b}}}"), "pj-procjob")
+    assert sorted(o["kind"] for o in objects) == ["Role", "Role", "RoleBinding", "RoleBinding", "ServiceAccount"]
+    rig.apply(yaml.safe_dump_all(objects))
+    sa = f"system:serviceaccount:{namespace}:pj-procjob"
+    for watched in (a, b):
+        for verb, resource in OPERATOR_NEEDS:
+            assert can_i(rig, sa, verb, resource, watched), f"{verb} {resource} in {watched}"
+        for verb, resource in OPERATOR_MUST_NOT:
+            assert not can_i(rig, sa, verb, resource, watched), f"{verb} {resource} in {watched}"
+    for verb, resource in OPERATOR_NEEDS:
+        assert not can_i(rig, sa, verb, resource, namespace), f"{verb} {resource} in the operator's own namespace"
+        assert not can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in default"
+        assert not can_i(rig, sa, verb, resource, None), f"{verb} {resource} in all namespaces"
+
+
+def service_account_kubeconfig(rig: Rig, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig for the rig's server authenticated with a token of `account`."""
+    token = rig.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(rig.kubeconfig.read_text())
+    cluster = admin["clusters"][0]["cluster"]
+    assert cluster["server"].startswith("https://127.0.0.1:")
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "rig", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "rig", "user": account, "namespace": namespace}}],
+        "current-context": account,
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+@pytest.mark.postgres
+def test_the_operator_runs_with_only_the_charts_rbac(
+    rig: Rig, kube: Kube, namespace: str, operator: Any, database: str, tmp_path: Path
+) -> None:
+    """The chart's rules are enough: the operator, authenticated as the chart's service account
+    (namespaced configuration, so nothing cluster-scoped is created on the shared rig), runs a
+    three-stage job, cancels another (pod deletions), records the audit (finalizer patches) and
+    lets a deleted job go (finalizer removal); no request is refused along the way."""
+    objects = operator_rbac(render(rig, "pj", namespace, "--set", f"watchNamespaces={{{namespace}}}"), "pj-procjob")
+    rig.apply(yaml.safe_dump_all(objects))
+    kubeconfig = service_account_kubeconfig(rig, namespace, "pj-procjob", tmp_path / "kubeconfig")
+    whoami = rig.kubectl(
+        "--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
+    )
+    assert whoami.stdout == f"system:serviceaccount:{namespace}:pj-procjob"
+    dsn = tmp_path / "dsn"
+    dsn.write_text(database)
+
+    proc = operator(
+        namespace, "--migrate", "true", env={"KUBECONFIG": str(kubeconfig), "PROCJOB_DATABASE_URL_FILE": str(dsn)}
+    )
+    hello = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
+    kube.create_job(namespace, hello)
+    slow = {
+        "metadata": {"name": "slow"},
+        "spec": {
+            "stages": [
+                {
+                    "name": "wait",
+                    "image": "registry.example/wait:1",
+                    "podMetadata": {"annotations": {"rig.procjob.dev/run-seconds": "600"}},
+                }
+            ]
+        },
+    }
+    kube.create_job(namespace, slow)
+
+    def slow_running() -> bool:
+        body = kube.job(namespace, "slow") or {}
+        stages = (body.get("status") or {}).get("stages") or []
+        return bool(stages and stages[0].get("attempts") and stages[0]["attempts"][-1]["state"] == "Running")
+
+    wait_for("slow to run", slow_running, timeout=60)
+    kube.patch_job(namespace, "slow", {"spec": {"cancel": True}})
+    done = wait_for("hello to finish", finished(kube, namespace, "hello"), timeout=90)
+    assert condition(done)["reason"] == "Succeeded", condition(done)
+    assert "procjob.dev/audit" in done["metadata"].get("finalizers", [])
+    cancelled = wait_for("slow to be cancelled", finished(kube, namespace, "slow"), timeout=60)
+    assert condition(cancelled)["reason"] == "Cancelled"
+    wait_for("slow's pod to be deleted", lambda: not kube.pods(namespace, "procjob.dev/job=slow"), timeout=60)
+    assert kube.events(namespace, "hello"), "the operator posted no Events"
+
+    kube.delete_job(namespace, "hello")
+    wait_for("hello to be gone (finalizer removed)", lambda: kube.job(namespace, "hello") is None, timeout=60)
+
+    log = proc.log()
+    for refused in ("403", "Forbidden", "forbidden", "Not enough permissions"):
+        assert refused not in log, f"{refused!r} in the operator log:\n{log[-4000:]}"

@@ -1,0 +1,408 @@
+"""`kubectl pj` against the rig with the operator running: real jobs, real state changes.
+
+The plugin runs as a separate process (`python -m procjob.cli.plugin`, and once through kubectl's
+own plugin lookup as `kubectl pj`), with the rig's admin kubeconfig in $KUBECONFIG. Assertions
+are on its exit code and output and on the job as the API server shows it.
+
+Logs: the rig's nodes are kwok's, with no kubelet to serve logs, and asking the API server for
+a live pod's logs makes it resolve the fake node's hostname (traffic off this machine). So the
+log tests ask for pods that are gone (the job's podGC deleted them): the API's 404 is the error
+path, and its message names the pod the plugin picked from the job's status.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from procjob.cli import audit, plugin
+from procjob.core.naming import pod_name
+from procjob.core.podspec import CONTAINER
+from procjob.models import job as job_model
+from tests.e2e.jobs import job, stage
+from tests.support.kube import Kube, condition, finished, wait_for
+from tests.support.rig import Rig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+Run = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def pj(rig: Rig) -> Run:
+    """Run the plugin as a process: `pj("cancel", "x", "-n", ns)` -> CompletedProcess."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
+        full_env = {**rig.env, **(env or {})}
+        full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), full_env.get("PYTHONPATH", "")])
+        for key in ("PROCJOB_DATABASE_URL", "PROCJOB_DATABASE_URL_FILE"):
+            if env is None or key not in env:
+                full_env.pop(key, None)
+        return subprocess.run(
+            [sys.executable, "-m", "procjob.cli.plugin", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            cwd=ROOT,
+        )
+
+    return run
+
+
+def running(kube: Kube, namespace: str, name: str, stage_name: str) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        body = kube.job(namespace, name)
+        for item in ((body or {}).get("status") or {}).get("stages") or []:
+            attempts = item.get("attempts") or []
+            if item["name"] == stage_name and attempts and attempts[-1]["state"] == "Running":
+                return body
+        return None
+
+    return check
+
+
+def long_job(name: str, seconds: int = 600) -> dict[str, Any]:
+    return job(name, stage("work", rig={"run_seconds": seconds}), stage("after", rig={"run_seconds": 1}))
+
+
+# ------------------------------------------------------------------------ pure (no rig needed)
+def test_the_plugin_spells_the_api_as_the_models_do() -> None:
+    assert (plugin.GROUP, plugin.VERSION, plugin.PLURAL) == (job_model.GROUP, job_model.VERSION, job_model.PLURAL)
+    assert plugin.LABEL_JOB_UID == job_model.LABEL_JOB_UID
+    assert plugin.RETRY_ANNOTATION == job_model.ANNOTATION_RETRY
+    assert plugin.CONTAINER == CONTAINER
+
+
+def test_the_plugin_does_not_load_kopf_or_pydantic() -> None:
+    code = (
+        "import sys, procjob.cli.plugin; print(sorted(m for m in ('kopf', 'pydantic', 'psycopg') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
+    )
+    assert out.stdout.strip() == "[]"
+
+
+def _job_with_attempts() -> dict[str, Any]:
+    """Stage work made 12 attempts; status lists only the latest 10 (3..12)."""
+    listed = [
+        {"attempt": n, "podName": f"work-{n}", "state": "Failed", "createTime": "2026-03-01T10:00:00Z"}
+        for n in range(3, 13)
+    ]
+    return {
+        "metadata": {"name": "flaky", "namespace": "demo", "uid": "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"},
+        "spec": {"stages": [{"name": "fetch"}, {"name": "work"}]},
+        "status": {
+            "stages": [
+                {
+                    "name": "fetch",
+                    "state": "Succeeded",
+                    "attemptCount": 1,
+                    "attempts": [{"attempt": 1, "podName": "f1"}],
+                },
+                {"name": "work", "state": "Failed", "attemptCount": 12, "attempts": listed},
+            ]
+        },
+    }
+
+
+def test_logs_picks_the_latest_attempt_of_the_last_stage_that_ran() -> None:
+    assert plugin.pick_attempt(_job_with_attempts(), None, None) == ("work", 12, "work-12")
+
+
+def test_logs_picks_a_listed_attempt_by_number_and_names_older_ones_with_the_pod_name_helper() -> None:
+    body = _job_with_attempts()
+    assert plugin.pick_attempt(body, "work", 5) == ("work", 5, "work-5")
+    uid = body["metadata"]["uid"]
+    assert plugin.pick_attempt(body, "work", 1) == ("work", 1, pod_name("flaky", uid, "work", 1))
+    assert plugin.pick_attempt(body, "fetch", None) == ("fetch", 1, "f1")
+
+
+@pytest.mark.parametrize(
+    ("stage_name", "attempt", "message"),
+    [
+        ("nope", None, "processingjob demo/flaky has no stage 'nope' (stages: fetch, work)"),
+        ("work", 13, "processingjob demo/flaky: stage work has no attempt 13 (attempts made: 12)"),
+        ("work", 0, "processingjob demo/flaky: stage work has no attempt 0 (attempts made: 12)"),
+    ],
+)
+def test_logs_refuses_unknown_stages_and_attempts(stage_name: str, attempt: int | None, message: str) -> None:
+    with pytest.raises(plugin.PluginError) as raised:
+        plugin.pick_attempt(_job_with_attempts(), stage_name, attempt)
+    assert raised.value.message == message
+
+
+def test_a_kubeconfig_context_namespace_is_the_default(tmp_path: Path) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"token": "t0ken"}}],
+        "contexts": [
+            {"name": "one", "context": {"cluster": "c", "user": "u", "namespace": "team-x"}},
+            {"name": "two", "context": {"cluster": "c", "user": "u"}},
+        ],
+        "current-context": "one",
+    }
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(config))
+    access = plugin.load_access(str(path), None, None, {})
+    assert (access.server, access.namespace) == ("https://127.0.0.1:1", "team-x")
+    assert access.headers == {"Authorization": "Bearer t0ken"}
+    assert plugin.load_access(str(path), None, "other", {}).namespace == "other"
+    assert plugin.load_access(
+        None, "two", None, {"KUBECONFIG": f"{tmp_path / 'missing'}{os.pathsep}{path}"}
+    ).namespace == ("default")
+    with pytest.raises(plugin.PluginError, match="context 'nope' not found"):
+        plugin.load_access(str(path), "nope", None, {})
+
+
+# ------------------------------------------------------------------------------- with the rig
+def test_kubectl_finds_the_plugin_on_path(rig: Rig, tmp_path: Path) -> None:
+    shim = tmp_path / "kubectl-pj"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m procjob.cli.plugin "$@"\n')
+    shim.chmod(shim.stat().st_mode | stat.S_IEXEC)
+    env = {
+        **rig.env,
+        "PATH": f"{tmp_path}{os.pathsep}{rig.env['PATH']}",
+        "PYTHONPATH": str(ROOT / "operator"),
+    }
+    out = subprocess.run(["kubectl", "pj", "--help"], capture_output=True, text=True, env=env, check=False)
+    assert out.returncode == 0, out.stderr
+    assert "usage: kubectl pj" in out.stdout
+    plugins = subprocess.run(["kubectl", "plugin", "list"], capture_output=True, text=True, env=env, check=False)
+    assert str(shim) in plugins.stdout
+
+
+def test_unknown_jobs_are_reported_by_name(pj: Run, namespace: str, crd: Path) -> None:
+    for command in ("cancel", "suspend", "resume", "retry", "describe", "logs"):
+        out = pj(command, "nope", "-n", namespace)
+        assert out.returncode == 1, (command, out.stdout, out.stderr)
+        assert out.stderr == f"kubectl-pj: error: processingjob {namespace}/nope not found\n", command
+
+
+def test_cancel_a_running_job(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    kube.create_job(namespace, long_job("slow"))
+    wait_for("stage work running", running(kube, namespace, "slow", "work"), timeout=60)
+
+    out = pj("cancel", "slow", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"processingjob {namespace}/slow: cancel requested (spec.cancel=true)",
+        f"processingjob {namespace}/slow: Cancelled",
+    ]
+    body = kube.job(namespace, "slow")
+    assert condition(body)["reason"] == "Cancelled"
+    wait_for(
+        "the pods to be deleted", lambda: not [p for p in kube.pods(namespace) if p["status"]["phase"] == "Running"]
+    )
+
+    again = pj("cancel", "slow", "-n", namespace)
+    assert again.returncode == 1
+    assert again.stderr == (
+        f"kubectl-pj: error: processingjob {namespace}/slow has already finished (Cancelled): cannot cancel it\n"
+    )
+    resume = pj("resume", "slow", "-n", namespace)
+    assert resume.returncode == 1
+    assert "has already finished (Cancelled): cannot resume it" in resume.stderr
+
+
+def test_suspend_and_resume(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    kube.create_job(namespace, job("pausable", stage("work", rig={"run_seconds": 600}), podGC="Never"))
+    wait_for("stage work running", running(kube, namespace, "pausable", "work"), timeout=60)
+
+    not_suspended = pj("resume", "pausable", "-n", namespace)
+    assert not_suspended.returncode == 1
+    assert not_suspended.stderr.startswith(
+        f"kubectl-pj: error: processingjob {namespace}/pausable is not suspended (Running: stage work (1/1)"
+    )
+
+    out = pj("suspend", "pausable", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        f"processingjob {namespace}/pausable: suspend requested (spec.suspend=true)",
+        f"processingjob {namespace}/pausable: Suspended: suspended (spec.suspend is true)",
+    ]
+    body = kube.job(namespace, "pausable")
+    assert condition(body, "Suspended")["status"] == "True"
+    assert body["status"]["stages"][0]["attempts"][-1]["state"] == "Stopped"
+
+    twice = pj("suspend", "pausable", "-n", namespace, "--no-wait")
+    assert twice.returncode == 0
+    assert "spec.suspend is already true" in twice.stdout
+
+    resumed = pj("resume", "pausable", "-n", namespace)
+    assert resumed.returncode == 0, resumed.stderr
+    assert (
+        resumed.stdout.splitlines()[0] == f"processingjob {namespace}/pausable: resume requested (spec.suspend=false)"
+    )
+    body = kube.job(namespace, "pausable")
+    assert condition(body, "Suspended")["status"] == "False"
+    body = wait_for("attempt 2 running", running(kube, namespace, "pausable", "work"), timeout=60)
+    assert [a["state"] for a in body["status"]["stages"][0]["attempts"]] == ["Stopped", "Running"]
+
+
+def test_describe_shows_the_timeline(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    manifest = job(
+        "flaky",
+        stage("fetch", rig={"run_seconds": 0.2}),
+        stage("work", rig={"fail_attempts": 1, "exit_code": 1}),
+        retry={"limit": 2, "delaysSeconds": [1]},
+        podGC="Never",
+    )
+    kube.create_job(namespace, manifest)
+    body = wait_for("flaky to finish", finished(kube, namespace, "flaky"), timeout=60)
+    uid = body["metadata"]["uid"]
+
+    out = pj("describe", "flaky", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    text = out.stdout
+    assert f"Name:         flaky\nNamespace:    {namespace}\nUID:          {uid}\n" in text
+    assert "State:        Succeeded: all 2 stages succeeded" in text
+    stages = section(text, "Stages:")
+    assert stages[0].split() == ["STAGE", "STATE", "ATTEMPTS", "CHARGED", "DURATION", "NEXT", "ATTEMPT", "RUNS"]
+    assert stages[1].split()[:4] == ["fetch", "Succeeded", "1", "0"]
+    assert stages[2].split()[:4] == ["work", "Succeeded", "2", "1"]
+    attempts = section(text, "Attempts:")
+    rows = [line.split() for line in attempts[1:]]
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("fetch", "1", "Succeeded", pod_name("flaky", uid, "fetch", 1)),
+        ("work", "1", "Failed", pod_name("flaky", uid, "work", 1)),
+        ("work", "2", "Succeeded", pod_name("flaky", uid, "work", 2)),
+    ]
+    assert rows[1][-2:] == ["1", "Error"]  # exit code and reason of the failed attempt
+    decisions = section(text, "Retry decisions (latest per stage):")
+    assert decisions == [
+        "  work: Error, exit 1 matched default -> Retry, next attempt after 1s; 1 charged retries left"
+    ]
+    conditions = section(text, "Conditions:")
+    assert conditions[1].split()[:3] == ["Succeeded", "True", "Succeeded"]
+    events = section(text, "Events:")
+    assert any("StageSucceeded" in line for line in events)
+
+
+def section(text: str, title: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(title) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i].startswith("  ")), len(lines))
+    return lines[start:end]
+
+
+def test_logs_of_a_deleted_pod_name_the_pod_and_say_why(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    manifest = job("gone", stage("fetch", rig={"run_seconds": 0.2}), stage("work", rig={"run_seconds": 0.2}))
+    kube.create_job(namespace, manifest)  # podGC OnSuccess: both pods are deleted when it succeeds
+    body = wait_for("gone to finish", finished(kube, namespace, "gone"), timeout=60)
+    wait_for("its pods to be deleted", lambda: not kube.pods(namespace), timeout=30)
+    work_pod = body["status"]["stages"][1]["attempts"][-1]["podName"]
+    fetch_pod = body["status"]["stages"][0]["attempts"][-1]["podName"]
+
+    out = pj("logs", "gone", "-n", namespace)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"==> pod {work_pod} (stage work, attempt 1) <==",
+        f'kubectl-pj: error: logs are not available: pods "{work_pod}" not found (finished pods are deleted by'
+        " the job's podGC policy; `kubectl pj history` keeps the record)",
+    ]
+    out = pj("logs", "gone", "-n", namespace, "--stage", "fetch", "--attempt", "1", "-f")
+    assert out.returncode == 1
+    assert f'pods "{fetch_pod}" not found' in out.stderr
+    out = pj("logs", "gone", "-n", namespace, "--stage", "publish")
+    assert out.returncode == 1
+    assert (
+        out.stderr
+        == f"kubectl-pj: error: processingjob {namespace}/gone has no stage 'publish' (stages: fetch, work)\n"
+    )
+
+
+def test_retry_is_refused_unless_the_job_failed(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    kube.create_job(namespace, long_job("busy"))
+    wait_for("stage work running", running(kube, namespace, "busy", "work"), timeout=60)
+    out = pj("retry", "busy", "-n", namespace)
+    assert out.returncode == 1
+    assert out.stderr.startswith(f"kubectl-pj: error: processingjob {namespace}/busy is Running: stage work (1/2)")
+    assert out.stderr.endswith(": only a Failed job can be retried\n")
+    assert plugin.RETRY_ANNOTATION not in (kube.job(namespace, "busy")["metadata"].get("annotations") or {})
+
+
+def test_retry_reruns_a_failed_job_from_its_failed_stage(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    operator(namespace)
+    manifest = job(
+        "once",
+        stage("fetch", rig={"run_seconds": 0.2}),
+        stage("work", rig={"fail_attempts": 1, "exit_code": 1, "run_seconds": 0.2}),
+        retry={"limit": 0},
+        podGC="Never",
+    )
+    kube.create_job(namespace, manifest)
+    failed = wait_for("once to fail", finished(kube, namespace, "once"), timeout=60)
+    assert condition(failed)["status"] == "False"
+    assert condition(failed)["reason"] in ("BackoffLimitExceeded", "StageFailed")
+
+    out = pj("retry", "once", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"processingjob {namespace}/once: retry requested (procjob.dev/retry=")
+    assert lines[1].startswith(f"processingjob {namespace}/once: retry acknowledged; ")
+    token = kube.job(namespace, "once")["metadata"]["annotations"][plugin.RETRY_ANNOTATION]
+    assert datetime.strptime(token, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= datetime.now(UTC)
+
+    done = wait_for("once to finish again", finished(kube, namespace, "once"), timeout=60)
+    assert condition(done)["status"] == "True", condition(done)
+    stages = {s["name"]: s for s in done["status"]["stages"]}
+    assert stages["fetch"]["attemptCount"] == 1  # not re-run: it had succeeded
+    assert [a["state"] for a in stages["work"]["attempts"]] == ["Failed", "Succeeded"]
+
+
+@pytest.mark.postgres
+def test_history_from_the_audit_database(
+    pj: Run, kube: Kube, namespace: str, operator: Any, database: str, tmp_path: Path
+) -> None:
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(database)
+    operator(namespace, "--migrate", "true", env={"PROCJOB_DATABASE_URL_FILE": str(dsn_file)})
+    kube.create_job(namespace, job("audited", stage("work", rig={"run_seconds": 0.2})))
+    wait_for("audited to finish", finished(kube, namespace, "audited"), timeout=60)
+
+    def flushed() -> bool:
+        outbox = (kube.job(namespace, "audited") or {}).get("status", {}).get("audit", {})
+        return bool(outbox.get("lastSeq")) and outbox.get("flushedSeq") == outbox.get("lastSeq")
+
+    wait_for("the audit outbox to be flushed", flushed, timeout=60)
+    out = pj("history", "audited", "-n", namespace, "-o", "json", env={"PROCJOB_DATABASE_URL_FILE": str(dsn_file)})
+    assert out.returncode == 0, out.stderr
+    document = json.loads(out.stdout)
+    assert (document["namespace"], document["name"]) == (namespace, "audited")
+    assert [(a["stage"], a["attempt"]) for a in document["attempts"]] == [("work", 1)]
+    table = pj("history", "audited", "-n", namespace, env={"PROCJOB_DATABASE_URL": database})
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[2].split()[:2] == list(audit.HEADERS[:2])
+
+
+def test_history_without_a_database_says_how_to_configure_one(pj: Run) -> None:
+    out = pj("history", "anything", "-n", "demo")
+    assert out.returncode == 2
+    assert out.stderr == (
+        "procjob: error: no database configured: set PROCJOB_DATABASE_URL (or PROCJOB_DATABASE_URL_FILE,"
+        " or --database-url)\n"
+    )
