@@ -14,10 +14,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import kopf
 
 from procjob.adapters.audit import AuditStore, AuditUnavailable, history_document
-from procjob.adapters.kube import Credentials, KubeClient
+from procjob.adapters.kube import ApiError, Credentials, KubeClient
 from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
 from procjob.controller.admission import QueueAdmission
@@ -26,6 +27,7 @@ from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
+from procjob.controller.sync import wait_for_sync
 from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
 log = logging.getLogger("procjob")
@@ -111,21 +113,21 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         audit=rt.relay,
         instance=rt.settings.instance,
     )
-    for i in range(rt.settings.workers):
-        rt.tasks.append(asyncio.create_task(rt.reconciler.worker(), name=f"reconcile-{i}"))
-    rt.tasks.append(asyncio.create_task(_gauges(rt), name="gauges"))
+    rt.tasks.append(asyncio.create_task(_start_workers(rt), name="start-workers"))
 
     async def history(ns: str, name: str) -> dict[str, Any] | None:
         return None if rt.store is None else await history_document(rt.store, ns, name)
 
     app = build_app(
         rt.metrics.registry,
-        live=lambda: (all(not t.done() for t in rt.tasks if t.get_name() != "audit-migrate"), "workers running"),
+        live=lambda: (
+            all(not t.done() for t in rt.tasks if t.get_name() not in ("audit-migrate", "start-workers")),
+            "workers running",
+        ),
         ready=lambda: (rt.ready, "ready" if rt.ready else "starting"),
         history=history if rt.store is not None else None,
     )
     rt.web = await serve(app, rt.settings.metrics_host, rt.settings.metrics_port)
-    rt.ready = True
     log.info(
         "procjob started: %s, %d reconcile workers, metrics on %s:%d",
         "namespaces " + ",".join(rt.settings.namespaces) if rt.settings.namespaces else "all namespaces",
@@ -133,6 +135,23 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         rt.settings.metrics_host,
         rt.settings.metrics_port,
     )
+
+
+async def _start_workers(rt: Runtime) -> None:
+    """Reconcile only once the watch caches hold what existed at start (see controller.sync)."""
+    assert rt.client is not None
+    assert rt.reconciler is not None
+    while True:
+        try:
+            await wait_for_sync(rt.client, rt.cache, rt.settings.namespaces)
+            break
+        except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("cache sync: listing failed (%s); retrying", exc)
+            await asyncio.sleep(2)
+    for i in range(rt.settings.workers):
+        rt.tasks.append(asyncio.create_task(rt.reconciler.worker(), name=f"reconcile-{i}"))
+    rt.tasks.append(asyncio.create_task(_gauges(rt), name="gauges"))
+    rt.ready = True
 
 
 async def _migrate(store: AuditStore) -> None:
@@ -179,22 +198,30 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await rt.store.close()
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+async def job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Fill the job cache. As an index, it holds every other handler until the initial listing of
+    jobs is complete: the queue must count every running job before it admits another."""
+    rt: Runtime = memo.runtime
+    key = rt.cache.observe_job(dict(body))
+    if rt.queue is not None:
+        rt.queue.add(key)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Deletions (index handlers do not see them)."""
     rt: Runtime = memo.runtime
-    body: dict[str, Any] = dict(event["object"])
-    deleted = event["type"] == "DELETED"
-    key = rt.cache.observe_job(body, deleted=deleted)
-    if rt.queue is None:
+    if event["type"] != "DELETED":
         return
-    if deleted:
+    body: dict[str, Any] = dict(event["object"])
+    key = rt.cache.observe_job(body, deleted=True)
+    if rt.queue is not None:
         rt.queue.drop(key)
         if rt.relay is not None:
             rt.relay.forget((body.get("metadata") or {}).get("uid", ""))
         if rt.reconciler is not None:
             rt.reconciler.admission.forget(key)
-        return
-    rt.queue.add(key)
 
 
 @kopf.index("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})

@@ -74,7 +74,21 @@ def test_sigkill_and_restart_lose_nothing_and_duplicate_nothing(kube: Kube, name
         name = body["metadata"]["name"]
         assert condition(body)["reason"] == "Succeeded", f"{name}: {condition(body)}"
         flaky = stage_status(body, "flaky")
-        assert [a["state"] for a in flaky["attempts"]] == ["Failed", "Failed", "Succeeded"], (name, [(a["attempt"], a["state"], a.get("reason"), a.get("exitCode"), a.get("message"), a.get("createTime"), a.get("finishTime")) for a in flaky["attempts"]])
+        assert [a["state"] for a in flaky["attempts"]] == ["Failed", "Failed", "Succeeded"], (
+            name,
+            [
+                (
+                    a["attempt"],
+                    a["state"],
+                    a.get("reason"),
+                    a.get("exitCode"),
+                    a.get("message"),
+                    a.get("createTime"),
+                    a.get("finishTime"),
+                )
+                for a in flaky["attempts"]
+            ],
+        )
         assert flaky["chargedFailures"] == 2
         for previous, following, delay in zip(flaky["attempts"][:-1], flaky["attempts"][1:], DELAYS, strict=True):
             gap = (when(following["createTime"]) - when(previous["finishTime"])).total_seconds()

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -107,13 +108,23 @@ def dry_run(rig: Rig, objects: list[dict[str, Any]]) -> None:
     assert proc.returncode == 0, f"dry run refused:\n{proc.stderr}"
 
 
-def can_i(rig: Rig, sa: str, verb: str, resource: str, namespace: str | None) -> bool:
-    where = ["-n", namespace] if namespace else ["--all-namespaces"]
-    resource, _, subresource = resource.partition("/")
-    sub = [f"--subresource={subresource}"] if subresource else []
-    proc = rig.kubectl("auth", "can-i", verb, resource, *sub, f"--as={sa}", *where, check=False)
-    assert proc.stdout.strip() in ("yes", "no"), proc.stderr
-    return proc.stdout.strip() == "yes"
+Question = tuple[str, str, str | None]  # verb, resource[/subresource], namespace (None: all)
+
+
+def can_i(rig: Rig, sa: str, questions: list[Question]) -> dict[Question, bool]:
+    """`kubectl auth can-i VERB RESOURCE --as=SA` for each question (a few at a time)."""
+
+    def ask(question: Question) -> bool:
+        verb, resource, namespace = question
+        where = ["-n", namespace] if namespace else ["--all-namespaces"]
+        name, _, subresource = resource.partition("/")
+        sub = [f"--subresource={subresource}"] if subresource else []
+        proc = rig.kubectl("auth", "can-i", verb, name, *sub, f"--as={sa}", *where, check=False)
+        assert proc.stdout.strip() in ("yes", "no"), proc.stderr
+        return proc.stdout.strip() == "yes"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return dict(zip(questions, pool.map(ask, questions), strict=True))
 
 
 @pytest.fixture
@@ -378,14 +389,16 @@ def test_cluster_wide_rbac_allows_what_the_operator_needs_and_nothing_else(
     cluster_scoped += [f"clusterrolebinding/{fullname}", f"clusterrole/{fullname}"]
     rig.apply(yaml.safe_dump_all(objects))
     sa = f"system:serviceaccount:{namespace}:{fullname}"
+    expected: dict[Question, bool] = {}
     for verb, resource in OPERATOR_NEEDS:
-        assert can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in namespace default"
+        expected[(verb, resource, "default")] = True
     for verb in ("list", "watch"):  # kopf's cluster-wide watches
-        assert can_i(rig, sa, verb, "processingjobs.procjob.dev", None)
-        assert can_i(rig, sa, verb, "pods", None)
+        expected[(verb, "processingjobs.procjob.dev", None)] = True
+        expected[(verb, "pods", None)] = True
     for verb, resource in OPERATOR_MUST_NOT:
-        assert not can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in namespace default"
-        assert not can_i(rig, sa, verb, resource, None), f"{verb} {resource} in all namespaces"
+        expected[(verb, resource, "default")] = False
+        expected[(verb, resource, None)] = False
+    assert can_i(rig, sa, list(expected)) == expected
 
 
 def test_namespaced_rbac_is_confined_to_the_watched_namespaces(
@@ -396,15 +409,16 @@ def test_namespaced_rbac_is_confined_to_the_watched_namespaces(
     assert sorted(o["kind"] for o in objects) == ["Role", "Role", "RoleBinding", "RoleBinding", "ServiceAccount"]
     rig.apply(yaml.safe_dump_all(objects))
     sa = f"system:serviceaccount:{namespace}:pj-procjob"
+    expected: dict[Question, bool] = {}
     for watched in (a, b):
         for verb, resource in OPERATOR_NEEDS:
-            assert can_i(rig, sa, verb, resource, watched), f"{verb} {resource} in {watched}"
+            expected[(verb, resource, watched)] = True
         for verb, resource in OPERATOR_MUST_NOT:
-            assert not can_i(rig, sa, verb, resource, watched), f"{verb} {resource} in {watched}"
+            expected[(verb, resource, watched)] = False
     for verb, resource in OPERATOR_NEEDS:
-        assert not can_i(rig, sa, verb, resource, namespace), f"{verb} {resource} in the operator's own namespace"
-        assert not can_i(rig, sa, verb, resource, "default"), f"{verb} {resource} in default"
-        assert not can_i(rig, sa, verb, resource, None), f"{verb} {resource} in all namespaces"
+        for elsewhere in (namespace, "default", None):  # its own namespace, another one, all of them
+            expected[(verb, resource, elsewhere)] = False
+    assert can_i(rig, sa, list(expected)) == expected
 
 
 def service_account_kubeconfig(rig: Rig, namespace: str, account: str, path: Path) -> Path:

@@ -166,11 +166,40 @@ def test_a_kubeconfig_context_namespace_is_the_default(tmp_path: Path) -> None:
     assert (access.server, access.namespace) == ("https://127.0.0.1:1", "team-x")
     assert access.headers == {"Authorization": "Bearer t0ken"}
     assert plugin.load_access(str(path), None, "other", {}).namespace == "other"
-    assert plugin.load_access(
-        None, "two", None, {"KUBECONFIG": f"{tmp_path / 'missing'}{os.pathsep}{path}"}
-    ).namespace == ("default")
+    merged = {"KUBECONFIG": f"{tmp_path / 'missing'}{os.pathsep}{path}"}
+    assert plugin.load_access(None, "two", None, merged).namespace == "default"
     with pytest.raises(plugin.PluginError, match="context 'nope' not found"):
         plugin.load_access(str(path), "nope", None, {})
+
+
+def test_an_exec_credential_plugin_provides_the_token(tmp_path: Path) -> None:
+    helper = tmp_path / "get-token"
+    helper.write_text(
+        "#!/bin/sh\n"
+        'test "$EXTRA" = yes || exit 3\n'
+        'echo \'{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",'
+        ' "status": {"token": "from-exec"}}\'\n'
+    )
+    helper.chmod(0o755)
+    exec_spec = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": "./get-token",
+        "env": [{"name": "EXTRA", "value": "yes"}],
+    }
+    config = {
+        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
+        "users": [{"name": "u", "user": {"exec": exec_spec}}],
+        "contexts": [{"name": "one", "context": {"cluster": "c", "user": "u"}}],
+        "current-context": "one",
+    }
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(config))
+    access = plugin.load_access(str(path), None, None, {"PATH": os.environ.get("PATH", "")})
+    assert access.headers == {"Authorization": "Bearer from-exec"}
+    exec_spec["env"] = []
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(plugin.PluginError, match=r"credential plugin .* failed: exit 3"):
+        plugin.load_access(str(path), None, None, {"PATH": os.environ.get("PATH", "")})
 
 
 # ------------------------------------------------------------------------------- with the rig

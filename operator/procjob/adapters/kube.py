@@ -161,6 +161,20 @@ class KubeClient:
             return False
         return True
 
+    async def list_all(self, path: str, *, label_selector: str | None = None, page: int = 500) -> list[dict[str, Any]]:
+        """Every item of a collection, fetched in pages."""
+        items: list[dict[str, Any]] = []
+        params = {"limit": str(page)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        while True:
+            result = await self.request("GET", path, **params)
+            items.extend(result.get("items") or [])
+            token = (result.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params["continue"] = token
+
     # ---------------------------------------------------------------------------------- jobs
     def job_path(self, namespace: str, name: str) -> str:
         return f"{JOBS}/namespaces/{namespace}/{PLURAL}/{name}"

@@ -589,7 +589,8 @@ def _when(value: str | None, now: datetime) -> str:
     at = parse_time(value) if value else None
     if at is None:
         return "-"
-    return f"{at.astimezone(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} ({human_duration(now - at)} ago)"
+    stamp = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return f"{stamp} (in {human_duration(at - now)})" if at > now else f"{stamp} ({human_duration(now - at)} ago)"
 
 
 def _short(value: str | None) -> str:

@@ -159,7 +159,7 @@ class QueueAdmission:
             if created is None:
                 continue
             waiting.append(Waiting(key, namespace, int(spec.get("priority") or 0), created, meta.get("name", "")))
-        order = queue_order(waiting)
+        order = queue_order(waiting, running_ns)
         self._positions = {w.key: i + 1 for i, w in enumerate(order)}
         self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)
         depth: dict[str, int] = dict.fromkeys(self._namespaces, 0)

@@ -107,6 +107,10 @@ class Cache:
         if pod is not None and not pod.deleting:
             self.pods[job_uid][name] = dataclasses.replace(pod, deleting=True)
 
+    def has_pod(self, job_uid: str, name: str, uid: str) -> bool:
+        pod = self.pods.get(job_uid, {}).get(name)
+        return pod is not None and pod.uid == uid
+
     def pods_of(self, job_uid: str) -> list[PodObservation]:
         return list(self.pods.get(job_uid, {}).values())
 

@@ -1,9 +1,13 @@
-"""Queue order for jobs waiting to start: priority, then namespaces in turn, then FIFO.
+"""Queue order for jobs waiting to start: priority, then fair shares between namespaces, then FIFO.
 
-Pure: given the waiting jobs and the free capacity, return the order and which may start. Higher
-`spec.priority` first; within one priority, namespaces take turns (the namespace whose oldest
-waiting job is oldest goes first) so one namespace's burst cannot starve another; within a
-namespace, first created first.
+Pure: given the waiting jobs, the running ones per namespace and the free capacity, return the
+order and which may start. Higher `spec.priority` first. Within one priority, the next place goes
+to the namespace with the fewest jobs running or already placed ahead (ties: the namespace whose
+oldest waiting job is oldest, then its name), so one namespace's burst cannot starve another and
+a namespace that already holds many slots waits its turn. Within a namespace, first created first.
+
+Because the shares count running jobs, admitting the job at the head of the order moves nobody
+else's place: the order is stable while jobs start, and positions shown to users stay true.
 """
 
 from __future__ import annotations
@@ -23,19 +27,23 @@ class Waiting:
     name: str
 
 
-def queue_order(waiting: Iterable[Waiting]) -> list[Waiting]:
+def queue_order(waiting: Iterable[Waiting], running_by_namespace: Mapping[str, int] | None = None) -> list[Waiting]:
     by_priority: dict[int, dict[str, list[Waiting]]] = defaultdict(lambda: defaultdict(list))
     for job in waiting:
         by_priority[job.priority][job.namespace].append(job)
+    share: dict[str, int] = dict(running_by_namespace or {})
     order: list[Waiting] = []
     for priority in sorted(by_priority, reverse=True):
-        lanes = [deque(sorted(jobs, key=lambda j: (j.created, j.name))) for jobs in by_priority[priority].values()]
-        lanes.sort(key=lambda lane: (lane[0].created, lane[0].namespace))
+        lanes = {
+            ns: deque(sorted(jobs, key=lambda j: (j.created, j.name))) for ns, jobs in by_priority[priority].items()
+        }
         while lanes:
-            for lane in list(lanes):
-                order.append(lane.popleft())
-                if not lane:
-                    lanes.remove(lane)
+            namespace = min(lanes, key=lambda ns: (share.get(ns, 0), lanes[ns][0].created, ns))
+            lane = lanes[namespace]
+            order.append(lane.popleft())
+            share[namespace] = share.get(namespace, 0) + 1
+            if not lane:
+                del lanes[namespace]
     return order
 
 

@@ -117,3 +117,17 @@ def test_the_order_is_a_permutation_by_priority_and_admission_respects_the_limit
     if per_ns is not None:
         for namespace in "abc":
             assert sum(1 for key in chosen if key.startswith(f"{namespace}/")) <= per_ns
+
+
+def test_a_namespace_that_already_runs_many_jobs_waits_its_turn() -> None:
+    waiting = [job("a", "a1", 0), job("a", "a2", 1), job("b", "b1", 5), job("b", "b2", 6)]
+    order = [w.key for w in queue_order(waiting, {"a": 2})]
+    assert order == ["b/b1", "b/b2", "a/a1", "a/a2"]
+
+
+def test_admitting_the_head_moves_nobody_elses_place() -> None:
+    waiting = [job(ns, f"{ns}{i}", i) for ns in ("a", "b", "c") for i in range(4)]
+    before = [w.key for w in queue_order(waiting)]
+    head = before[0]
+    after = [w.key for w in queue_order([w for w in waiting if w.key != head], {head.split("/")[0]: 1})]
+    assert after == before[1:]
