@@ -1,0 +1,12 @@
+-- Cancel: spec.cancel = true. The operator stops the running attempt, deletes the job's pods and
+-- ends the job Cancelled. Cannot be undone (the CRD rejects cancel: false afterwards).
+-- Note for GitOps: do not keep `cancel: false` in Git, or self-heal would try to revert this.
+if obj.status ~= nil and obj.status.conditions ~= nil then
+  for _, c in ipairs(obj.status.conditions) do
+    if c.type == "Succeeded" and (c.status == "True" or c.status == "False") then
+      error("the job has already finished (" .. tostring(c.reason) .. "): nothing to cancel", 0)
+    end
+  end
+end
+obj.spec.cancel = true
+return obj
