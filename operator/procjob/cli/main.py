@@ -51,8 +51,15 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["worker"]:
+        # Hand everything after `worker` to the worker untouched (its own --help included), and
+        # keep worker pods from importing the other commands' dependencies.
+        from procjob.worker.main import main as worker_main
+
+        return worker_main(args_list[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(args_list)
     code: int = args.func(args)
     return code
 
