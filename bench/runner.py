@@ -1,0 +1,276 @@
+"""One system's run: namespace, (operator,) warm-up, observer, load, costs, analysis, cleanup.
+
+`run_system()` is what bench.run calls for B0, B1 and procjob alike; `Context` carries what the
+runs share (the API client, the profile, PostgreSQL, the work directory, operator settings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import re
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.support.postgres import PostgresCluster
+
+from bench import report
+from bench.analysis import analyse, percentile, r
+from bench.api import JOBS, Api, BenchError
+from bench.auditdb import check, fresh_database, wait_drained
+from bench.costs import diff, snapshot
+from bench.observer import Observer
+from bench.operatorproc import MIB, OperatorProcess
+from bench.profiles import Profile
+from bench.rigctl import KUBECONFIG, Rig
+from bench.systems import System, b0, b1, drive, procjob
+
+RESULTS = Path(__file__).resolve().parent / "results"
+REQUIRED = ("stages_per_s", "transition_p50_s", "transition_p99_s", "first_pod_p99_s")
+T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    print(f"[{time.monotonic() - T0:7.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def skipped(reason: str) -> dict[str, Any]:
+    return {"skipped": reason, **dict.fromkeys(REQUIRED)}
+
+
+@dataclass
+class Context:
+    api: Api
+    profile: Profile
+    workdir: Path
+    nodes: list[str]
+    pg: PostgresCluster | None
+    workers: int | None
+    profile_operator: bool
+    date: str
+    tag: str
+    rig: Rig | None = None
+    wait_quiet: float = 0.0
+    out: Path = RESULTS
+    variants: tuple[str, ...] = ()
+    namespaces: list[str] = field(default_factory=list)
+
+
+def make(kind: str, stages: int, nodes: list[str]) -> System:
+    if kind == "b0":
+        return b0(stages, nodes)
+    if kind == "b1":
+        return b1(stages)
+    return procjob(stages)
+
+
+WATCHED = {"b0": ["pods"], "b1": ["pods", "jobs"], "procjob": ["pods", "processingjobs"]}
+
+
+async def kwok_nodes(api: Api) -> list[str]:
+    listed = await api.request("GET", "/api/v1/nodes", params={"labelSelector": "type=kwok"})
+    names = sorted(item["metadata"]["name"] for item in listed["items"])
+    if not names:
+        raise BenchError("the rig has no kwok Nodes (label type=kwok)")
+    return names
+
+
+def kcm_settings() -> dict[str, int | None]:
+    proc = Rig.components().get("kube-controller-manager")
+    args = " ".join(proc.cmdline()) if proc is not None else ""
+
+    def flag(name: str) -> int | None:
+        match = re.search(rf"--{name}=(\d+)", args)
+        return int(match[1]) if match else None
+
+    return {"kcm_qps": flag("kube-api-qps"), "kcm_burst": flag("kube-api-burst"), "concurrent_job_syncs": 5}
+
+
+def operator_numbers(before: dict[str, float], after: dict[str, float], stages: int) -> dict[str, Any]:
+    def delta(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    verbs: dict[str, float] = {}
+    for key in after:
+        match = re.fullmatch(r'procjob_api_requests_total\{verb="(\w+)"\}', key)
+        if match:
+            verbs[match[1]] = delta(key)
+    errors = {k: delta(k) for k in after if k.startswith("procjob_reconcile_errors_total{") and delta(k) > 0}
+    return {
+        "operator_api_requests_per_stage": {k: round(v / stages, 2) for k, v in sorted(verbs.items())},
+        "operator_api_requests_per_stage_total": round(sum(verbs.values()) / stages, 2),
+        "operator_reconciles_per_stage": round(delta("procjob_reconcile_duration_seconds_count") / stages, 2),
+        "operator_events_posted_per_stage": round(delta("procjob_events_posted_total") / stages, 2),
+        "operator_reconcile_errors": errors,
+        "operator_audit_records": int(delta("procjob_audit_records_total")),
+    }
+
+
+async def last_seqs(api: Api, namespace: str, chains: set[str]) -> dict[str, int]:
+    listed = await api.request("GET", f"{JOBS}/namespaces/{namespace}/processingjobs")
+    return {
+        item["metadata"]["uid"]: int((((item.get("status") or {}).get("audit") or {}).get("lastSeq")) or 0)
+        for item in listed["items"]
+        if item["metadata"]["name"] in chains
+    }
+
+
+async def run_system(
+    ctx: Context, kind: str, n: int, stages: int, *, rate: float | None = None, label: str | None = None
+) -> dict[str, Any]:
+    label = label or kind
+    namespace = f"bench-{kind}-{secrets.token_hex(3)}"
+    chains = [f"c{i:05d}" for i in range(n)]
+    pace = f" at {rate:.2f} jobs/s" if rate else ""
+    log(f"{label}: N={n} S={stages}{pace} in namespace {namespace}")
+    result: dict[str, Any] = {"system": kind, "namespace": namespace}
+    if rate:
+        result["arrival_rate_jobs_per_s"] = round(rate, 3)
+    api = ctx.api
+    if ctx.rig is not None:
+        others = await asyncio.to_thread(ctx.rig.wait_quiet, ctx.wait_quiet)
+        result["foreign_load_at_start"] = others
+        if others:
+            log(f"{label}: note: sharing the rig with {', '.join(others)}")
+    await api.create_namespace(namespace)
+    ctx.namespaces.append(namespace)
+    operator: OperatorProcess | None = None
+    try:
+        dsn = None
+        if kind == "procjob":
+            assert ctx.pg is not None
+            dsn = await asyncio.to_thread(fresh_database, ctx.pg)
+            prof = ctx.workdir / f"operator-{label}.prof" if ctx.profile_operator else None
+            operator = OperatorProcess(
+                namespace,
+                ctx.workdir / f"operator-{label}.log",
+                workers=ctx.workers,
+                database_url=dsn,
+                profile_out=prof,
+                variants=ctx.variants,
+            )
+            await asyncio.to_thread(operator.start)
+            log(
+                f"{label}: operator ready (pid {operator.proc.pid if operator.proc else '?'}, metrics :{operator.port})"
+            )
+            result["operator_workers"] = ctx.workers or 8
+            result["operator_profiled"] = prof is not None
+            result["operator_variants"] = list(ctx.variants)
+        system, warm = make(kind, stages, ctx.nodes), make(kind, 1, ctx.nodes)
+        # A one-stage warm-up chain: connections open, the operator's watches established.
+        await drive(
+            api, warm, namespace, ["warm"], 1, rate=None, stall_timeout=60, deadline=time.monotonic() + 90, progress=log
+        )
+        observer = Observer(KUBECONFIG, namespace, WATCHED[kind], ctx.workdir / f"observer-{label}.jsonl")
+        await observer.start()
+        log(f"{label}: warmed up, observer watching; creating {n} chains")
+        try:
+            before = await snapshot(api)
+            op_before = operator.metrics() if operator else {}
+            cpu_before = operator.cpu_seconds() if operator else 0.0
+            load = await drive(
+                api,
+                system,
+                namespace,
+                chains,
+                stages,
+                rate=rate,
+                stall_timeout=ctx.profile.stall_timeout,
+                deadline=time.monotonic() + ctx.profile.run_timeout,
+                progress=log,
+            )
+            if operator is not None and dsn is not None:
+                seqs = await last_seqs(api, namespace, set(chains))
+                drained = await asyncio.to_thread(wait_drained, dsn, seqs, 120.0)
+                result["audit_drain_after_last_job_s"] = round(drained, 2)
+                log(f"{label}: all jobs done; audit drained {drained:.1f}s later")
+            after = await snapshot(api)
+            result["foreign_load_at_end"] = Rig.foreign_load()
+            probe = operator is not None and "tracemalloc" in ctx.variants
+            if probe and operator and await asyncio.to_thread(operator.dump_allocations, operator.allocations):
+                target = ctx.out / f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{label}-allocations.txt"
+                target.write_text(report.scrub_paths(operator.allocations.read_text()))
+                log(f"{label}: operator allocation sites in {target}")
+            if operator is not None:
+                cpu_after = operator.cpu_seconds()
+                op_after = operator.metrics()
+                result.update(
+                    {
+                        "rss_peak_mib": round(operator.high_water_mark() / MIB, 1),
+                        "rss_end_mib": round(operator.rss() / MIB, 1),
+                        "cpu_s": round(cpu_after - cpu_before, 2),
+                        "cpu_s_per_1000_jobs": round((cpu_after - cpu_before) * 1000 / n, 1),
+                        "cpu_s_per_1000_stages": round((cpu_after - cpu_before) * 1000 / (n * stages), 1),
+                        "operator_cpu_utilisation": round(
+                            (cpu_after - cpu_before) / max(1e-9, after.at - before.at), 2
+                        ),
+                        **operator_numbers(op_before, op_after, n * stages),
+                    }
+                )
+        finally:
+            records = await observer.stop()
+        result.update(analyse(records, load, chains, stages, system.kind))
+        result.update(diff(before, after, n * stages, n))
+        if operator is not None and dsn is not None:
+            audit = await asyncio.to_thread(check, dsn, seqs)
+            result.update(
+                {
+                    "audit_rows": audit.rows,
+                    "audit_lag_p50_s": r(percentile(audit.lags, 50)),
+                    "audit_lag_p99_s": r(percentile(audit.lags, 99)),
+                    "audit_lag_max_s": r(max(audit.lags) if audit.lags else None),
+                    "audit_exact": audit.exact,
+                    "audit_exact_jobs": f"{audit.exact_jobs}/{audit.jobs}",
+                    "audit_problems": audit.problems,
+                }
+            )
+        log(
+            f"{label}: {result['stages_per_s']} stages/s steady, {result['stages_per_s_overall']} overall, "
+            f"makespan {result['makespan_s']}s, transition p50/p99 {result['transition_p50_s']}/"
+            f"{result['transition_p99_s']}s, first pod p99 {result['first_pod_p99_s']}s"
+        )
+    finally:
+        log(f"{label}: deleting the objects of namespace {namespace}")
+        try:
+            result["cleanup_s"] = round(await api.empty_namespace(namespace, within=ctx.profile.cleanup_timeout), 1)
+            await api.request("DELETE", f"/api/v1/namespaces/{namespace}", ok404=True)
+            log(f"{label}: pods gone after {result['cleanup_s']}s; namespace deletion under way")
+        finally:
+            if operator is not None:
+                await asyncio.to_thread(operator.stop)
+                if ctx.profile_operator:
+                    summarise_profile(ctx, label)
+    return result
+
+
+def summarise_profile(ctx: Context, label: str) -> None:
+    import pstats
+
+    prof = ctx.workdir / f"operator-{label}.prof"
+    if not prof.exists():
+        log(f"{label}: no profile written ({prof.name})")
+        return
+    name = f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{label}.txt"
+    out = ctx.out / name
+    buffer = io.StringIO()
+    stats = pstats.Stats(str(prof), stream=buffer)
+    stats.strip_dirs().sort_stats("cumulative").print_stats(60)
+    stats.sort_stats("tottime").print_stats(40)
+    out.write_text(report.scrub_paths(buffer.getvalue()).replace(str(prof), prof.name))
+    shutil.copy(prof, ctx.out / name.replace(".txt", ".prof.tmp"))
+    log(f"{label}: operator profile summary in {out}")
+
+
+async def guarded(what: str, step: Coroutine[Any, Any, dict[str, Any]]) -> dict[str, Any]:
+    """Run one system; a failure is recorded (and the run goes on) rather than aborting everything."""
+    try:
+        return await step
+    except BenchError as exc:
+        log(f"{what}: FAILED: {exc}")
+        return {"error": str(exc), **dict.fromkeys(REQUIRED)}
