@@ -58,6 +58,10 @@ class Cache:
         same_object = current is not None and (current.get("metadata") or {}).get("uid") == meta.get("uid")
         if same_object and _older(body, current):
             return key
+        if "managedFields" in meta:
+            # A third of a job's JSON that nothing here reads; a status PUT without it leaves the
+            # server's copy as it is. Dropping it keeps 5,000 cached jobs under 200 MiB of RSS.
+            body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         self.jobs[key] = body
         return key
 

@@ -3,6 +3,12 @@
 Watch events only put a job's key here. A key added while it is being processed is marked dirty
 and queued again when its worker is done, so the last event is never lost and two workers never
 reconcile the same job at once (the one-writer rule for status).
+
+Two lanes: `urgent` keys (a pod of the job changed, a job's backoff or deadline timer fired) are
+served before the others (new jobs, status echoes, queue-position refreshes). In a burst of new
+jobs the workers would otherwise admit every new job before they notice that a running job's pod
+has finished, and each stage transition would wait behind the whole burst. Urgent work is bounded
+by the pods that exist, so new jobs are served as soon as running jobs have been moved on.
 """
 
 from __future__ import annotations
@@ -13,46 +19,56 @@ from collections import deque
 
 class WorkQueue:
     def __init__(self) -> None:
-        self._ready: deque[str] = deque()
-        self._queued: set[str] = set()
+        self._urgent: deque[str] = deque()
+        self._normal: deque[str] = deque()
+        self._queued: dict[str, bool] = {}  # key -> in the urgent lane
         self._active: set[str] = set()
-        self._dirty: set[str] = set()
-        self._timers: dict[str, tuple[float, asyncio.TimerHandle]] = {}
+        self._dirty: dict[str, bool] = {}  # key added while active -> urgent
+        self._timers: dict[str, tuple[float, bool, asyncio.TimerHandle]] = {}
         self._wakeup = asyncio.Event()
         self._failures: dict[str, int] = {}
 
     def __len__(self) -> int:
-        return len(self._ready)
+        return len(self._queued)
 
     @property
     def delayed(self) -> int:
         return len(self._timers)
 
-    def add(self, key: str) -> None:
+    def add(self, key: str, *, urgent: bool = False) -> None:
         if key in self._active:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.append(key)
+            self._dirty[key] = self._dirty.get(key, False) or urgent
+            return
+        queued = self._queued.get(key)
+        if queued is None:
+            self._queued[key] = urgent
+            (self._urgent if urgent else self._normal).append(key)
             self._wakeup.set()
+        elif urgent and not queued:
+            # Promote: its entry in the normal lane is skipped when reached (see _pop).
+            self._queued[key] = True
+            self._urgent.append(key)
 
-    def add_after(self, key: str, delay: float) -> None:
+    def add_after(self, key: str, delay: float, *, urgent: bool = False) -> None:
         """Add `key` after `delay` seconds; an earlier pending timer for the key wins."""
         if delay <= 0:
-            self.add(key)
+            self.add(key, urgent=urgent)
             return
         loop = asyncio.get_running_loop()
         due = loop.time() + delay
         existing = self._timers.get(key)
         if existing is not None:
             if existing[0] <= due:
+                if urgent and not existing[1]:
+                    self._timers[key] = (existing[0], True, existing[2])
                 return
-            existing[1].cancel()
-        self._timers[key] = (due, loop.call_at(due, self._fire, key))
+            existing[2].cancel()
+            urgent = urgent or existing[1]
+        self._timers[key] = (due, urgent, loop.call_at(due, self._fire, key))
 
     def _fire(self, key: str) -> None:
-        self._timers.pop(key, None)
-        self.add(key)
+        timer = self._timers.pop(key, None)
+        self.add(key, urgent=timer is not None and timer[1])
 
     def add_rate_limited(self, key: str, *, base: float = 0.05, cap: float = 30.0) -> float:
         """Requeue after a failure: base * 2^failures, capped. Returns the delay."""
@@ -70,25 +86,32 @@ class WorkQueue:
         """The object is gone: cancel its timer."""
         timer = self._timers.pop(key, None)
         if timer is not None:
-            timer[1].cancel()
+            timer[2].cancel()
         self._failures.pop(key, None)
 
+    def _pop(self) -> str | None:
+        for lane, urgent in ((self._urgent, True), (self._normal, False)):
+            while lane:
+                key = lane.popleft()
+                if self._queued.get(key) is urgent:  # else a stale entry: served already, or promoted
+                    del self._queued[key]
+                    return key
+        return None
+
     async def get(self) -> str:
-        while not self._ready:
+        while (key := self._pop()) is None:
             self._wakeup.clear()
             await self._wakeup.wait()
-        key = self._ready.popleft()
-        self._queued.discard(key)
         self._active.add(key)
         return key
 
     def done(self, key: str) -> None:
         self._active.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+        urgent = self._dirty.pop(key, None)
+        if urgent is not None:
+            self.add(key, urgent=urgent)
 
     def close(self) -> None:
-        for _, handle in self._timers.values():
+        for *_, handle in self._timers.values():
             handle.cancel()
         self._timers.clear()

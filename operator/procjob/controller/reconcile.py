@@ -213,7 +213,8 @@ class Reconciler:
             remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
             await self._patch_finalizers(key, body, remaining)
         if decision.requeue_at is not None:
-            self.queue.add_after(key, (decision.requeue_at - self.clock()).total_seconds())
+            # a backoff or deadline of a started job: as urgent as a pod's change
+            self.queue.add_after(key, (decision.requeue_at - self.clock()).total_seconds(), urgent=True)
 
     async def _patch_finalizers(self, key: str, body: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
         meta = body.get("metadata") or {}
