@@ -295,6 +295,7 @@ def test_every_option_on(rig: Rig) -> None:
         "POD_NAME": None,
         "PROCJOB_METRICS_PORT": "8080",
         "PROCJOB_WORKERS": "16",
+        "PROCJOB_EVENTS": "important",
         "PROCJOB_LOG_FORMAT": "text",
         "PROCJOB_LOG_LEVEL": "DEBUG",
         "PROCJOB_WORKER_IMAGE": "ghcr.io/procjob/procjob:0.1.0",

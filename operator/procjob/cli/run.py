@@ -35,6 +35,12 @@ def add_parser(sub: Any) -> None:
     flag("workers", "PROCJOB_WORKERS", "concurrent reconciles (default 8)")
     flag("log-format", "PROCJOB_LOG_FORMAT", "text or json (default text)")
     flag("log-level", "PROCJOB_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)")
+    flag(
+        "events",
+        "PROCJOB_EVENTS",
+        "Kubernetes Events to post: all transitions, or important (no Event for a stage's routine start and "
+        "success; the audit keeps every transition) (default all)",
+    )
     flag("worker-image", "PROCJOB_WORKER_IMAGE", "image that runs built-in (uses:) stages")
     flag(
         "allowed-service-accounts",

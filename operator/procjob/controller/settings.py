@@ -34,6 +34,7 @@ class OperatorSettings:
     migrate: bool = False
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
+    events: str = "all"  # all | important (no Event for a stage's routine start and success)
     instance: str = ""
     failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS=audit-after-insert
 
@@ -44,6 +45,7 @@ class OperatorSettings:
             audit_enabled=self.database_url is not None,
             fetch_allowed_networks=self.fetch_allowed_networks,
             s3=self.s3,
+            routine_events=self.events == "all",
         )
 
 
@@ -100,6 +102,9 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
         in {"1", "true", "yes"},
         credentials_secret=pick("s3_credentials_secret", "PROCJOB_S3_CREDENTIALS_SECRET"),
     )
+    events = pick("events", "PROCJOB_EVENTS", "all") or "all"
+    if events not in {"all", "important"}:
+        raise SettingsError(f"--events (PROCJOB_EVENTS) must be all or important, not {events!r}")
     migrate = (pick("migrate", "PROCJOB_DATABASE_MIGRATE", "false") or "").lower() in {"1", "true", "yes"}
     return OperatorSettings(
         namespaces=_list(pick("namespace", "PROCJOB_NAMESPACES")),
@@ -122,6 +127,7 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
             "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
             pick("max_running_jobs_per_namespace", "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"),
         ),
+        events=events,
         instance=environ.get("POD_NAME", os.uname().nodename),
         failpoints=frozenset(_list(environ.get("PROCJOB_FAILPOINTS"))),
     )

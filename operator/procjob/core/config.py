@@ -27,3 +27,4 @@ class CoreConfig:
     fetch_allowed_networks: tuple[str, ...] = ()
     s3: S3Settings = field(default_factory=S3Settings)
     run_as_user: int = 65532
+    routine_events: bool = True  # False: no Event for StageStarted/AttemptStarted/StageSucceeded (the audit keeps them)

@@ -68,6 +68,8 @@ EVENTS: dict[str, tuple[str, EventType]] = {
     "JobRetried": ("Retried", EventType.NORMAL),
     "RetryIgnored": ("RetryIgnored", EventType.WARNING),
 }
+# The per-stage transitions of a healthy run: mirrored as Events unless `--events important`.
+ROUTINE_EVENTS = frozenset({"StageStarted", "AttemptStarted", "StageSucceeded"})
 
 
 def decide(
@@ -752,7 +754,9 @@ class _Pass:
             outbox = outbox.model_copy(update={"flushed_seq": outbox.last_seq})
         status = status.model_copy(update={"audit": outbox})
         events = tuple(
-            Event(EVENTS[t.type][1], EVENTS[t.type][0], t.message) for t in self.transitions if t.type in EVENTS
+            Event(EVENTS[t.type][1], EVENTS[t.type][0], t.message)
+            for t in self.transitions
+            if t.type in EVENTS and (self.config.routine_events or t.type not in ROUTINE_EVENTS)
         )
         return Decision(
             status=status,

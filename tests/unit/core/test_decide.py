@@ -1289,6 +1289,21 @@ def test_events_mirror_the_posted_transitions_with_warnings_for_failures() -> No
     assert "AttemptRunning" not in {e.reason for e in events}
 
 
+def test_important_events_only_leave_out_a_stages_routine_start_and_success() -> None:
+    def reasons(config: CoreConfig) -> list[str]:
+        run = Run(spec_of(image_stage("a", retry=quick(1)), image_stage("b")), config=config)
+        for step in [D, R, D, fail(), D, tick(1), D, R, D, ok(), D, R, D, ok(), D]:
+            step(run)
+        assert run.transitions()[-1] == "JobSucceeded"
+        return [e.reason for d in run.decisions for e in d.events]
+
+    everything = reasons(CoreConfig())
+    important = reasons(CoreConfig(routine_events=False))
+    assert {"StageStarted", "AttemptStarted", "StageSucceeded"} <= set(everything)
+    assert important == [r for r in everything if r not in {"StageStarted", "AttemptStarted", "StageSucceeded"}]
+    assert important == ["Started", "AttemptFailed", "RetryScheduled", "JobSucceeded"]
+
+
 def test_the_status_stays_bounded_after_many_ignored_failures() -> None:
     spec = spec_of(
         image_stage(retry={"limit": 1, "delaysSeconds": [0], "rules": [{"onExitCodes": [1], "action": "Ignore"}]})
