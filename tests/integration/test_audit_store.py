@@ -368,6 +368,22 @@ async def test_upsert_job_is_idempotent_and_never_moves_a_job_backwards(store: A
     assert rows(database, select)[0][1] == "Succeeded"
 
 
+async def test_upsert_jobs_writes_a_batch_in_one_statement_with_the_same_rules(
+    store: AuditStore, database: str
+) -> None:
+    other = "22222222-2222-2222-2222-222222222222"
+    running = summary(state="Running", reason="", finished_at=None, attempts=2, last_seq=12)
+    assert await store.upsert_jobs([]) == 0
+    assert await store.upsert_jobs([summary(), running, summary(uid=other, name="second", spec={"x": "\x00y"})]) == 2
+    select = "SELECT uid, name, state, last_seq, spec FROM jobs ORDER BY name"
+    assert rows(database, select) == [
+        (other, "second", "Succeeded", 19, {"x": "\ufffdy"}),
+        (UID, "thumbs", "Succeeded", 19, {"stages": [{"name": "fetch"}, {"name": "resize"}]}),
+    ], "the newest snapshot of a job named twice wins; NUL is replaced"
+    assert await store.upsert_jobs([running, summary(uid=other, name="second", last_seq=25)]) == 1
+    assert [r[2:4] for r in rows(database, select)] == [("Succeeded", 25), ("Succeeded", 19)]
+
+
 async def test_mark_deleted_keeps_the_first_deletion_time(store: AuditStore, database: str) -> None:
     await store.upsert_job(summary())
     first = T0 + timedelta(hours=1)

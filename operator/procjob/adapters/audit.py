@@ -442,11 +442,14 @@ SELECT job_uid, seq, namespace, name, stage, attempt, event_type, reason, messag
 ON CONFLICT (job_uid, seq) DO NOTHING
 """
 
-_UPSERT_JOB = """
+_UPSERT_JOBS = """
 INSERT INTO jobs AS j (uid, namespace, name, spec, state, reason, created_at, started_at, finished_at,
                        attempts, deleted_at, last_seq)
-VALUES (%(uid)s, %(namespace)s, %(name)s, %(spec)s::jsonb, %(state)s, %(reason)s, %(created_at)s,
-        %(started_at)s, %(finished_at)s, %(attempts)s, %(deleted_at)s, %(last_seq)s)
+SELECT uid, namespace, name, spec, state, reason, created_at, started_at, finished_at,
+       attempts, deleted_at, last_seq
+  FROM json_to_recordset(%s::json) AS batch(
+       uid text, namespace text, name text, spec jsonb, state text, reason text, created_at timestamptz,
+       started_at timestamptz, finished_at timestamptz, attempts integer, deleted_at timestamptz, last_seq bigint)
 ON CONFLICT (uid) DO UPDATE SET
     namespace = EXCLUDED.namespace, name = EXCLUDED.name, spec = EXCLUDED.spec, state = EXCLUDED.state,
     reason = EXCLUDED.reason, created_at = EXCLUDED.created_at, started_at = EXCLUDED.started_at,
@@ -627,11 +630,23 @@ class AuditStore:
 
     async def upsert_job(self, job: JobSummary) -> bool:
         """Create or refresh the job's row; False when the stored snapshot is newer (kept)."""
-        params = job.model_dump(exclude={"duration_seconds"})
-        params["spec"] = _to_json(job.spec)
-        async with self._connection("upsert_job") as conn:
-            cursor = await conn.execute(_UPSERT_JOB, params)
-            return cursor.rowcount == 1
+        return await self.upsert_jobs([job]) == 1
+
+    async def upsert_jobs(self, jobs: Sequence[JobSummary]) -> int:
+        """`upsert_job` for a batch, in one statement; returns how many rows were written.
+
+        A job named twice counts once, with its newest snapshot (PostgreSQL refuses to update a row
+        twice in one statement)."""
+        newest: dict[str, JobSummary] = {}
+        for job in jobs:
+            if job.uid not in newest or newest[job.uid].last_seq <= job.last_seq:
+                newest[job.uid] = job
+        if not newest:
+            return 0
+        rows = _to_json([job.model_dump(exclude={"duration_seconds"}) for job in newest.values()])
+        async with self._connection("upsert_jobs") as conn:
+            cursor = await conn.execute(_UPSERT_JOBS, [rows])
+            return cursor.rowcount
 
     async def mark_deleted(self, uid: str, when: datetime) -> bool:
         """Record that the custom resource is gone (the first time counts); False if the job is unknown."""

@@ -140,8 +140,7 @@ class AuditRelay:
         if self.crash_after_insert:
             log.error("failpoint audit-after-insert: exiting after inserting %d records", len(records))
             os._exit(137)
-        for job, entries in batch.values():
-            await self.store.upsert_job(summary_of(job, entries))
+        await self.store.upsert_jobs([summary_of(job, entries) for job, entries in batch.values()])
         now = self.clock()
         for record in records:
             self.metrics.audit_lag.observe(max(0.0, (now - record.entry.time).total_seconds()))
