@@ -58,6 +58,7 @@ class OperatorProcess:
         database_url: str | None,
         profile_out: Path | None = None,
         variants: tuple[str, ...] = (),
+        events: str | None = None,
     ) -> None:
         self.port = free_port()
         prefix = [sys.executable]
@@ -80,6 +81,8 @@ class OperatorProcess:
         ]
         if workers is not None:
             self.argv += ["--workers", str(workers)]
+        if events is not None:
+            self.argv += ["--events", events]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROCJOB_")}
         env.update({"KUBECONFIG": str(KUBECONFIG), "PYTHONUNBUFFERED": "1"})
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT), env.get("PYTHONPATH", "")])

@@ -168,7 +168,8 @@ def markdown(results: dict[str, Any]) -> str:
     }
     lines += [
         "",
-        f"Settings: operator `--workers {settings.get('operator_workers')}`, variants: "
+        f"Settings: operator `--workers {settings.get('operator_workers')} --events "
+        f"{settings.get('operator_events', 'all')}`, variants: "
         f"{settings.get('operator_variants')}; cleanup: {settings.get('podGC')}.",
         "Other rig users seen during a run (their load skews it): "
         + ("; ".join(f"{k}: {', '.join(v)}" for k, v in shared.items()) if shared else "none")

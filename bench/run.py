@@ -91,6 +91,7 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
             "b0_chains": args.n or profile.b0_chains,
             "systems": sorted(systems),
             "operator_workers": args.workers or 8,
+            "operator_events": args.events or "all",
             "operator_variants": args.operator_variants or "none (the operator as committed)",
             "podGC": "OnCompletion (procjob); ttlSecondsAfterFinished: 0 (B1); none during the run (B0)",
         },
@@ -104,6 +105,7 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
         ctx = Context(Api(KUBECONFIG), profile, workdir, [], None, args.workers, args.profile_operator, date, args.tag)
         ctx.rig, ctx.wait_quiet, ctx.out = rig, args.wait_quiet, args.out
         ctx.variants = tuple(v for v in args.operator_variants.split(",") if v)
+        ctx.events = args.events
         try:
             if "procjob" in systems:
                 await asyncio.to_thread(rig.apply_crd)
@@ -233,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", choices=sorted(PROFILES), default="quick")
     parser.add_argument("--systems", default="b0,b1,procjob", help="comma-separated subset of b0,b1,procjob")
     parser.add_argument("--workers", type=int, default=None, help="operator --workers (default: its own, 8)")
+    parser.add_argument(
+        "--events", choices=("all", "important"), default=None, help="operator --events (default: its own, all)"
+    )
     parser.add_argument("--n", type=int, default=None, help="override N (chains/jobs) for every system")
     parser.add_argument("--s", type=int, default=None, help="override S (stages per job)")
     parser.add_argument(
@@ -246,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--operator-variants",
         default="",
-        help="experiment: start the operator through bench/operator_variants.py with these changes (e.g. kopf-lite)",
+        help="experiment: start the operator through bench/operator_variants.py with these changes (e.g. tracemalloc)",
     )
     parser.add_argument("--no-restart", action="store_true", help="never restart the rig (no B1 tuned)")
     parser.add_argument(

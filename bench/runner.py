@@ -59,6 +59,7 @@ class Context:
     wait_quiet: float = 0.0
     out: Path = RESULTS
     variants: tuple[str, ...] = ()
+    events: str | None = None
     namespaces: list[str] = field(default_factory=list)
 
 
@@ -154,12 +155,14 @@ async def run_system(
                 database_url=dsn,
                 profile_out=prof,
                 variants=ctx.variants,
+                events=ctx.events,
             )
             await asyncio.to_thread(operator.start)
             log(
                 f"{label}: operator ready (pid {operator.proc.pid if operator.proc else '?'}, metrics :{operator.port})"
             )
             result["operator_workers"] = ctx.workers or 8
+            result["operator_events"] = ctx.events or "all"
             result["operator_profiled"] = prof is not None
             result["operator_variants"] = list(ctx.variants)
         system, warm = make(kind, stages, ctx.nodes), make(kind, 1, ctx.nodes)
