@@ -242,7 +242,17 @@ async def job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     rt: Runtime = memo.runtime
     key = rt.cache.observe_job(dict(body))
     if rt.queue is not None:
-        rt.queue.add(key)
+        rt.queue.add(key, urgent=_user_change(body))
+
+
+def _user_change(body: kopf.Body) -> bool:
+    """A started job whose spec changed (cancel, suspend, priority) or that is being deleted: as
+    urgent as a pod's change. Our own status writes and brand-new jobs are not."""
+    status = body.get("status") or {}
+    if not status.get("startTime"):
+        return False
+    meta = body.get("metadata") or {}
+    return bool(meta.get("deletionTimestamp")) or meta.get("generation") != status.get("observedGeneration")
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -7,14 +7,17 @@ reconcile the same job at once (the one-writer rule for status).
 Two lanes: `urgent` keys (a pod of the job changed, a job's backoff or deadline timer fired) are
 served before the others (new jobs, status echoes, queue-position refreshes). In a burst of new
 jobs the workers would otherwise admit every new job before they notice that a running job's pod
-has finished, and each stage transition would wait behind the whole burst. Urgent work is bounded
-by the pods that exist, so new jobs are served as soon as running jobs have been moved on.
+has finished, and each stage transition would wait behind the whole burst. So that new jobs (and
+anything else in the normal lane) are never starved, at most URGENT_STREAK urgent keys are served
+in a row while normal keys wait.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+
+URGENT_STREAK = 3  # urgent keys served in a row before a waiting normal key gets its turn
 
 
 class WorkQueue:
@@ -27,6 +30,7 @@ class WorkQueue:
         self._timers: dict[str, tuple[float, bool, asyncio.TimerHandle]] = {}
         self._wakeup = asyncio.Event()
         self._failures: dict[str, int] = {}
+        self._streak = 0  # urgent keys served since the last normal one
 
     def __len__(self) -> int:
         return len(self._queued)
@@ -90,11 +94,15 @@ class WorkQueue:
         self._failures.pop(key, None)
 
     def _pop(self) -> str | None:
-        for lane, urgent in ((self._urgent, True), (self._normal, False)):
+        lanes = [(self._urgent, True), (self._normal, False)]
+        if self._streak >= URGENT_STREAK:
+            lanes.reverse()
+        for lane, urgent in lanes:
             while lane:
                 key = lane.popleft()
                 if self._queued.get(key) is urgent:  # else a stale entry: served already, or promoted
                     del self._queued[key]
+                    self._streak = self._streak + 1 if urgent else 0
                     return key
         return None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from procjob.controller.queue import WorkQueue
+from procjob.controller.queue import URGENT_STREAK, WorkQueue
 
 
 async def drain(queue: WorkQueue) -> list[str]:
@@ -35,6 +35,17 @@ async def test_urgent_keys_are_served_before_normal_ones_and_a_promotion_is_serv
     assert len(queue) == 5
     assert await drain(queue) == ["pod-changed", "running", "new-1", "new-2", "new-3"]
     assert len(queue) == 0
+
+
+async def test_normal_keys_get_a_turn_after_a_streak_of_urgent_ones() -> None:
+    queue = WorkQueue()
+    queue.add("new-1")
+    queue.add("new-2")
+    for i in range(2 * URGENT_STREAK + 1):
+        queue.add(f"pod-{i}", urgent=True)
+    served = await drain(queue)
+    urgent = [f"pod-{i}" for i in range(2 * URGENT_STREAK + 1)]
+    assert served == [*urgent[:URGENT_STREAK], "new-1", *urgent[URGENT_STREAK : 2 * URGENT_STREAK], "new-2", urgent[-1]]
 
 
 async def test_a_served_key_added_again_is_served_once_even_with_a_stale_entry_left() -> None:

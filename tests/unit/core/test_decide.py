@@ -249,10 +249,8 @@ def test_the_first_pass_records_the_start_and_creates_attempt_1() -> None:
     assert decision.delete == ()
     assert decision.requeue_at == NOW + timedelta(seconds=300)  # the default startup timeout
     assert decision.finalizer is None
-    assert decision.events == (
-        Event(EventType.NORMAL, "Started", "job started"),
-        Event(EventType.NORMAL, "StageStarted", "stage work started"),
-        Event(EventType.NORMAL, "AttemptStarted", "stage work attempt 1 started"),
+    assert decision.events == (  # one Event for the pass, naming the job's transition
+        Event(EventType.NORMAL, "Started", "job started; stage work started; stage work attempt 1 started"),
     )
     status = run.parsed
     assert status.start_time == NOW
@@ -451,7 +449,7 @@ def test_exhausting_the_retries_fails_the_job_with_rule_limit() -> None:
     assert status.completion_time == run.now
     assert status.duration == "1s"
     assert status.current_stage is None
-    assert [e.type for e in decision.events] == [EventType.WARNING] * 3
+    assert [(e.type, e.reason) for e in decision.events] == [(EventType.WARNING, "JobFailed")]
 
 
 def test_a_fail_job_rule_fails_the_stage_and_the_job_at_once() -> None:
@@ -684,7 +682,7 @@ def test_suspend_stops_the_running_attempt_without_charge_and_resume_starts_a_ne
     decision = run.decide()
     assert [t.type for t in decision.transitions] == ["JobResumed", "AttemptStarted"]
     assert [c.attempt for c in decision.create] == [2]
-    assert Event(EventType.NORMAL, "Resumed", "job resumed") in decision.events
+    assert decision.events == (Event(EventType.NORMAL, "Resumed", "job resumed; stage work attempt 2 started"),)
     suspended = next(c for c in run.parsed.conditions if c.type == "Suspended")
     assert (suspended.status, suspended.reason, suspended.last_transition_time) == ("False", "Resumed", run.now)
     assert run.succeeded_condition == ("Unknown", "Running")
@@ -743,7 +741,9 @@ def test_a_retry_request_reruns_a_failed_job_from_its_failed_stage_with_a_fresh_
     run.annotations = {"procjob.dev/retry": "2026-01-01T00:01:00Z"}
     decision = run.decide()
     assert [t.type for t in decision.transitions] == ["JobRetried", "AttemptStarted"]
-    assert Event(EventType.NORMAL, "Retried", decision.transitions[0].message) in decision.events
+    assert decision.events == (
+        Event(EventType.NORMAL, "Retried", f"{decision.transitions[0].message}; stage work attempt 2 started"),
+    )
     assert run.parsed.last_retry_request == "2026-01-01T00:01:00Z"
     assert run.parsed.start_time == run.now  # the deadline clock restarts
     assert run.parsed.completion_time is None
@@ -818,7 +818,9 @@ def test_cancel_while_running_deletes_the_pod_and_ends_cancelled() -> None:
     decision = run.decide()
     assert [d.name for d in decision.delete] == [POD1]
     assert [t.type for t in decision.transitions] == ["AttemptStopped", "JobCancelled"]
-    assert Event(EventType.NORMAL, "Cancelled", "cancelled") in decision.events
+    assert decision.events == (
+        Event(EventType.NORMAL, "Cancelled", "stage work attempt 1 stopped: Cancelled; cancelled"),
+    )
     assert run.succeeded_condition == ("False", "Cancelled")
     assert run.parsed.phase == "Cancelled"
     assert run.stage().state == "Cancelled"
@@ -1084,8 +1086,7 @@ def test_problems_the_schema_cannot_see_are_invalid_specs(
     assert decision.create == ()
     assert run.succeeded_condition == ("False", "InvalidSpec")
     assert run.parsed.message == message
-    assert Event(EventType.WARNING, "InvalidSpec", message) in decision.events
-    assert Event(EventType.WARNING, "JobFailed", message) in decision.events
+    assert decision.events == (Event(EventType.WARNING, "InvalidSpec", message),)  # JobFailed says the same
     assert [s.state for s in run.parsed.stages] == ["Pending"]
 
 
@@ -1274,34 +1275,61 @@ def test_deletion_without_audit_removes_a_leftover_finalizer_at_once() -> None:
 # Events, bounds, determinism
 
 
-def test_events_mirror_the_posted_transitions_with_warnings_for_failures() -> None:
+def test_events_mirror_every_posted_transition_one_event_per_type_and_pass() -> None:
     run = Run(spec_of(image_stage(retry=quick(1))))
     for step in [D, R, D, fail(), D, tick(1), D, R, D, fail(), D]:
         step(run)
-    events = [e for d in run.decisions for e in d.events]
-    transitions = [t for d in run.decisions for t in d.transitions if t.type in EVENTS]
-    assert [(e.reason, e.type, e.message) for e in events] == [
-        (EVENTS[t.type][0], EVENTS[t.type][1], t.message) for t in transitions
+    for decision in run.decisions:
+        posted = [t for t in decision.transitions if t.type in EVENTS]
+        assert len(decision.events) == len({EVENTS[t.type][1] for t in posted})
+        for type_ in EventType:
+            group = [t for t in posted if EVENTS[t.type][1] == type_]
+            event = next((e for e in decision.events if e.type == type_), None)
+            assert (event is None) == (not group)
+            if event is not None:
+                assert event.message == "; ".join(dict.fromkeys(t.message for t in group))
+                assert event.reason in {EVENTS[t.type][0] for t in group}
+    events = [(e.type, e.reason) for d in run.decisions for e in d.events]
+    assert events == [
+        (EventType.NORMAL, "Started"),
+        (EventType.WARNING, "AttemptFailed"),
+        (EventType.NORMAL, "RetryScheduled"),
+        (EventType.NORMAL, "AttemptStarted"),
+        (EventType.WARNING, "JobFailed"),  # AttemptFailed, StageFailed, JobFailed: the job's reason leads
     ]
-    warnings = {e.reason for e in events if e.type == EventType.WARNING}
-    assert warnings == {"AttemptFailed", "StageFailed", "JobFailed"}
     assert "AttemptRunning" in run.transitions()
-    assert "AttemptRunning" not in {e.reason for e in events}
+    assert all("running" not in e.message for d in run.decisions for e in d.events)
+
+
+def test_the_job_reason_leads_a_pass_that_ends_a_stage_and_the_job() -> None:
+    run = Run(spec_of(image_stage("a"), image_stage("b")))
+    for step in [D, R, D, ok(), D, R, D, ok(), D]:
+        step(run)
+    events = [(e.reason, e.message) for d in run.decisions for e in d.events]
+    assert events[:2] == [
+        ("Started", "job started; stage a started; stage a attempt 1 started"),
+        ("StageSucceeded", "stage a succeeded; stage b started; stage b attempt 1 started"),
+    ]
+    assert events[2][0] == "JobSucceeded"
+    assert events[2][1].startswith("stage b succeeded; ")
+    assert len(events) == 3
 
 
 def test_important_events_only_leave_out_a_stages_routine_start_and_success() -> None:
-    def reasons(config: CoreConfig) -> list[str]:
+    def messages(config: CoreConfig) -> list[str]:
         run = Run(spec_of(image_stage("a", retry=quick(1)), image_stage("b")), config=config)
         for step in [D, R, D, fail(), D, tick(1), D, R, D, ok(), D, R, D, ok(), D]:
             step(run)
         assert run.transitions()[-1] == "JobSucceeded"
-        return [e.reason for d in run.decisions for e in d.events]
+        return [m for d in run.decisions for e in d.events for m in e.message.split("; ")]
 
-    everything = reasons(CoreConfig())
-    important = reasons(CoreConfig(routine_events=False))
-    assert {"StageStarted", "AttemptStarted", "StageSucceeded"} <= set(everything)
-    assert important == [r for r in everything if r not in {"StageStarted", "AttemptStarted", "StageSucceeded"}]
-    assert important == ["Started", "AttemptFailed", "RetryScheduled", "JobSucceeded"]
+    everything = messages(CoreConfig())
+    important = messages(CoreConfig(routine_events=False))
+    routine = {"stage a started", "stage a attempt 1 started", "stage a attempt 2 started", "stage a succeeded"}
+    routine |= {"stage b started", "stage b attempt 1 started", "stage b succeeded"}
+    assert routine <= set(everything)
+    assert important == [m for m in everything if m not in routine]
+    assert len(important) == 4, important  # job started, attempt 1 failed, retry scheduled, job succeeded
 
 
 def test_the_status_stays_bounded_after_many_ignored_failures() -> None:
