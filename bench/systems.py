@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.api import BATCH, JOBS, Api, ApiError, BenchError
 from bench.observer import LABEL_CHAIN, LABEL_STAGE, state_of
+from procjob.core.podspec import container_security_context
 
 IMAGE = "registry.example/bench-worker:1"
 RUN_AS = 65532
@@ -56,14 +57,7 @@ def worker_pod_spec(node: str | None = None) -> dict[str, Any]:
                 + [{"name": "PROCJOB_TERMINATION_MESSAGE_PATH", "value": "/dev/termination-log"}],
                 "terminationMessagePath": "/dev/termination-log",
                 "terminationMessagePolicy": "File",
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "privileged": False,
-                    "readOnlyRootFilesystem": True,
-                    "runAsNonRoot": True,
-                    "capabilities": {"drop": ["ALL"]},
-                    "seccompProfile": {"type": "RuntimeDefault"},
-                },
+                "securityContext": container_security_context(),
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
             }
         ],

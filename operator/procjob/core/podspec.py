@@ -30,6 +30,18 @@ CONTAINER = "main"
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
+def container_security_context() -> dict[str, Any]:
+    """Every worker container's: non-root, read-only root, no privilege escalation, no capabilities."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
     return {
         LABEL_JOB: job.meta.name,
@@ -99,14 +111,7 @@ def build_pod(
         "env": _env(stage, job, attempt, ctx, config),
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
     }
     if command is not None:
