@@ -320,9 +320,7 @@ def test_describe_shows_the_timeline(pj: Run, kube: Kube, namespace: str, operat
     ]
     assert rows[1][-2:] == ["1", "Error"]  # exit code and reason of the failed attempt
     decisions = section(text, "Retry decisions (latest per stage):")
-    assert decisions == [
-        "  work: Error, exit 1 matched default -> Retry, next attempt after 1s; 1 charged retries left"
-    ]
+    assert decisions == ["  work: Error, exit 1 matched default -> Retry, next attempt after 1s; 1 charged retry left"]
     conditions = section(text, "Conditions:")
     assert conditions[1].split()[:3] == ["Succeeded", "True", "Succeeded"]
     events = section(text, "Events:")

@@ -704,7 +704,7 @@ def render_describe(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]] 
             delay = f", next attempt after {d['delaySeconds']:g}s" if d.get("delaySeconds") is not None else ""
             decisions.append(
                 f"  {st.get('name')}: {d.get('failureReason')}{code} matched {d.get('rule')} -> {d.get('action')}"
-                f"{delay}; {d.get('retriesLeft')} charged retries left"
+                f"{delay}; {d.get('retriesLeft')} charged {'retry' if d.get('retriesLeft') == 1 else 'retries'} left"
             )
     if decisions:
         lines += ["", "Retry decisions (latest per stage):", *decisions]

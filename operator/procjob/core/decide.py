@@ -462,7 +462,12 @@ class _Pass:
             if not view.succeeded or self.terminal:
                 return
         done = len(self.stages)  # every stage succeeded, and a success never ends the job on its own
-        self.end_job(ConditionStatus.TRUE, Reason.SUCCEEDED, f"all {done} stages succeeded", "JobSucceeded")
+        self.end_job(
+            ConditionStatus.TRUE,
+            Reason.SUCCEEDED,
+            f"all {done} stages succeeded" if done != 1 else "the stage succeeded",
+            "JobSucceeded",
+        )
 
     def step(self, view: _StageView) -> None:
         """Advance one stage as far as the observed world allows in this pass."""
@@ -709,10 +714,11 @@ class _Pass:
             self.stage_failed(view, decision, Reason.DEADLINE_EXCEEDED, message)
             return
         view.update(state=StageState.BACKOFF_WAITING, next_attempt_time=due, last_retry_decision=decision)
+        left = f"{decision.retries_left} {'retry' if decision.retries_left == 1 else 'retries'} left"
         self.record(
             "RetryScheduled",
-            f"stage {name} attempt {failed.attempt + 1} in {delay:g}s "
-            f"({decision.rule}: {decision.action.value}, {decision.retries_left} retries left)",
+            f"stage {name} attempt {failed.attempt + 1} in {delay:g}s ({decision.rule}: {decision.action.value}, "
+            f"{left})",
             stage=name,
             attempt=failed,
             detail={**decision.to_api(), "nextAttemptTime": due.isoformat()},
