@@ -50,14 +50,6 @@ CASES = [
     ),
     pytest.param(
         events(
-            (1, "AttemptStarted", "fetch", 1, {"podName": "p-fetch-1"}),
-            (3, "AttemptSucceeded", "fetch", 1, {"exitCode": 0, "reason": "AttemptSucceeded"}),
-        ),
-        [("fetch", 1, "p-fetch-1", 2.0, 0, "Completed", "Succeeded")],
-        id="a success recorded with its transition's name as reason shows Completed",
-    ),
-    pytest.param(
-        events(
             (1, "AttemptStarted", "resize", 1, {"podName": "p1"}),
             (2, "AttemptRunning", "resize", 1, {}),
             (9, "AttemptFailed", "resize", 1, {"exitCode": 137, "reason": "OOMKilled"}),

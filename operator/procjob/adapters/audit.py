@@ -333,9 +333,7 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
             row.update(
                 end_time=event.time,
                 exit_code=event.exit_code,
-                # a success carries no reason of its own (the transition's name stands in for it)
-                reason=(event.reason if event.reason not in ("", event.type) else None)
-                or ("Completed" if succeeded else "Failed"),
+                reason=event.reason or ("Completed" if succeeded else "Failed"),
                 result="Succeeded" if succeeded else "Failed",
             )
     return tuple(AttemptRow.model_validate(row) for row in rows.values())

@@ -70,9 +70,15 @@ EVENTS: dict[str, tuple[str, EventType]] = {
 }
 # The per-stage transitions of a healthy run: mirrored as Events unless `--events important`.
 ROUTINE_EVENTS = frozenset({"StageStarted", "AttemptStarted", "StageSucceeded"})
-# Which transition names a grouped Event (see `mirror_events`): an invalid spec or the job's end,
-# the job's other transitions, a stage's, an attempt's (rank 3).
-_RANK = {"Invalid": 0, "JobSucceeded": 0, "JobFailed": 0, "JobCancelled": 0, "Job": 1, "Stage": 2, "Retry": 2}
+
+
+def _rank(transition: str) -> int:
+    """Which transition names a grouped Event (see `mirror_events`), lowest first."""
+    if transition in {"InvalidSpec", "JobSucceeded", "JobFailed", "JobCancelled"}:
+        return 0
+    if transition.startswith("Job"):
+        return 1
+    return 2 if transition.startswith(("Stage", "Retry")) else 3  # a stage's, else an attempt's
 
 
 def mirror_events(transitions: Iterable[AuditEntry], *, routine: bool = True) -> tuple[Event, ...]:
@@ -88,7 +94,7 @@ def mirror_events(transitions: Iterable[AuditEntry], *, routine: bool = True) ->
             groups.setdefault(EVENTS[t.type][1], []).append(t)
     events = []
     for type_, group in groups.items():
-        lead = min(group, key=lambda t: next((r for p, r in _RANK.items() if t.type.startswith(p)), 3))
+        lead = min(group, key=lambda t: _rank(t.type))
         messages = dict.fromkeys(t.message for t in group)  # InvalidSpec and JobFailed say the same
         events.append(Event(type_, EVENTS[lead.type][0], "; ".join(messages)))
     return tuple(events)
@@ -634,6 +640,7 @@ class _Pass:
         self.record(
             "AttemptSucceeded",
             f"stage {stage.name} attempt {done.attempt} succeeded",
+            reason="Completed",  # the attempt's own reason, as for a failure
             stage=stage.name,
             attempt=done,
             detail={"outputs": outputs} if outputs else None,

@@ -294,6 +294,7 @@ def test_a_pod_first_seen_finished_is_recorded_without_a_running_step() -> None:
     run.succeeded()
     decision = run.decide()
     assert [t.type for t in decision.transitions] == ["AttemptSucceeded", "StageSucceeded", "JobSucceeded"]
+    assert decision.transitions[0].reason == "Completed"  # what `procjob history` shows for the attempt
     attempt = run.stage().attempts[-1]
     assert (attempt.state, attempt.start_time, attempt.finish_time, attempt.exit_code, attempt.reason) == (
         "Succeeded",
