@@ -27,4 +27,9 @@ class CoreConfig:
     fetch_allowed_networks: tuple[str, ...] = ()
     s3: S3Settings = field(default_factory=S3Settings)
     run_as_user: int = 65532
+    # Label and annotation key prefixes in the kubernetes.io / k8s.io domains a job may set on its pods
+    # (the platform's choice, e.g. "karpenter.sh/" is outside those domains and always allowed).
+    allowed_metadata_prefixes: tuple[str, ...] = ()
+    # Built-in stages may use the node's ambient cloud credentials only when the platform says so.
+    s3_node_credentials: bool = False
     routine_events: bool = True  # False: no Event for StageStarted/AttemptStarted/StageSucceeded (the audit keeps them)

@@ -26,7 +26,8 @@ from procjob.core.decision import CreatePod, Decision, DeletePod, Event, EventTy
 from procjob.core.naming import pod_name
 from procjob.core.observe import PodObservation
 from procjob.core.podspec import build_pod
-from procjob.core.templating import TemplateError, check_spec
+from procjob.core.templating import TemplateError
+from procjob.core.validation import validate_spec
 from procjob.core.timefmt import earliest, human_duration
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, ProcessingJob
@@ -115,16 +116,6 @@ def decide(
     """
     own = [p for p in pods if p.job_uid == job.meta.uid and p.owner_uid in (None, job.meta.uid)]
     return _Pass(job, own, now, config or CoreConfig()).run(admitted)
-
-
-def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
-    """Problems the schema cannot see: templates, service accounts allowed by this operator."""
-    problems = check_spec(spec)
-    account = spec.service_account_name
-    if account is not None and account not in config.allowed_service_accounts:
-        allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"
-        problems.append(f"spec.serviceAccountName: {account!r} is not allowed by the operator (allowed: {allowed})")
-    return problems
 
 
 def _outputs_of(message: str | None) -> tuple[dict[str, Any] | None, str | None]:

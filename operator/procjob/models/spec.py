@@ -47,6 +47,8 @@ class FailureReason(StrEnum):
     DISRUPTION = "Disruption"  # DisruptionTarget condition: preemption, taint manager, node loss
     POD_DELETED = "PodDeleted"  # the pod vanished or was deleted by someone else
     CONTAINER_CANNOT_RUN = "ContainerCannotRun"  # CreateContainerError, bad config
+    INVALID_OUTPUTS = "InvalidOutputs"  # exit 0, but the termination message is not usable outputs
+    POD_REJECTED = "PodRejected"  # the API server refused the attempt's pod (4xx): never retried as is
 
 
 class PodGC(StrEnum):
