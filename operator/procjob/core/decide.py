@@ -27,11 +27,11 @@ from procjob.core.naming import pod_name
 from procjob.core.observe import PodObservation
 from procjob.core.podspec import build_pod
 from procjob.core.templating import TemplateError
-from procjob.core.validation import validate_spec
 from procjob.core.timefmt import earliest, human_duration
+from procjob.core.validation import validate_spec
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, ProcessingJob
-from procjob.models.spec import FailureReason, PodGC, ProcessingJobSpec, RetryAction
+from procjob.models.spec import FailureReason, PodGC, RetryAction
 from procjob.models.status import (
     AUDIT_BACKLOG_LIMIT,
     MAX_ATTEMPTS_KEPT,
