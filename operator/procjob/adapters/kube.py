@@ -150,9 +150,15 @@ class KubeClient:
             return None
         return result
 
-    async def delete_pod(self, namespace: str, name: str, uid: str | None = None) -> bool:
-        """Delete a pod (only that incarnation when `uid` is given). False when already gone."""
+    async def delete_pod(
+        self, namespace: str, name: str, uid: str | None = None, *, grace_seconds: int | None = None
+    ) -> bool:
+        """Delete a pod (only that incarnation when `uid` is given). False when already gone.
+
+        `grace_seconds=0` forces it: the API object goes at once, whatever its node says."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if grace_seconds is not None:
+            body["gracePeriodSeconds"] = grace_seconds
         if uid:
             body["preconditions"] = {"uid": uid}
         try:
@@ -239,3 +245,51 @@ class KubeClient:
             "source": {"component": component},
         }
         await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
+
+    # ------------------------------------------------------------------ reviews (history API)
+    async def token_review(self, token: str) -> dict[str, Any]:
+        """POST a TokenReview: the API server says whether `token` is valid and whose it is.
+
+        No audiences are named, so the API server checks the token against its own: the token a
+        user's kubeconfig holds for the API server is the one accepted. Returns the review's status
+        (`authenticated`, `user`, `error`)."""
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+        result = await self.request("POST", "/apis/authentication.k8s.io/v1/tokenreviews", body=body)
+        status: dict[str, Any] = result.get("status") or {}
+        return status
+
+    async def subject_access_review(
+        self,
+        *,
+        user: str,
+        groups: list[str],
+        uid: str,
+        extra: dict[str, list[str]],
+        namespace: str,
+        verb: str,
+        group: str,
+        resource: str,
+        name: str,
+    ) -> dict[str, Any]:
+        """POST a SubjectAccessReview: may this user (as a TokenReview described them) do `verb`
+        on this object? Returns the review's status (`allowed`, `denied`, `reason`)."""
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {
+                "user": user,
+                "groups": groups,
+                "uid": uid,
+                "extra": extra,
+                "resourceAttributes": {
+                    "namespace": namespace,
+                    "verb": verb,
+                    "group": group,
+                    "resource": resource,
+                    "name": name,
+                },
+            },
+        }
+        result = await self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
+        status: dict[str, Any] = result.get("status") or {}
+        return status

@@ -14,7 +14,7 @@ from typing import Any
 
 from procjob.core.config import CoreConfig
 from procjob.core.naming import pod_name
-from procjob.core.templating import Context, render, render_value
+from procjob.core.templating import Context, PodTooLarge, render, render_value
 from procjob.models.job import (
     API_VERSION,
     KIND,
@@ -52,7 +52,14 @@ def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
     }
 
 
-def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> list[dict[str, Any]]:
+S3_CREDENTIALS_ENV = "PROCJOB_S3_CREDENTIALS"  # secret | node | none: where a built-in stage's S3 keys come from
+MAX_POD_BYTES = 512 * 1024  # a rendered pod manifest over this is refused (PodTooLarge)
+
+
+def _operator_env(
+    stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig
+) -> list[dict[str, Any]]:
+    """The worker contract's variables, and for built-in stages their parameters and S3 settings."""
     env: list[dict[str, Any]] = [
         {"name": "PROCJOB_JOB_NAME", "value": job.meta.name},
         {"name": "PROCJOB_JOB_NAMESPACE", "value": job.meta.namespace},
@@ -61,28 +68,40 @@ def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: C
         {"name": "PROCJOB_ATTEMPT", "value": str(attempt)},
         {"name": "PROCJOB_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
     ]
-    if stage.uses is not None:
-        params = render_value(stage.with_ or {}, ctx)
-        env.append({"name": "PROCJOB_STAGE_PARAMS", "value": json.dumps(params, separators=(",", ":"))})
-        if config.fetch_allowed_networks:
-            env.append({"name": "PROCJOB_FETCH_ALLOWED_NETWORKS", "value": ",".join(config.fetch_allowed_networks)})
-        s3 = config.s3
-        if s3.endpoint_url:
-            env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint_url})
-        if s3.region:
-            env.append({"name": "AWS_REGION", "value": s3.region})
-        if s3.force_path_style:
-            env.append({"name": "PROCJOB_S3_FORCE_PATH_STYLE", "value": "true"})
-        if s3.credentials_secret:
-            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-                ref = {"name": s3.credentials_secret, "key": key}
-                env.append({"name": key, "valueFrom": {"secretKeyRef": ref}})
-    for var in stage.env or []:
+    if stage.uses is None:
+        return env
+    params = render_value(stage.with_ or {}, ctx, f"spec.stages[{stage.name}].with")
+    env.append({"name": "PROCJOB_STAGE_PARAMS", "value": json.dumps(params, separators=(",", ":"))})
+    if config.fetch_allowed_networks:
+        env.append({"name": "PROCJOB_FETCH_ALLOWED_NETWORKS", "value": ",".join(config.fetch_allowed_networks)})
+    s3 = config.s3
+    if s3.endpoint_url:
+        env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint_url})
+    if s3.region:
+        env.append({"name": "AWS_REGION", "value": s3.region})
+    if s3.force_path_style:
+        env.append({"name": "PROCJOB_S3_FORCE_PATH_STYLE", "value": "true"})
+    if s3.credentials_secret:
+        env.append({"name": S3_CREDENTIALS_ENV, "value": "secret"})
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3.credentials_secret, "key": key}}})
+    else:
+        env.append({"name": S3_CREDENTIALS_ENV, "value": "node" if config.s3_node_credentials else "none"})
+    return env
+
+
+def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> list[dict[str, Any]]:
+    """The job's variables first, the operator's last: for a repeated name the last one wins in a
+    container, so a job can never override the worker contract or a built-in stage's settings (the
+    schema refuses those names too; this holds even for an object stored under an older schema)."""
+    env: list[dict[str, Any]] = []
+    for index, var in enumerate(stage.env or []):
         if var.value_from is not None:
             env.append({"name": var.name, "valueFrom": var.value_from.to_api()})
         else:
-            env.append({"name": var.name, "value": render(var.value or "", ctx)})
-    return env
+            where = f"spec.stages[{stage.name}].env[{index}].value"
+            env.append({"name": var.name, "value": render(var.value or "", ctx, where)})
+    return [*env, *_operator_env(stage, job, attempt, ctx, config)]
 
 
 def build_pod(
@@ -102,8 +121,9 @@ def build_pod(
         args: list[str] | None = None
     else:
         image = stage.image or ""
-        command = [render(c, ctx) for c in stage.command] if stage.command else None
-        args = [render(a, ctx) for a in stage.args] if stage.args else None
+        where = f"spec.stages[{stage.name}]"
+        command = [render(c, ctx, f"{where}.command[{i}]") for i, c in enumerate(stage.command or [])] or None
+        args = [render(a, ctx, f"{where}.args[{i}]") for i, a in enumerate(stage.args or [])] or None
 
     container: dict[str, Any] = {
         "name": CONTAINER,
@@ -172,4 +192,9 @@ def build_pod(
     }
     if annotations:
         manifest["metadata"]["annotations"] = annotations
+    size = len(json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
+    if size > MAX_POD_BYTES:
+        raise PodTooLarge(
+            f"stage {stage.name}: the rendered pod is {size // 1024} KiB, over the limit of {MAX_POD_BYTES // 1024} KiB"
+        )
     return manifest

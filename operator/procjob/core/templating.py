@@ -4,6 +4,12 @@ Grammar (deliberately tiny, no code execution): `{{ job.name }}`, `{{ job.namesp
 `{{ job.uid }}`, `{{ stages.NAME.outputs.KEY }}`. `check_spec` finds every reference when a job
 starts, so a template naming an unknown or later stage is an InvalidSpec before any pod runs;
 `render` expands them when an attempt's pod is built, and a missing output key is a TemplateError.
+
+Rendering is bounded: outputs (up to 4 KiB each) referenced many times could otherwise expand a
+small spec into a pod manifest of hundreds of megabytes. Every `render` of one pod draws from one
+`Budget` (RENDER_BUDGET bytes of rendered text in all); past it the pod is refused with
+`PodTooLarge`, before the large string is ever built. Walks over `with` are iterative and
+depth-bounded, so no spec can exhaust the interpreter's recursion limit.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from procjob.models.spec import ProcessingJobSpec
@@ -21,8 +27,37 @@ STAGE_REF = re.compile(r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-
 JOB_FIELDS = ("name", "namespace", "uid")
 
 
+RENDER_BUDGET = 256 * 1024  # bytes of rendered text one pod may hold (commands, args, env, params)
+MAX_WALK_DEPTH = 16  # deeper values are not walked (the schema refuses them long before)
+
+
 class TemplateError(ValueError):
     """A template that cannot be expanded; the message names the reference."""
+
+    reason = "TemplateError"
+
+
+class PodTooLarge(TemplateError):
+    """The rendered pod would exceed RENDER_BUDGET: refused before it is built."""
+
+    reason = "PodTooLarge"
+
+
+class Budget:
+    """Bytes of rendered text left for one pod (shared by every `render` of that pod)."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, limit: int = RENDER_BUDGET) -> None:
+        self.left = limit
+
+    def spend(self, size: int, what: str) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise PodTooLarge(
+                f"{what}: the rendered pod would exceed {RENDER_BUDGET // 1024} KiB of commands, args, env "
+                "and parameters (templates expand stage outputs; reference fewer or smaller ones)"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +66,22 @@ class Context:
     job_namespace: str
     job_uid: str
     outputs: Mapping[str, Mapping[str, Any] | None]  # stage name -> its outputs (None: none written)
+    budget: Budget = field(default_factory=Budget)
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield path, value
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            yield from _strings(item, f"{path}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{path}[{index}]")
+    """Every string inside a JSON-like value with its path, depth-first, without recursion."""
+    stack: list[tuple[Any, str, int]] = [(value, path, 0)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, str):
+            yield where, item
+        elif depth >= MAX_WALK_DEPTH:
+            continue
+        elif isinstance(item, Mapping):
+            stack.extend((v, f"{where}.{k}", depth + 1) for k, v in reversed(list(item.items())))
+        elif isinstance(item, list):
+            stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in reversed(list(enumerate(item))))
 
 
 def templated_strings(spec: ProcessingJobSpec, index: int) -> Iterator[tuple[str, str]]:
@@ -106,16 +146,26 @@ def _lookup(expr: str, ctx: Context) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
-def render(text: str, ctx: Context) -> str:
-    return TEMPLATE.sub(lambda m: _lookup(m.group(1), ctx), text)
+def render(text: str, ctx: Context, what: str = "template") -> str:
+    """Expand the templates of `text`, charging the result to the pod's budget as it grows."""
+
+    def expand(match: re.Match[str]) -> str:
+        value = _lookup(match.group(1), ctx)
+        ctx.budget.spend(len(value), what)
+        return value
+
+    ctx.budget.spend(len(text), what)
+    return TEMPLATE.sub(expand, text)
 
 
-def render_value(value: Any, ctx: Context) -> Any:
-    """Render every string inside a JSON-like value."""
+def render_value(value: Any, ctx: Context, what: str = "with", depth: int = 0) -> Any:
+    """Render every string inside a JSON-like value (depth-bounded like `_strings`)."""
     if isinstance(value, str):
-        return render(value, ctx)
+        return render(value, ctx, what)
+    if depth >= MAX_WALK_DEPTH:
+        raise TemplateError(f"{what}: nested deeper than {MAX_WALK_DEPTH} levels")
     if isinstance(value, Mapping):
-        return {k: render_value(v, ctx) for k, v in value.items()}
+        return {k: render_value(v, ctx, f"{what}.{k}", depth + 1) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_value(v, ctx) for v in value]
+        return [render_value(v, ctx, f"{what}[{i}]", depth + 1) for i, v in enumerate(value)]
     return value

@@ -1,7 +1,11 @@
 """Writing one object to S3 from a stream, holding at most one part in memory.
 
-`client_from_env` reads the standard AWS variables (plus ``PROCJOB_S3_FORCE_PATH_STYLE``) and
-leaves credentials to botocore's chain when the keys are not set (web identity, instance roles).
+`client_from_env` reads the standard AWS variables (plus ``PROCJOB_S3_FORCE_PATH_STYLE``).
+Where the keys come from is the platform's choice, passed by the operator as
+``PROCJOB_S3_CREDENTIALS``: ``secret`` (the keys in the environment, from the operator's Secret and
+nothing else), ``node`` (botocore's chain: web identity, instance roles — only when the platform
+opted in) or ``none`` (unsigned requests: the node's ambient credentials are never used). Unset
+(the worker run by hand) keeps botocore's chain.
 
 `StreamingUpload` copies written bytes into one buffer of `part_size`, allocated once and sent as
 it is (no copy) whenever it is full. A body that ends inside the first part is stored with one
@@ -18,6 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
 import boto3
+from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 FORCE_PATH_STYLE_ENV = "PROCJOB_S3_FORCE_PATH_STYLE"
+CREDENTIALS_ENV = "PROCJOB_S3_CREDENTIALS"
 _THROTTLING = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable", "InternalError"}
 )
@@ -43,13 +49,17 @@ _THROTTLING = frozenset(
 def client_from_env(env: Mapping[str, str]) -> S3Client:
     """An S3 client configured from AWS_* variables; no network traffic yet."""
     path_style = env.get(FORCE_PATH_STYLE_ENV, "").strip().lower() in ("1", "true", "yes")
+    mode = env.get(CREDENTIALS_ENV, "node").strip().lower()
     session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None,
+        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None if mode != "none" else None,
+        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None if mode != "none" else None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None if mode != "none" else None,
         region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
+    if mode == "secret" and not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+        raise StorageRejected("S3 credentials: the operator's Secret did not provide AWS_ACCESS_KEY_ID/SECRET")
     config = Config(
+        signature_version=UNSIGNED if mode == "none" else None,
         s3={"addressing_style": "path" if path_style else "auto"},
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=10,

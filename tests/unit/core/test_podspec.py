@@ -9,8 +9,9 @@ import pytest
 
 from procjob.core.config import CoreConfig, S3Settings
 from procjob.core.naming import pod_name
+from procjob.core import podspec
 from procjob.core.podspec import build_pod
-from procjob.core.templating import TemplateError
+from procjob.core.templating import PodTooLarge, TemplateError
 from procjob.models.job import ProcessingJob
 from procjob.models.spec import PodMetadata
 from tests.unit.core.builders import JOB_NAME, JOB_NAMESPACE, JOB_UID, image_stage, make_job, spec_of
@@ -212,6 +213,7 @@ def test_a_uses_stage_runs_the_worker_image_with_rendered_params_and_storage_set
     assert variables["PROCJOB_S3_FORCE_PATH_STYLE"] == "true"
     assert variables["AWS_ACCESS_KEY_ID"] == {"secretKeyRef": {"name": "s3-creds", "key": "AWS_ACCESS_KEY_ID"}}
     assert variables["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {"name": "s3-creds", "key": "AWS_SECRET_ACCESS_KEY"}}
+    assert variables["PROCJOB_S3_CREDENTIALS"] == "secret"
 
 
 def test_a_uses_stage_without_storage_settings_gets_only_its_params() -> None:
@@ -228,6 +230,42 @@ def test_a_uses_stage_without_storage_settings_gets_only_its_params() -> None:
         }
         & variables.keys()
     )
+    assert variables["PROCJOB_S3_CREDENTIALS"] == "none"  # not the node's ambient credentials
+
+
+def test_the_nodes_credentials_are_used_only_when_the_platform_opts_in() -> None:
+    pod = manifest(make_job(spec_of({"name": "fetch", "uses": "fetch"})), config=CoreConfig(s3_node_credentials=True))
+    assert env(pod)["PROCJOB_S3_CREDENTIALS"] == "node"
+
+
+def test_the_operators_variables_come_last_so_they_win_over_the_jobs() -> None:
+    stage = image_stage("work", env=[{"name": "MINE", "value": "1"}])
+    names = [v["name"] for v in container(manifest(make_job(spec_of(stage))))["env"]]
+    assert names[0] == "MINE"
+    assert names[1:] == [
+        "PROCJOB_JOB_NAME",
+        "PROCJOB_JOB_NAMESPACE",
+        "PROCJOB_JOB_UID",
+        "PROCJOB_STAGE",
+        "PROCJOB_ATTEMPT",
+        "PROCJOB_TERMINATION_MESSAGE_PATH",
+    ]
+
+
+def test_templates_that_expand_outputs_into_a_huge_pod_are_refused_before_it_is_built() -> None:
+    big = {"k": "x" * 4000}
+    ref = "{{ stages.fetch.outputs.k }}" * 140  # one arg of 4 KiB expands to 560 KB
+    stage = image_stage("resize", args=[ref] * 256)
+    with pytest.raises(PodTooLarge, match=r"spec.stages\[resize\].args\[\d+\]: the rendered pod would exceed"):
+        manifest(make_job(spec_of(FETCH, stage)), index=1, outputs={"fetch": big})
+
+
+def test_a_pod_over_the_manifest_limit_is_refused_with_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The schema's bounds keep real specs far below MAX_POD_BYTES; the check is the last line.
+    monkeypatch.setattr(podspec, "MAX_POD_BYTES", 8 * 1024)
+    stage = image_stage("work", env=[{"name": f"E{i}", "value": "y" * 1000} for i in range(10)])
+    with pytest.raises(PodTooLarge, match=r"stage work: the rendered pod is \d+ KiB, over the limit of 8 KiB"):
+        manifest(make_job(spec_of(stage)))
 
 
 def test_a_missing_output_is_a_template_error() -> None:

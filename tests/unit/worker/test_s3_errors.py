@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from botocore import UNSIGNED
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 
 from procjob.worker.errors import StorageRejected, StorageUnavailable, WorkerError
@@ -51,3 +52,23 @@ def test_the_client_reads_the_standard_environment() -> None:
     assert client.meta.endpoint_url == "http://127.0.0.1:9"
     assert client.meta.region_name == "eu-west-3"
     assert client.meta.config.s3 == {"addressing_style": "path"}
+
+
+def test_without_an_opt_in_the_worker_never_uses_ambient_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "from-the-node")  # what a node's environment might offer
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "from-the-node")
+    client = client_from_env({"PROCJOB_S3_CREDENTIALS": "none", "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert client.meta.config.signature_version is UNSIGNED
+
+
+def test_secret_mode_without_the_secrets_keys_is_a_permanent_error() -> None:
+    with pytest.raises(StorageRejected, match="AWS_ACCESS_KEY_ID"):
+        client_from_env({"PROCJOB_S3_CREDENTIALS": "secret", "AWS_ACCESS_KEY_ID": "k"})
+
+
+def test_secret_mode_signs_with_the_secrets_keys() -> None:
+    client = client_from_env(
+        {"PROCJOB_S3_CREDENTIALS": "secret", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    )
+    credentials = client._request_signer._credentials  # noqa: SLF001 - what botocore will sign with
+    assert (credentials.access_key, credentials.secret_key) == ("k", "s")
