@@ -2,6 +2,12 @@
 
 Doing this once, at the edge of the core, keeps `decide` free of dict-walking and lets the unit
 tests build pods with a one-line constructor.
+
+Pods are untrusted: anyone with edit rights in a namespace can create a pod with any name and
+labels there. So a pod counts for a job only when the job *controls* it: a controller
+ownerReference of our kind (`ProcessingJob` in the `procjob.dev` group) carrying the job's UID,
+and the pod in the job's namespace (owner references never cross namespaces). `owning_job` is
+that rule in one place; the cache and the cache sync both use it.
 """
 
 from __future__ import annotations
@@ -11,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from procjob.core.timefmt import parse_time
-from procjob.models.job import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_STAGE
+from procjob.models.job import GROUP, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_JOB_UID, LABEL_STAGE
 
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
@@ -23,7 +29,7 @@ class PodObservation:
     name: str
     uid: str
     job_uid: str | None = None  # from the procjob.dev/job-uid label
-    owner_uid: str | None = None  # the controller ownerReference's UID
+    owner_uid: str | None = None  # the UID of the controller ownerReference, when it is a ProcessingJob
     stage: str | None = None
     attempt: int | None = None
     phase: str = "Pending"
@@ -39,7 +45,14 @@ class PodObservation:
     status_message: str | None = None
     disruption: str | None = None  # the DisruptionTarget condition's reason, when True
     unschedulable: str | None = None  # the PodScheduled=False message
-    deleting: bool = False
+    deleting: bool = False  # set by itself when deletion_time is; may be set alone (delete sent, not seen yet)
+    namespace: str = ""
+    deletion_time: datetime | None = None  # metadata.deletionTimestamp: when the grace period ends
+    grace_seconds: int | None = None  # metadata.deletionGracePeriodSeconds
+
+    def __post_init__(self) -> None:
+        if self.deletion_time is not None and not self.deleting:
+            object.__setattr__(self, "deleting", True)  # frozen: the one derived field, fixed at birth
 
     @property
     def terminal(self) -> bool:
@@ -55,10 +68,8 @@ class PodObservation:
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
         labels = meta.get("labels") or {}
-        owner_uid = next(
-            (ref.get("uid") for ref in meta.get("ownerReferences") or [] if ref.get("controller")),
-            None,
-        )
+        controller = _controller_ref(meta)
+        owner_uid = (controller.get("uid") or None) if controller is not None else None
         attempt_label = labels.get(LABEL_ATTEMPT)
         container = _main_container_status(status)
         state = container.get("state") or {}
@@ -89,7 +100,56 @@ class PodObservation:
             disruption=(disruption.get("reason") or "DisruptionTarget") if disruption.get("status") == "True" else None,
             unschedulable=scheduled.get("message") or "unschedulable" if scheduled.get("status") == "False" else None,
             deleting=bool(meta.get("deletionTimestamp")),
+            namespace=meta.get("namespace") or "",
+            deletion_time=parse_time(meta.get("deletionTimestamp")),
+            grace_seconds=_int_or_none(meta.get("deletionGracePeriodSeconds")),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRef:
+    """The job a pod belongs to, as its controller ownerReference says."""
+
+    namespace: str
+    name: str
+    uid: str
+
+
+def owning_job(pod: dict[str, Any]) -> JobRef | None:
+    """The job that controls this pod, or None when the pod must count for no job at all.
+
+    Accepted only when all of these hold: the pod has a namespace; its controller ownerReference is
+    a `ProcessingJob` of the `procjob.dev` group with a name and a UID; and its `procjob.dev/job-uid`
+    and `procjob.dev/job` labels name that same job. The labels are what the watch selects on and
+    what a tenant can set freely; the ownerReference is what garbage collection honours. A pod on
+    which they disagree was not made by us as it is, so it is ignored rather than guessed about.
+    """
+    meta = pod.get("metadata") or {}
+    namespace = meta.get("namespace") or ""
+    ref = _controller_ref(meta)
+    if not namespace or ref is None:
+        return None
+    uid, name = ref.get("uid"), ref.get("name")
+    if not isinstance(uid, str) or not isinstance(name, str) or not uid or not name:
+        return None
+    labels = meta.get("labels") or {}
+    if labels.get(LABEL_JOB_UID) != uid or labels.get(LABEL_JOB) != name:
+        return None
+    return JobRef(namespace=namespace, name=name, uid=uid)
+
+
+def _controller_ref(meta: dict[str, Any]) -> dict[str, Any] | None:
+    """The controller ownerReference when it is one of our jobs (the API allows one controller)."""
+    for ref in meta.get("ownerReferences") or []:
+        if not isinstance(ref, dict) or ref.get("controller") is not True:
+            continue
+        group, slash, _ = str(ref.get("apiVersion") or "").partition("/")
+        return ref if ref.get("kind") == KIND and group == GROUP and slash else None
+    return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _main_container_status(status: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from procjob.core.observe import PodObservation
+from procjob.core.observe import JobRef, PodObservation, owning_job
 from tests.unit.core.builders import JOB_UID
 
 T0 = "2025-03-14T09:00:00Z"
@@ -211,9 +211,30 @@ BASE: dict[str, Any] = {
             id="a DisruptionTarget condition that is False is no disruption",
         ),
         pytest.param(
-            pod({"phase": "Running"}, deletionTimestamp=T2),
-            PodObservation(**BASE, phase="Running", deleting=True),
-            id="a pod with a deletionTimestamp is deleting",
+            pod({"phase": "Running"}, deletionTimestamp=T2, deletionGracePeriodSeconds=30),
+            PodObservation(**BASE, phase="Running", deleting=True, deletion_time=at(T2), grace_seconds=30),
+            id="a pod with a deletionTimestamp is deleting, until then and with that grace",
+        ),
+        pytest.param(
+            pod({"phase": "Running"}, namespace="media"),
+            PodObservation(**BASE, phase="Running", namespace="media"),
+            id="the namespace is kept",
+        ),
+        pytest.param(
+            pod(
+                {"phase": "Running"},
+                ownerReferences=[{"apiVersion": "batch/v1", "kind": "Job", "uid": JOB_UID, "controller": True}],
+            ),
+            PodObservation(**{**BASE, "owner_uid": None}, phase="Running"),
+            id="a controller of another kind is no owner, even with the job's UID",
+        ),
+        pytest.param(
+            pod(
+                {"phase": "Running"},
+                ownerReferences=[{"apiVersion": "procjob.dev/v1alpha1", "kind": "ProcessingJob", "uid": JOB_UID}],
+            ),
+            PodObservation(**{**BASE, "owner_uid": None}, phase="Running"),
+            id="an ownerReference that is not the controller is no owner",
         ),
         pytest.param(
             {"metadata": {"name": "bare", "uid": "u"}},
@@ -254,3 +275,86 @@ def test_terminal_and_live(phase: str, deleting: bool, terminal: bool, live: boo
 def test_times_are_timezone_aware() -> None:
     observed = PodObservation.from_api(pod({"phase": "Running"}))
     assert observed.created == datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
+
+
+def test_a_deletion_time_alone_makes_an_observation_deleting() -> None:
+    observed = PodObservation(name="p", uid="u", phase="Running", deletion_time=at(T2))
+    assert observed.deleting
+    assert not observed.live
+
+
+def test_a_grace_period_that_is_not_an_integer_is_ignored() -> None:
+    observed = PodObservation.from_api(pod({"phase": "Running"}, deletionGracePeriodSeconds=True))
+    assert observed.grace_seconds is None
+
+
+OWNER = {"apiVersion": "procjob.dev/v1alpha1", "kind": "ProcessingJob", "name": "thumbs", "uid": JOB_UID}
+
+
+def owned(**metadata: Any) -> dict[str, Any]:
+    """A pod as the operator makes it: in `media`, controlled by job media/thumbs, labelled for it."""
+    fields: dict[str, Any] = {"namespace": "media", "ownerReferences": [{**OWNER, "controller": True}]}
+    return pod(None, **{**fields, **metadata})
+
+
+LABELS = {"procjob.dev/job": "thumbs", "procjob.dev/job-uid": JOB_UID}
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        pytest.param(owned(), JobRef("media", "thumbs", JOB_UID), id="a pod the operator made belongs to its job"),
+        pytest.param(
+            owned(
+                ownerReferences=[{"apiVersion": "v1", "kind": "ConfigMap", "uid": "c"}, {**OWNER, "controller": True}]
+            ),
+            JobRef("media", "thumbs", JOB_UID),
+            id="other, non-controller references do not matter",
+        ),
+        pytest.param(owned(ownerReferences=None), None, id="a pod with no owner belongs to no job"),
+        pytest.param(owned(ownerReferences=[OWNER]), None, id="an owner that is not the controller is not enough"),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "controller": "true"}]), None, id="controller must be the boolean true"
+        ),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "kind": "Job", "controller": True}]),
+            None,
+            id="a controller of another kind",
+        ),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "apiVersion": "evil.dev/v1alpha1", "controller": True}]),
+            None,
+            id="a ProcessingJob of another API group",
+        ),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "apiVersion": "procjob.dev", "controller": True}]),
+            None,
+            id="an apiVersion without a version",
+        ),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "uid": "", "controller": True}]), None, id="a controller without a UID"
+        ),
+        pytest.param(
+            owned(ownerReferences=[{**OWNER, "name": None, "controller": True}]), None, id="a controller without a name"
+        ),
+        pytest.param(
+            owned(labels={**LABELS, "procjob.dev/job-uid": "another-uid"}),
+            None,
+            id="a job-uid label that disagrees with the controller",
+        ),
+        pytest.param(
+            owned(labels={**LABELS, "procjob.dev/job": "other"}),
+            None,
+            id="a job label that disagrees with the controller",
+        ),
+        pytest.param(
+            owned(labels={"procjob.dev/job-uid": JOB_UID}),
+            None,
+            id="a pod with only the job-uid label belongs to no job",
+        ),
+        pytest.param(owned(namespace=None), None, id="a pod without a namespace belongs to no job"),
+        pytest.param({}, None, id="an empty object belongs to no job"),
+    ],
+)
+def test_owning_job(body: dict[str, Any], expected: JobRef | None) -> None:
+    assert owning_job(body) == expected
