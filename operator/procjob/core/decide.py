@@ -12,8 +12,8 @@ resume → the stage machine (attempt by attempt) → pod GC and strays → cond
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -25,6 +25,7 @@ from procjob.core.config import CoreConfig
 from procjob.core.decision import CreatePod, Decision, DeletePod, Event, EventType, FinalizerAction
 from procjob.core.naming import pod_name
 from procjob.core.observe import PodObservation
+from procjob.core.outputs import InvalidOutputs, outputs_of
 from procjob.core.podspec import build_pod
 from procjob.core.templating import TemplateError
 from procjob.core.timefmt import earliest, human_duration
@@ -35,7 +36,6 @@ from procjob.models.spec import FailureReason, PodGC, RetryAction
 from procjob.models.status import (
     AUDIT_BACKLOG_LIMIT,
     MAX_ATTEMPTS_KEPT,
-    MAX_OUTPUT_BYTES,
     Attempt,
     AttemptState,
     ConditionStatus,
@@ -46,6 +46,9 @@ from procjob.models.status import (
     StageStatus,
 )
 
+MAX_RETRY_REQUEST = 64  # characters of a procjob.dev/retry value (status.lastRetryRequest's bound)
+# A pod still there this long after its grace period ended (a lost node) is deleted by force.
+TERMINATING_PATIENCE = timedelta(seconds=60)
 # A hard bound on attempts of one stage, whatever the rules say (Ignore retries are not charged).
 MAX_ATTEMPTS_PER_STAGE = 100
 
@@ -108,29 +111,40 @@ def decide(
     config: CoreConfig | None = None,
     *,
     admitted: bool = True,
+    gone: Mapping[str, str] | None = None,
+    rejected: Mapping[str, str] | None = None,
 ) -> Decision:
     """The status the job should have now, and the actions that get the world there.
 
-    `pods` may include any pods; only those labelled with this job's UID and owned by it count.
-    `admitted` says whether the queue lets a job that has not started yet start now.
+    `pods` may include any pods; only those in the job's namespace, labelled with its UID and
+    controlled by it (the controller ownerReference) count: a tenant's look-alike pod never does.
+    `admitted` says whether the queue lets the job start (or resume, or re-run) now; see
+    `needs_admission`. `gone` names pods seen deleted (name -> UID) and `rejected` the pods the API
+    server refused to create (name -> its message), both remembered by the controller.
     """
-    own = [p for p in pods if p.job_uid == job.meta.uid and p.owner_uid in (None, job.meta.uid)]
-    return _Pass(job, own, now, config or CoreConfig()).run(admitted)
+    ns, uid = job.meta.namespace, job.meta.uid
+    own = [p for p in pods if p.job_uid == uid and p.owner_uid == uid and p.namespace in ("", ns)]
+    return _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}).run(admitted)
 
 
-def _outputs_of(message: str | None) -> tuple[dict[str, Any] | None, str | None]:
-    """Parse a termination message as stage outputs: (outputs, problem)."""
-    if not message:
-        return None, None
-    if len(message.encode()) > MAX_OUTPUT_BYTES:
-        return None, f"termination message over {MAX_OUTPUT_BYTES} bytes: outputs not kept"
-    try:
-        value = json.loads(message)
-    except ValueError:
-        return None, None  # plain text: kept as the attempt's message, not outputs
-    if not isinstance(value, dict):
-        return None, None
-    return value, None
+def retry_ack(request: str) -> str:
+    """How a procjob.dev/retry value is acknowledged in status.lastRetryRequest (at most 64
+    characters): as it is, or a digest of a longer value, which is refused (RetryIgnored)."""
+    if len(request) <= MAX_RETRY_REQUEST:
+        return request
+    return "sha256:" + hashlib.sha256(request.encode("utf-8", "replace")).hexdigest()[:56]
+
+
+def needs_admission(job: ProcessingJob) -> bool:
+    """Whether this pass may start the job, which takes a queue slot: a job that has not started
+    (new, or suspended after it started: suspend releases the slot, as in Kueue and batch/v1 Job),
+    or a job with a new retry request (a retried job queues like a new one)."""
+    if job.meta.deletion_time is not None or job.spec is None or job.spec.cancel:
+        return False
+    if job.status.start_time is None:
+        return True
+    request = job.meta.retry_request
+    return request is not None and request != "" and retry_ack(request) != job.status.last_retry_request
 
 
 @dataclass
@@ -158,8 +172,18 @@ class _StageView:
 class _Pass:
     """One reconcile pass. Accumulates the new status, transitions and actions."""
 
-    def __init__(self, job: ProcessingJob, pods: list[PodObservation], now: datetime, config: CoreConfig):
+    def __init__(
+        self,
+        job: ProcessingJob,
+        pods: list[PodObservation],
+        now: datetime,
+        config: CoreConfig,
+        gone: Mapping[str, str],
+        rejected: Mapping[str, str],
+    ) -> None:
         self.job = job
+        self.gone = gone
+        self.rejected = rejected
         self.spec = job.spec
         self.now = now
         self.config = config
@@ -253,14 +277,16 @@ class _Pass:
             self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", "JobCancelled")
             return self.result(finalizer)
         if self.status.start_time is None:
-            if self.spec.suspend:  # created suspended: it neither starts nor holds a queue slot
+            if self.suspend_wanted():  # suspended before it started, or again: it holds no queue slot
                 self.suspend()
                 return self.result(finalizer)
             if not admitted:
                 self.queued()
                 return self.result(finalizer)
             self.status = self.status.model_copy(update={"start_time": self.now, "queue": None})
-            self.record("JobStarted", "job started")
+            resuming = self.suspended and any(v.status.attempt_count for v in self.stages)
+            if not retried and not resuming:
+                self.record("JobStarted", "job started")
         deadline = self.deadline()
         if deadline is not None and self.now >= deadline:
             self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True)
@@ -270,7 +296,7 @@ class _Pass:
             )
             return self.result(finalizer)
         self.at(deadline)
-        if self.spec.suspend:
+        if self.suspend_wanted():
             self.suspend()
             return self.result(finalizer)
         if self.suspended:
@@ -291,18 +317,40 @@ class _Pass:
         self.advance()
         return self.result(finalizer)
 
+    @property
+    def backlog_full(self) -> bool:
+        """The audit outbox holds AUDIT_BACKLOG_LIMIT entries: from here on only what ends the work
+        in progress is recorded (see AUDIT_OUTBOX_HARD_LIMIT); what a user can repeat at will —
+        suspend and resume, retry requests — and new attempts wait until PostgreSQL catches up."""
+        pending = len(self.outbox.pending) + len(self.transitions)
+        return self.config.audit_enabled and pending >= AUDIT_BACKLOG_LIMIT
+
+    def suspend_wanted(self) -> bool:
+        """spec.suspend, unless changing the suspension now would grow a full outbox."""
+        assert self.spec is not None
+        if self.spec.suspend != self.suspended and self.backlog_full:
+            self.backlogged = True
+            return self.suspended
+        return self.spec.suspend
+
     def retry_requested(self) -> bool:
         """A new procjob.dev/retry value on a terminal job: re-run a Failed job from its failed stage.
 
         Every new value is acknowledged in status.lastRetryRequest, acted on or not, so that a value
         set while the job was still running cannot re-run it later by surprise. Only a job that
         Failed can be retried (not Succeeded, Cancelled or InvalidSpec). The retried stage gets a
-        fresh retry budget and the job's deadline clock restarts.
+        fresh retry budget; the job queues again (see `needs_admission`) and its deadline clock
+        restarts when it starts. A value over 64 characters is acknowledged by digest and ignored.
         """
         request = self.job.meta.retry_request
-        if not request or request == self.status.last_retry_request:
+        if not request or retry_ack(request) == self.status.last_retry_request or self.backlog_full:
             return False
-        self.status = self.status.model_copy(update={"last_retry_request": request})
+        self.status = self.status.model_copy(update={"last_retry_request": retry_ack(request)})
+        if len(request) > MAX_RETRY_REQUEST:
+            size = len(request)
+            message = f"procjob.dev/retry ignored: the value has {size} characters (at most {MAX_RETRY_REQUEST})"
+            self.record("RetryIgnored", message, reason="RetryIgnored")
+            return False
         current = self.condition_reason()
         retryable = (
             self.spec is not None
@@ -337,7 +385,7 @@ class _Pass:
                 ),
                 "completion_time": None,
                 "duration": None,
-                "start_time": self.now,
+                "start_time": None,  # queues like a new job; the deadline counts from its new start
             }
         )
         names = ", ".join(v.status.name for v in failed) or "the next stage"
@@ -372,11 +420,15 @@ class _Pass:
             self.record("JobQueued", "waiting for a free slot", reason=Reason.QUEUED)
 
     def suspend(self) -> None:
+        """Stop the attempt in progress and give the queue slot back: as with batch/v1 Job,
+        `startTime` is cleared, so the job queues again when resumed and its activeDeadlineSeconds
+        counts from the resumption."""
         if not self.suspended:
             self.record("JobSuspended", "job suspended")
         self.stop_current("Suspended", StageState.SUSPENDED)
         self.status = self.status.model_copy(
             update={
+                "start_time": None,
                 "conditions": set_condition(
                     self.status.conditions,
                     "Suspended",
@@ -385,7 +437,7 @@ class _Pass:
                     "spec.suspend is true",
                     self.now,
                     self.job.meta.generation,
-                )
+                ),
             }
         )
 
@@ -486,9 +538,11 @@ class _Pass:
     def start_attempt(self, view: _StageView) -> None:
         assert self.spec is not None
         stage = self.spec.stages[view.index]
-        if len(self.outbox.pending) + len(self.transitions) >= AUDIT_BACKLOG_LIMIT and self.config.audit_enabled:
+        if self.backlog_full:
             self.backlogged = True
             return
+        if self.terminating():
+            return  # the previous attempt's container may still run: no overlap
         number = view.status.attempt_count + 1
         name = pod_name(self.job.meta.name, self.job.meta.uid, stage.name, number)
         outputs = {v.status.name: v.status.outputs for v in self.stages[: view.index]}
@@ -534,9 +588,11 @@ class _Pass:
             self.delete_pod(pod, "not the pod this attempt created")
             pod = None
         if pod is None:
-            if last.pod_uid is None:
+            if last.pod_name in self.rejected:
+                self.pod_rejected(view, self.rejected[last.pod_name])
+            elif last.pod_uid is None and last.pod_name not in self.gone:
                 self.recreate_missing(view, last)
-            else:
+            else:  # seen, or seen deleted before its UID was recorded: it may have run
                 self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
             return
         self.keep_pod = pod.name
@@ -548,7 +604,7 @@ class _Pass:
         elif pod.phase == "Failed":
             self.attempt_failed(view, failure_of(pod), pod)
         elif pod.deleting:
-            return  # the watch will tell us when it is gone
+            self.settle(pod)  # the watch will tell us when it is gone
         elif pod.phase == "Running" or (pod.phase == "Unknown" and last.state == AttemptState.RUNNING):
             # Unknown: the node stopped reporting; the attempt is still running as far as we know.
             if last.state == AttemptState.PENDING:
@@ -611,10 +667,42 @@ class _Pass:
         self.keep_pod = last.pod_name
         self.at(ends)
 
+    def pod_rejected(self, view: _StageView, message: str) -> None:
+        """The API server refused the attempt's pod (4xx): an identical pod would be refused again,
+        so the stage fails now, whatever the retry rules say, with the API server's own words."""
+        failure = Failure(FailureReason.POD_REJECTED, None, f"the API server refused the pod: {message}"[:1024])
+        last = view.last
+        assert last is not None
+        failed = last.model_copy(
+            update={
+                "state": AttemptState.FAILED,
+                "finish_time": self.now,
+                "reason": failure.reason.value,
+                "message": failure.message,
+                "charged": False,
+            }
+        )
+        view.replace_last(failed)
+        self.record(
+            "AttemptFailed",
+            f"stage {view.status.name} attempt {failed.attempt} failed: {failure.message}",
+            reason=failure.reason.value,
+            stage=view.status.name,
+            attempt=failed,
+        )
+        decision = RetryDecision(
+            rule="podRejected", action=RetryAction.FAIL_JOB, failure_reason=failure.reason.value, retries_left=0
+        )
+        self.stage_failed(view, decision, Reason.STAGE_FAILED, f"stage {view.status.name}: {failure.message}")
+
     def attempt_succeeded(self, view: _StageView, last: Attempt, pod: PodObservation) -> None:
         assert self.spec is not None
         stage = self.spec.stages[view.index]
-        outputs, problem = _outputs_of(pod.termination_message)
+        try:
+            outputs, problem = outputs_of(pod.termination_message)
+        except InvalidOutputs as exc:
+            self.attempt_failed(view, Failure(FailureReason.INVALID_OUTPUTS, pod.exit_code, str(exc)), pod)
+            return
         message = problem or (pod.termination_message if outputs is None else None)
         done = last.model_copy(
             update={
@@ -748,6 +836,22 @@ class _Pass:
             if pod.live or (collect and not pod.deleting):
                 self.delete_pod(pod, "podGC" if not pod.live else "job finished")
 
+    def terminating(self) -> bool:
+        """Whether a pod of the job is on its way out but may still run (a new attempt waits)."""
+        leaving = [p for p in self.pods.values() if p.deleting and not p.terminal]
+        for pod in leaving:
+            self.settle(pod)
+        return bool(leaving)
+
+    def settle(self, pod: PodObservation) -> None:
+        """Wait for a terminating pod; one still there TERMINATING_PATIENCE after its grace period
+        ended (its node is gone or stopped answering) is deleted by force, so nothing waits forever."""
+        ends = (pod.deletion_time or self.now) + TERMINATING_PATIENCE
+        if self.now >= ends:
+            self.delete[pod.name] = DeletePod(pod.name, pod.uid or None, "stuck terminating", force=True)
+        else:
+            self.at(ends)
+
     def strays(self) -> None:
         """Invariant: at most one live pod per job, the current attempt's."""
         for pod in self.pods.values():
@@ -803,7 +907,7 @@ class _Pass:
             self.now,
             self.job.meta.generation,
             queued=status.start_time is None,
-            suspended=self.spec.suspend,
+            suspended=self.suspend_wanted(),
             backlogged=self.backlogged,
         )
         status = status.model_copy(

@@ -32,6 +32,7 @@ class DeletePod:
     name: str
     uid: str | None  # a precondition: delete only this incarnation
     why: str
+    force: bool = False  # grace period 0: the pod is stuck terminating on a node that is gone
 
 
 class EventType(StrEnum):

@@ -4,7 +4,7 @@ The status subresource is the operator's only memory: a restart, a lost watch or
 resets a backoff or loses an attempt because all of it is here. Its size is bounded: at most
 MAX_STAGES stages, the last MAX_ATTEMPTS_KEPT attempts of each (older ones are counted in
 `attemptCount` and kept in full in PostgreSQL), stage outputs of at most 4 KiB, and an audit outbox
-of at most AUDIT_BACKLOG_LIMIT entries plus the few one reconcile can add (see `AuditOutbox`).
+of at most AUDIT_OUTBOX_HARD_LIMIT entries (see `AuditOutbox`).
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from procjob.models.spec import RetryAction
 
 MAX_ATTEMPTS_KEPT = 10
 AUDIT_BACKLOG_LIMIT = 100
+# Past AUDIT_BACKLOG_LIMIT only the end of the work in progress is recorded: the running attempt's
+# end, its stage's and the job's (or a cancel, a deadline, the deletion), never a new attempt, a
+# suspend or resume, or a retry request. That is at most this many entries in all, in every path.
+AUDIT_OUTBOX_HARD_LIMIT = AUDIT_BACKLOG_LIMIT + 16
 MAX_OUTPUT_BYTES = 4096
 
 Message = Annotated[str, Field(max_length=1024)]
@@ -148,8 +152,9 @@ class AuditOutbox(ApiModel):
     """Transitions not yet confirmed in PostgreSQL (the durable backlog).
 
     `lastSeq` is the sequence number of the newest transition; entries with seq > `flushedSeq` are in
-    `pending`. At AUDIT_BACKLOG_LIMIT pending entries the operator starts no new attempts (records are
-    never dropped); running attempts still finish and are recorded.
+    `pending`. At AUDIT_BACKLOG_LIMIT pending entries the operator starts no new attempts and defers
+    suspend, resume and retry requests (records are never dropped); running attempts still finish
+    and are recorded, so `pending` never holds more than AUDIT_OUTBOX_HARD_LIMIT entries.
     """
 
     last_seq: int = Field(default=0, ge=0, description="Sequence number of the newest transition.")

@@ -7,6 +7,8 @@ created and deleted, transitions, events) rather than the calls made.
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -966,9 +968,24 @@ def test_stray_live_pods_of_the_job_are_deleted() -> None:
     decision = run.decide()
     assert sorted(decision.delete, key=lambda d: d.name) == [
         DeletePod("nameless-uid", None, "not the current attempt"),
-        DeletePod("orphan", "s2", "not the current attempt"),
         DeletePod("stray", "s1", "not the current attempt"),
+    ]  # the orphan (no controller) is not the job's: never deleted, never counted
+
+
+def test_a_look_alike_pod_in_another_namespace_or_without_the_controller_reference_never_counts() -> None:
+    run = Run()
+    run.decide()
+    real = run.pods[POD1]
+    impostors = [
+        dataclasses.replace(real, uid="i1", namespace="tenant-b", phase="Failed", exit_code=1),
+        dataclasses.replace(real, uid="i2", owner_uid=None, phase="Succeeded", termination_message='{"k": "v"}'),
     ]
+    for impostor in impostors:
+        run.pods[POD1] = impostor
+        decision = run.decide(apply=False)
+        assert [t.type for t in decision.transitions] == []
+        assert decision.delete == ()
+        assert [c.name for c in decision.create] == [POD1]  # its own pod is missing: create (409 adopts)
 
 
 def test_pods_of_other_jobs_are_ignored() -> None:
