@@ -1,4 +1,4 @@
-"""In-memory indexes fed by the watches: jobs by key, pods by job UID.
+"""In-memory indexes fed by the watches: jobs by key, pods by (namespace, job UID).
 
 The reconcile reads only from here (no GET per reconcile). Our own writes are put in as soon as
 the API server answers, so the next reconcile does not act on an older copy; a watch event older
@@ -6,16 +6,34 @@ than what we hold (a smaller resourceVersion) is ignored for the same reason. re
 opaque by contract but are etcd revisions in practice; when one does not parse as an integer the
 newer arrival simply wins, and the optimistic-concurrency check on every status write remains the
 guarantee against acting on stale state.
+
+Pods are untrusted (any tenant can create one with any name and labels in its own namespace), so a
+pod is cached only when `owning_job` accepts it, under the namespace and UID of the job that
+controls it, and its job's key comes from that controller reference, never from a label alone. A
+pod that stops being acceptable (its owner or labels edited) leaves the cache as if deleted.
+
+Two things the watches alone cannot give are kept here too: tombstones (which pods were seen
+deleted, for a while) so the reconcile can tell a pod that existed and vanished from one never
+created, and `converge`, which removes ghosts after a re-list (kopf sends no DELETED event for
+objects deleted while its watch was down).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from procjob.core.observe import PodObservation
-from procjob.models.job import LABEL_JOB, LABEL_JOB_UID
+from procjob.core.observe import PodObservation, owning_job
+
+PodKey = tuple[str, str]  # (namespace, job UID)
+
+TOMBSTONE_LIMIT = 10_000
+TOMBSTONE_SECONDS = 3600.0
 
 
 def _rv(body: dict[str, Any]) -> int | None:
@@ -28,35 +46,101 @@ def _rv(body: dict[str, Any]) -> int | None:
         return None
 
 
-def _older(new: dict[str, Any], old: dict[str, Any] | None) -> bool:
-    if old is None:
-        return False
-    new_rv, old_rv = _rv(new), _rv(old)
-    return new_rv is not None and old_rv is not None and new_rv < old_rv
+def _older(new: int | None, old: int | None) -> bool:
+    return new is not None and old is not None and new < old
 
 
 def job_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
 
+@dataclass(frozen=True, slots=True)
+class _Where:
+    """Where a cached pod is filed, and the newest resourceVersion seen for it."""
+
+    key: PodKey
+    name: str
+    rv: int | None
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One LIST answer: what existed at `resource_version` in `namespace` (None: cluster-wide)."""
+
+    items: list[dict[str, Any]]
+    resource_version: int | None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Converged:
+    """What `Cache.converge` removed: keys of jobs gone, and keys of jobs that lost pods."""
+
+    jobs: frozenset[str] = frozenset()
+    pods: frozenset[str] = frozenset()
+
+
+class Tombstones:
+    """(namespace, job UID) -> pod name -> UID of pods seen deleted; the newest `limit`, for `seconds`."""
+
+    def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
+        self.limit, self.seconds, self._clock = limit, seconds, clock
+        self._order: deque[tuple[float, PodKey, str, str]] = deque()
+        self._index: dict[PodKey, dict[str, str]] = {}
+
+    def add(self, key: PodKey, name: str, uid: str) -> None:
+        if not uid or self.holds(key, name, uid):
+            return
+        self._index.setdefault(key, {})[name] = uid
+        self._order.append((self._clock(), key, name, uid))
+        self._prune()
+
+    def holds(self, key: PodKey, name: str, uid: str) -> bool:
+        return bool(uid) and self._index.get(key, {}).get(name) == uid
+
+    def of(self, key: PodKey) -> dict[str, str]:
+        self._prune()
+        return dict(self._index.get(key, {}))
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def _prune(self) -> None:
+        horizon = self._clock() - self.seconds
+        while self._order and (len(self._order) > self.limit or self._order[0][0] < horizon):
+            _, key, name, uid = self._order.popleft()
+            names = self._index.get(key)
+            if names is not None and names.get(name) == uid:  # not a newer pod of the same name
+                del names[name]
+                if not names:
+                    del self._index[key]
+
+
 class Cache:
-    def __init__(self) -> None:
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tombstone_limit: int = TOMBSTONE_LIMIT,
+        tombstone_seconds: float = TOMBSTONE_SECONDS,
+    ) -> None:
         self.jobs: dict[str, dict[str, Any]] = {}
-        self.pods: dict[str, dict[str, PodObservation]] = {}  # job UID -> pod name -> observation
-        self._pod_rv: dict[str, int] = {}  # pod UID -> newest resourceVersion seen
+        self.pods: dict[PodKey, dict[str, PodObservation]] = {}  # (namespace, job UID) -> pod name -> pod
+        self.tombstones = Tombstones(tombstone_limit, tombstone_seconds, clock)
+        self._where: dict[str, _Where] = {}  # pod UID -> where it is filed
+        self._job_of: dict[PodKey, str] = {}  # the job key of cached pods, from their controller reference
 
     # ---------------------------------------------------------------------------------- jobs
     def observe_job(self, body: dict[str, Any], *, deleted: bool = False) -> str:
         meta = body.get("metadata") or {}
         key = job_key(meta.get("namespace", ""), meta.get("name", ""))
         current = self.jobs.get(key)
-        if deleted:
-            if current is not None and (current.get("metadata") or {}).get("uid") == meta.get("uid"):
-                del self.jobs[key]
-                self.pods.pop(meta.get("uid", ""), None)
-            return key
         same_object = current is not None and (current.get("metadata") or {}).get("uid") == meta.get("uid")
-        if same_object and _older(body, current):
+        if deleted:
+            if same_object:
+                self._drop_job(key)
+            return key
+        if same_object and current is not None and _older(_rv(body), _rv(current)):
             return key
         if "managedFields" in meta:
             # A third of a job's JSON that nothing here reads; a status PUT without it leaves the
@@ -71,52 +155,116 @@ class Cache:
     def iter_jobs(self) -> Iterator[dict[str, Any]]:
         return iter(list(self.jobs.values()))
 
+    def _drop_job(self, key: str) -> None:
+        meta = self.jobs.pop(key).get("metadata") or {}
+        for pod in self.pods.pop((meta.get("namespace", ""), meta.get("uid", "")), {}).values():
+            self._where.pop(pod.uid, None)
+        self._job_of.pop((meta.get("namespace", ""), meta.get("uid", "")), None)
+
     # ---------------------------------------------------------------------------------- pods
     def observe_pod(self, body: dict[str, Any], *, deleted: bool = False) -> str | None:
-        """Record a pod; returns its job's key (from labels), or None for a pod that is not ours."""
+        """Record a pod; returns its job's key, or None for a pod that counts for no job."""
         meta = body.get("metadata") or {}
-        labels = meta.get("labels") or {}
-        job_uid = labels.get(LABEL_JOB_UID)
-        job_name = labels.get(LABEL_JOB)
-        if not job_uid or not job_name:
+        uid, name = meta.get("uid") or "", meta.get("name") or ""
+        owner = owning_job(body)
+        if deleted or owner is None:
+            # Deleted, or no longer ours as it stands (owner or labels edited): gone for its job.
+            job = self._remove_pod(uid)
+            if job is None and deleted and owner is not None:
+                self.tombstones.add((owner.namespace, owner.uid), name, uid)  # deleted before we saw it
+                return job_key(owner.namespace, owner.name)
+            return job
+        key, job = (owner.namespace, owner.uid), job_key(owner.namespace, owner.name)
+        if self.tombstones.holds(key, name, uid):
+            return job  # a late copy of a pod already seen deleted (e.g. our create's answer)
+        rv, where = _rv(body), self._where.get(uid)
+        if where is not None and _older(rv, where.rv):
+            return job
+        current = self.pods.get(key, {}).get(name)
+        if current is not None and current.uid != uid:
+            held = self._where.get(current.uid)
+            if held is not None and _older(rv, held.rv):
+                return job  # an older incarnation of the name than the one we hold
+            self._remove_pod(current.uid)  # the name was freed, so that pod is gone
+        if where is not None and where.key != key:
+            self._remove_pod(uid)  # re-owned by another of the namespace's jobs
+        self.pods.setdefault(key, {})[name] = PodObservation.from_api(body)
+        self._where[uid] = _Where(key, name, rv)
+        self._job_of[key] = job
+        return job
+
+    def _remove_pod(self, uid: str) -> str | None:
+        """Forget a cached pod and leave a tombstone; its job's key, or None if it was not cached."""
+        where = self._where.pop(uid, None) if uid else None
+        if where is None:
             return None
-        name = meta.get("name", "")
-        uid = meta.get("uid", "")
-        pods = self.pods.setdefault(job_uid, {})
-        if deleted:
-            current = pods.get(name)
-            if current is not None and current.uid == uid:
-                del pods[name]
-            self._pod_rv.pop(uid, None)
-        else:
-            rv = _rv(body)
-            seen = self._pod_rv.get(uid)
-            if rv is not None and seen is not None and rv < seen:
-                return job_key(meta.get("namespace", ""), job_name)
-            if rv is not None:
-                self._pod_rv[uid] = rv
-            pods[name] = PodObservation.from_api(body)
+        job = self._job_of.get(where.key)
+        pods = self.pods.get(where.key, {})
+        if (pod := pods.get(where.name)) is not None and pod.uid == uid:
+            del pods[where.name]
         if not pods:
-            self.pods.pop(job_uid, None)
-        return job_key(meta.get("namespace", ""), job_name)
+            self.pods.pop(where.key, None)
+            self._job_of.pop(where.key, None)
+        self.tombstones.add(where.key, where.name, uid)
+        return job
 
     @staticmethod
     def key_of_pod(body: dict[str, Any]) -> str | None:
-        meta = body.get("metadata") or {}
-        job_name = (meta.get("labels") or {}).get(LABEL_JOB)
-        return job_key(meta.get("namespace", ""), job_name) if job_name else None
+        owner = owning_job(body)
+        return job_key(owner.namespace, owner.name) if owner is not None else None
 
-    def mark_deleting(self, job_uid: str, name: str) -> None:
-        pod = self.pods.get(job_uid, {}).get(name)
+    def mark_deleting(self, namespace: str, job_uid: str, name: str, *, at: datetime | None = None) -> None:
+        """We sent the delete: not live any more, even before the watch shows the deletionTimestamp."""
+        pods = self.pods.get((namespace, job_uid), {})
+        pod = pods.get(name)
         if pod is not None and not pod.deleting:
-            self.pods[job_uid][name] = dataclasses.replace(pod, deleting=True)
+            pods[name] = dataclasses.replace(pod, deleting=True, deletion_time=pod.deletion_time or at)
 
-    def has_pod(self, job_uid: str, name: str, uid: str) -> bool:
-        pod = self.pods.get(job_uid, {}).get(name)
+    def has_pod(self, namespace: str, job_uid: str, name: str, uid: str) -> bool:
+        pod = self.pods.get((namespace, job_uid), {}).get(name)
         return pod is not None and pod.uid == uid
 
-    def pods_of(self, job_uid: str) -> list[PodObservation]:
-        return list(self.pods.get(job_uid, {}).values())
+    def pods_of(self, namespace: str, job_uid: str) -> list[PodObservation]:
+        return list(self.pods.get((namespace, job_uid), {}).values())
 
-    def live_pods(self) -> int:
-        return sum(1 for pods in self.pods.values() for p in pods.values() if p.live)
+    def gone(self, namespace: str, job_uid: str) -> dict[str, str]:
+        """Pod name -> UID of this job's pods seen deleted in the last hour (bounded, see Tombstones)."""
+        return self.tombstones.of((namespace, job_uid))
+
+    # ----------------------------------------------------------------------------- converge
+    def converge(self, jobs: Listing, pods: Listing) -> Converged:
+        """Remove what a LIST proves deleted: absent from it, and last seen before it was taken.
+
+        An object cached at a resourceVersion newer than the listing's (created or changed after
+        the list, e.g. our own create's answer) stays, and so does one whose resourceVersion does
+        not parse. Pods are filtered as the watch path filters them, so a pod that is listed but
+        no longer acceptable counts as absent.
+        """
+        return Converged(jobs=frozenset(self._converge_jobs(jobs)), pods=frozenset(self._converge_pods(pods)))
+
+    def _converge_jobs(self, listing: Listing) -> Iterable[str]:
+        listed = {
+            (job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid"))
+            for meta in (item.get("metadata") or {} for item in listing.items)
+        }
+        dropped = []
+        for key, body in list(self.jobs.items()):
+            meta = body.get("metadata") or {}
+            if listing.namespace is not None and meta.get("namespace") != listing.namespace:
+                continue
+            if (key, meta.get("uid")) not in listed and _older(_rv(body), listing.resource_version):
+                self._drop_job(key)
+                dropped.append(key)
+        return dropped
+
+    def _converge_pods(self, listing: Listing) -> Iterable[str]:
+        listed = {(item.get("metadata") or {}).get("uid") for item in listing.items if owning_job(item)}
+        dropped = []
+        for uid, where in list(self._where.items()):
+            if listing.namespace is not None and where.key[0] != listing.namespace:
+                continue
+            if uid not in listed and _older(where.rv, listing.resource_version):
+                job = self._remove_pod(uid)
+                if job is not None:
+                    dropped.append(job)
+        return dropped
