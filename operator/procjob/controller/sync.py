@@ -1,72 +1,229 @@
-"""Wait until the watch caches hold everything that existed at start (client-go's WaitForCacheSync).
+"""Make the watch caches whole before the first reconcile, and keep them whole after a re-list.
 
-Reconciling before that is wrong in two ways this operator cares about: a job whose pod is not in
-the cache yet would take a running attempt's pod for deleted, and the queue would admit jobs
-without counting the running ones it has not seen yet. The caches are filled only by the watches;
-here we LIST once and wait until every listed object has arrived through them (or is gone: a
-re-list drops what was deleted meanwhile, so a deletion between our list and the watch's cannot
-hold us forever).
+`wait_for_sync` (client-go's WaitForCacheSync): reconciling with a partial cache is wrong in two
+ways this operator cares about: a job whose pod is not in the cache yet would take a running
+attempt's pod for deleted (and charge it), and the queue would admit jobs without counting the
+running ones it has not seen yet. The caches are filled only by the watches; here we LIST once and
+wait until every listed object has arrived through them (or is gone: a re-list every few seconds
+drops what was deleted meanwhile, so a deletion between our list and the watch's cannot hold us
+forever). It never gives up: readiness stays false and nothing is reconciled until it returns, and
+it logs every `PROGRESS_SECONDS` how much is still missing. Pods are filtered with the cache's own
+rule (`owning_job`), so a pod the cache will never hold cannot hold the sync either.
+
+`resync` (the periodic resync of client-go's informers, but pruning): kopf re-lists after a watch
+410 Gone (or a broken stream) and delivers the listed objects as events of type None, but it sends
+no DELETED event for objects deleted while it was not watching, so those would stay in the caches
+as ghosts (a ghost running job holds a queue slot for good). kopf exposes no "re-listed" signal to
+handlers (its LISTED bookmark stays inside its queueing), so the mechanism is ours: every
+`RESYNC_SECONDS` (and soon after `wake` is set, e.g. by a type-None event after start-up, which only
+a re-list produces) we LIST jobs and our labelled pods and let `Cache.converge` drop what the
+listing proves deleted. Cost: one LIST of jobs and one of labelled pods per interval (per watched
+namespace), sent with resourceVersion=0 so the API server answers from its watch cache without
+touching etcd; a stale answer is harmless, since only objects last seen before the listing's
+resourceVersion can be dropped. Items are reduced to the few metadata fields compared, page by
+page, so the operator holds no second copy of every job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from procjob.adapters.kube import KubeClient
-from procjob.controller.cache import Cache, job_key
+from procjob.controller.cache import Cache, Listing, job_key
+from procjob.core.observe import owning_job
 from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
 log = logging.getLogger("procjob.sync")
 
+POLL_SECONDS = 0.2  # how often the caches are checked against the listing
+RELIST_SECONDS = 5.0  # how often the listing is refreshed while waiting (drops what was deleted)
+PROGRESS_SECONDS = 30.0  # how often a sync that is still waiting says what it waits for
+RESYNC_SECONDS = 300.0  # the default interval of the converging resync
+SETTLE_SECONDS = 5.0  # after a wake-up, let the re-list's burst of events pass before listing
+PAGE = 500
 
-def _paths(namespaces: Sequence[str]) -> list[tuple[str, str]]:
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class Lister(Protocol):
+    """What sync needs of the API client (procjob.adapters.kube.KubeClient has it)."""
+
+    async def request(self, method: str, path: str, **params: str) -> Any: ...
+
+
+_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+
+
+async def _list(
+    client: Lister, path: str, namespace: str | None, *, label_selector: str | None = None, cached: bool = False
+) -> Listing:
+    """All items of a collection (only the metadata compared here) and the list's resourceVersion.
+
+    `cached`: resourceVersion=0, any version the API server's watch cache holds (first page only:
+    a continue token carries the version of the first page).
+    """
+    params = {"limit": str(PAGE)}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if cached:
+        params["resourceVersion"] = "0"
+    items: list[dict[str, Any]] = []
+    version: int | None = None
+    while True:
+        result = await client.request("GET", path, **params)
+        meta = result.get("metadata") or {}
+        if version is None:
+            with contextlib.suppress(TypeError, ValueError):
+                version = int(str(meta.get("resourceVersion")))
+        for item in result.get("items") or []:
+            kept = {k: v for k, v in (item.get("metadata") or {}).items() if k in _KEPT}
+            items.append({"metadata": kept})
+        if not meta.get("continue"):
+            return Listing(items=items, resource_version=version, namespace=namespace)
+        params.pop("resourceVersion", None)
+        params["continue"] = str(meta["continue"])
+
+
+def _scopes(namespaces: Sequence[str]) -> list[tuple[str | None, str, str]]:
+    """(namespace or None for all, jobs path, pods path) for each LIST scope."""
     if not namespaces:
-        return [(f"/apis/{GROUP}/{VERSION}/{PLURAL}", "/api/v1/pods")]
-    return [(f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", f"/api/v1/namespaces/{ns}/pods") for ns in namespaces]
+        return [(None, f"/apis/{GROUP}/{VERSION}/{PLURAL}", "/api/v1/pods")]
+    return [
+        (ns, f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}", f"/api/v1/namespaces/{ns}/pods") for ns in namespaces
+    ]
 
 
-async def _listed(
-    client: KubeClient, namespaces: Sequence[str]
-) -> tuple[set[tuple[str, str]], set[tuple[str, str, str]]]:
+Listed = tuple[set[tuple[str, str]], set[tuple[str, str, str, str]]]  # (key, uid), (namespace, job uid, name, uid)
+
+
+async def _listed(client: Lister, namespaces: Sequence[str]) -> Listed:
     jobs: set[tuple[str, str]] = set()
-    pods: set[tuple[str, str, str]] = set()
-    for jobs_path, pods_path in _paths(namespaces):
-        for body in await client.list_all(jobs_path):
-            meta = body["metadata"]
-            jobs.add((job_key(meta["namespace"], meta["name"]), meta["uid"]))
-        for body in await client.list_all(pods_path, label_selector=LABEL_JOB_UID):
-            meta = body["metadata"]
-            pods.add((meta["labels"][LABEL_JOB_UID], meta["name"], meta["uid"]))
+    pods: set[tuple[str, str, str, str]] = set()
+    for ns, jobs_path, pods_path in _scopes(namespaces):
+        for item in (await _list(client, jobs_path, ns)).items:
+            meta = item["metadata"]
+            jobs.add((job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid", "")))
+        for item in (await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID)).items:
+            owner = owning_job(item)  # the cache's rule: a pod it will never hold is not waited for
+            if owner is not None:
+                meta = item["metadata"]
+                pods.add((owner.namespace, owner.uid, meta.get("name", ""), meta.get("uid", "")))
     return jobs, pods
 
 
-def _missing(
-    cache: Cache, jobs: set[tuple[str, str]], pods: set[tuple[str, str, str]]
-) -> tuple[set[tuple[str, str]], set[tuple[str, str, str]]]:
-    missing_jobs = {(key, uid) for key, uid in jobs if ((cache.job(key) or {}).get("metadata") or {}).get("uid") != uid}
-    missing_pods = {(job_uid, name, uid) for job_uid, name, uid in pods if not cache.has_pod(job_uid, name, uid)}
-    return missing_jobs, missing_pods
+def _missing(cache: Cache, jobs: set[tuple[str, str]], pods: set[tuple[str, str, str, str]]) -> Listed:
+    def job_there(key: str, uid: str) -> bool:
+        return ((cache.job(key) or {}).get("metadata") or {}).get("uid") == uid
+
+    def pod_there(ns: str, job_uid: str, name: str, uid: str) -> bool:
+        return cache.has_pod(ns, job_uid, name, uid) or cache.tombstones.holds((ns, job_uid), name, uid)
+
+    return {j for j in jobs if not job_there(*j)}, {p for p in pods if not pod_there(*p)}
 
 
-async def wait_for_sync(client: KubeClient, cache: Cache, namespaces: Sequence[str], patience: float = 120.0) -> bool:
-    """True once synced; False (logged) when `patience` seconds pass first — the operator then goes on."""
-    started = time.monotonic()
+async def wait_for_sync(
+    client: Lister,
+    cache: Cache,
+    namespaces: Sequence[str],
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Sleep = asyncio.sleep,
+) -> None:
+    """Return once the caches hold every job and acceptable pod that existed at the first LIST.
+
+    Never gives up (see the module docstring); a failed LIST raises, for the caller to retry.
+    """
+    started = clock()
     jobs, pods = await _listed(client, namespaces)
+    next_progress, next_relist = started + PROGRESS_SECONDS, started + RELIST_SECONDS
     while True:
         jobs, pods = _missing(cache, jobs, pods)
         if not jobs and not pods:
-            log.info("caches synced in %.2fs", time.monotonic() - started)
-            return True
-        if time.monotonic() - started > patience:
+            log.info("caches synced in %.2fs", clock() - started)
+            return
+        if clock() >= next_progress:
+            examples = sorted(key for key, _ in jobs)[:3] + sorted(f"{p[0]}/{p[2]}" for p in pods)[:3]
             log.warning(
-                "caches not synced after %.0fs (%d jobs, %d pods missing); going on", patience, len(jobs), len(pods)
+                "caches not synced after %.0fs: %d jobs and %d pods listed are not in the caches yet (e.g. %s); "
+                "not ready, still waiting",
+                clock() - started,
+                len(jobs),
+                len(pods),
+                ", ".join(examples),
             )
-            return False
-        await asyncio.sleep(0.2)
-        if time.monotonic() - started > 2:  # drop what was deleted between our list and the watch's
+            next_progress = clock() + PROGRESS_SECONDS
+        await sleep(POLL_SECONDS)
+        if clock() >= next_relist:  # drop what was deleted between our list and the watch's
             now_jobs, now_pods = await _listed(client, namespaces)
             jobs &= now_jobs
             pods &= now_pods
+            next_relist = clock() + RELIST_SECONDS
+
+
+@dataclass(frozen=True)
+class Resynced:
+    """What one resync removed from the caches.
+
+    `dropped_jobs`: jobs that no longer exist; forget their queue and relay state.
+    `dropped_pods`: keys of jobs whose pods were removed; reconcile them again.
+    """
+
+    dropped_jobs: frozenset[str] = frozenset()
+    dropped_pods: frozenset[str] = frozenset()
+
+    def __bool__(self) -> bool:
+        return bool(self.dropped_jobs or self.dropped_pods)
+
+
+async def resync(client: Lister, cache: Cache, namespaces: Sequence[str]) -> Resynced:
+    """LIST jobs and our labelled pods, and drop from the caches what the listings prove deleted."""
+    jobs: set[str] = set()
+    pods: set[str] = set()
+    for ns, jobs_path, pods_path in _scopes(namespaces):
+        job_listing = await _list(client, jobs_path, ns, cached=True)
+        pod_listing = await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID, cached=True)
+        converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
+        jobs |= converged.jobs
+        pods |= converged.pods
+    return Resynced(dropped_jobs=frozenset(jobs), dropped_pods=frozenset(pods - jobs))
+
+
+async def keep_converging(
+    client: Lister,
+    cache: Cache,
+    namespaces: Sequence[str],
+    apply: Callable[[Resynced], None],
+    *,
+    every: float = RESYNC_SECONDS,
+    wake: asyncio.Event | None = None,
+    settle: float = SETTLE_SECONDS,
+) -> None:
+    """Run `resync` every `every` seconds, or `settle` seconds after `wake` is set; hand each
+    non-empty result to `apply` (forget dropped jobs, requeue the others). A failure is logged and
+    tried again at the next turn: this loop must not die (nothing would prune the caches)."""
+    while True:
+        woken = False
+        if wake is None:
+            await asyncio.sleep(every)
+        else:
+            with contextlib.suppress(TimeoutError):
+                woken = await asyncio.wait_for(wake.wait(), timeout=every)
+        if woken and wake is not None:
+            await asyncio.sleep(settle)
+            wake.clear()
+        try:
+            result = await resync(client, cache, namespaces)
+            if result:
+                log.info(
+                    "resync: %d jobs and the pods of %d jobs were deleted unseen; dropped from the caches",
+                    len(result.dropped_jobs),
+                    len(result.dropped_pods),
+                )
+                apply(result)
+        except Exception:
+            log.exception("resync failed; trying again in %.0fs", every)
