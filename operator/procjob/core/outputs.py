@@ -63,7 +63,5 @@ def outputs_of(message: str | None) -> tuple[dict[str, Any] | None, str | None]:
         raise InvalidOutputs(f"outputs nested deeper than {MAX_OUTPUT_DEPTH} levels") from None
     except ValueError:
         return None, None  # text that merely starts with a brace
-    if not isinstance(value, dict):
-        return None, None
-    _check(value)
+    _check(value)  # JSON text that starts with a brace is an object
     return value, None

@@ -88,6 +88,8 @@ class ProcessingJob:
             spec = ProcessingJobSpec.model_validate(body.get("spec") or {})
         except ValidationError as exc:
             return cls(meta=meta, spec=None, status=status, spec_error=describe_validation_error(exc, "spec"))
+        except RecursionError:  # validators walk iteratively; this is the last line of defence
+            return cls(meta=meta, spec=None, status=status, spec_error="spec: nested too deeply to read")
         return cls(meta=meta, spec=spec, status=status)
 
 

@@ -8,7 +8,6 @@ created and deleted, transitions, events) rather than the calls made.
 from __future__ import annotations
 
 import dataclasses
-
 import json
 from collections.abc import Callable
 from dataclasses import dataclass

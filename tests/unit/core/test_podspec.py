@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from procjob.core import podspec
 from procjob.core.config import CoreConfig, S3Settings
 from procjob.core.naming import pod_name
-from procjob.core import podspec
 from procjob.core.podspec import build_pod
 from procjob.core.templating import PodTooLarge, TemplateError
 from procjob.models.job import ProcessingJob

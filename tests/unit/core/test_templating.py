@@ -6,7 +6,18 @@ from typing import Any
 
 import pytest
 
-from procjob.core.templating import Context, TemplateError, check_spec, render, render_value, templated_strings
+from procjob.core import templating
+from procjob.core.templating import (
+    MAX_WALK_DEPTH,
+    RENDER_BUDGET,
+    Context,
+    PodTooLarge,
+    TemplateError,
+    check_spec,
+    render,
+    render_value,
+    templated_strings,
+)
 from procjob.models.spec import ProcessingJobSpec
 from tests.unit.core.builders import image_stage
 
@@ -197,3 +208,34 @@ def test_render_value_renders_every_string_and_keeps_other_values() -> None:
         "flag": False,
         "nothing": None,
     }
+
+
+def nested(depth: int) -> Any:
+    value: Any = "{{ job.name }}"
+    for _ in range(depth):
+        value = {"k": value}
+    return value
+
+
+def test_walks_stop_at_their_depth_bound_instead_of_recursing() -> None:
+    assert list(templating._strings(nested(MAX_WALK_DEPTH), "w")) == [("w" + ".k" * MAX_WALK_DEPTH, "{{ job.name }}")]
+    assert list(templating._strings(nested(5000), "w")) == []  # no RecursionError, nothing past the bound
+    with pytest.raises(TemplateError, match="nested deeper than 16 levels"):
+        render_value(nested(5000), Context("j", "n", "u", {}))
+
+
+def test_one_pods_renders_share_one_budget_and_stop_before_building_a_huge_string() -> None:
+    ctx = Context("j", "n", "u", {"a": {"k": "x" * 4000}})
+    text = "{{ stages.a.outputs.k }}" * 100
+    with pytest.raises(PodTooLarge, match=r"^args\[0\]"):
+        render(text, ctx, "args[0]")  # 400 KB: refused while expanding, before the string is joined
+    assert RENDER_BUDGET - 4000 <= RENDER_BUDGET - ctx.budget.left <= RENDER_BUDGET + 4000
+
+
+def test_a_budget_refuses_what_would_pass_it() -> None:
+    ctx = Context("j", "n", "u", {"a": {"k": "x" * 4000}})
+    text = "{{ stages.a.outputs.k }}" * 60  # 240 KB: within the budget once
+    assert len(render(text, ctx, "args[0]")) == 240_000
+    with pytest.raises(PodTooLarge, match=r"^args\[1\]: the rendered pod would exceed 256 KiB"):
+        render(text, ctx, "args[1]")
+    assert ctx.budget.left < 0
