@@ -51,6 +51,7 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     CANCELLED = "Cancelled"
     INVALID_SPEC = "InvalidSpec"
+    RECONCILE_ERROR = "ReconcileError"  # the operator could not process the job at all (see core.failsafe)
 
 
 class Phase(StrEnum):
