@@ -230,7 +230,11 @@ async def test_every_field_round_trips(store: AuditStore, database: str) -> None
         "delaySeconds": 4,
         "nextAttemptTime": "2026-05-01T10:00:00Z",
         "log": ["a\ufffdb"],
-    }, "datetimes become RFC 3339 and NUL (which jsonb refuses) becomes U+FFFD"
+        "auditDegraded": [
+            "message: NUL or invalid UTF-16 replaced by U+FFFD",
+            "detail: NUL or invalid UTF-16 replaced by U+FFFD",
+        ],
+    }, "datetimes become RFC 3339, NUL (which jsonb refuses) becomes U+FFFD, and the row says so"
     assert got[0][12] is True
     assert [r[10] for r in got] == [T0 + timedelta(seconds=1), T0, T0], "offsets kept, naive times are UTC"
 
@@ -377,9 +381,15 @@ async def test_upsert_jobs_writes_a_batch_in_one_statement_with_the_same_rules(
     assert await store.upsert_jobs([summary(), running, summary(uid=other, name="second", spec={"x": "\x00y"})]) == 2
     select = "SELECT uid, name, state, last_seq, spec FROM jobs ORDER BY name"
     assert rows(database, select) == [
-        (other, "second", "Succeeded", 19, {"x": "\ufffdy"}),
+        (
+            other,
+            "second",
+            "Succeeded",
+            19,
+            {"x": "\ufffdy", "auditDegraded": ["spec: NUL or invalid UTF-16 replaced by U+FFFD"]},
+        ),
         (UID, "thumbs", "Succeeded", 19, {"stages": [{"name": "fetch"}, {"name": "resize"}]}),
-    ], "the newest snapshot of a job named twice wins; NUL is replaced"
+    ], "the newest snapshot of a job named twice wins; NUL is replaced, and the row says so"
     assert await store.upsert_jobs([running, summary(uid=other, name="second", last_seq=25)]) == 1
     assert [r[2:4] for r in rows(database, select)] == [("Succeeded", 25), ("Succeeded", 19)]
 

@@ -31,9 +31,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import logging
 import math
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -44,11 +45,14 @@ from typing import Any, Literal, Self
 
 import psycopg
 import pydantic_core
+from annotated_types import MaxLen
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 from pydantic import AwareDatetime, Field, computed_field
 
+from procjob.core.redact import redact_spec
+from procjob.core.sanitize import bounded_json, clean_text, has_invalid_text
 from procjob.core.timefmt import utc
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.base import ApiModel
@@ -489,50 +493,170 @@ WHERE seq > prev + 1 ORDER BY job_uid, first_missing
 """
 
 
-def _without_nul(value: Any) -> Any:
-    """PostgreSQL text and jsonb cannot hold NUL: one in a pod's message must not poison the
-    relay's batch forever, so it becomes U+FFFD."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_without_nul(v) for v in value]
-    return value
+# ------------------------------------------------------------------------------------------ rows
+#
+# A row is built so that PostgreSQL accepts it whatever a job put in it (see procjob.core.sanitize):
+# text without NUL or lone surrogates, within the model's lengths (history reads rows back through
+# the models); jsonb bounded in depth and size; integers within their column's range. A value that
+# had to change is kept degraded, and the row says so under DEGRADED_KEY (a list of notes) in its
+# `detail` (events) or `spec` (jobs). Building a row never raises: a failure of this code itself
+# still yields a minimal row that keeps the record (identity, seq, type, time) and says why.
+
+DEGRADED_KEY = "auditDegraded"
+JSON_DEPTH = 32
+DETAIL_CHARS = 65536
+SPEC_CHARS = 262144
+INT32 = 2**31 - 1
+NAME_CHARS = 253
+
+log = logging.getLogger("procjob.audit")
 
 
-def _to_json(value: Any) -> str:
-    """JSON for PostgreSQL: datetimes as RFC 3339, NUL replaced (searched for only when present)."""
-    text = pydantic_core.to_json(value).decode()
-    return pydantic_core.to_json(_without_nul(value)).decode() if "\\u0000" in text else text
+def _max_length(field: str) -> int:
+    """A text column's bound: the AuditEntry field's own max_length (one source of truth)."""
+    return next(m.max_length for m in AuditEntry.model_fields[field].metadata if isinstance(m, MaxLen))
+
+
+_TEXT_BOUNDS = {f: _max_length(f) for f in ("type", "reason", "message", "stage", "pod_name")}
+
+
+class _Row:
+    """Collects the notes of one row while its columns are cleaned."""
+
+    def __init__(self) -> None:
+        self.notes: list[str] = []
+
+    def text(self, column: str, value: str, limit: int) -> str:
+        cleaned = clean_text(value, limit)
+        if cleaned is not value:
+            if has_invalid_text(value):
+                self.notes.append(f"{column}: NUL or invalid UTF-16 replaced by U+FFFD")
+            if len(value) > limit:
+                self.notes.append(f"{column}: cut to {limit} characters")
+        return cleaned
+
+    def optional_text(self, column: str, value: str | None, limit: int) -> str | None:
+        return None if value is None else self.text(column, value, limit)
+
+    def int32(self, column: str, value: int | None, low: int) -> int | None:
+        if value is None or low <= value <= INT32:
+            return value
+        self.notes.append(f"{column}: {value if value.bit_length() <= 128 else 'a huge number'} is out of range")
+        return None
+
+    def json(self, column: str, value: object, max_chars: int) -> dict[str, Any]:
+        """`value` bounded (see bounded_json), always a JSON object, with this row's notes in it."""
+        bounded, notes = bounded_json(value, max_depth=JSON_DEPTH, max_chars=max_chars)
+        document = bounded if isinstance(bounded, dict) else {"value": bounded}
+        all_notes = self.notes + [f"{column}: {note}" for note in notes]
+        if all_notes:
+            document[DEGRADED_KEY] = all_notes
+        return document
+
+
+def _encode(build: Callable[[int], dict[str, Any]], byte_limit: int, chars: int) -> bytes:
+    """`build(max_chars)` encoded, with smaller budgets while the bytes are over `byte_limit`
+    (control characters are escaped six to one, non-ASCII takes up to four bytes)."""
+    for budget in (chars, chars // 8, 256):
+        data: bytes = pydantic_core.to_json(build(budget))
+        if len(data) <= byte_limit:
+            return data
+    return pydantic_core.to_json(build(0))
+
+
+def _event_row(r: AuditRecord) -> bytes:
+    """One `audit_events` row as JSON (keys are `_INSERT_EVENTS`' columns); never raises."""
+    try:
+        return _encode(lambda budget: _event_fields(r, budget), 2 * DETAIL_CHARS + 16384, DETAIL_CHARS)
+    except Exception as exc:  # a bug here must not lose the record: keep what identifies it
+        log.exception("audit: the row of %s seq %s could not be built; storing a minimal one", r.job_uid, r.entry.seq)
+        row = _Row()
+        return pydantic_core.to_json(
+            {
+                "job_uid": row.text("job_uid", str(r.job_uid), NAME_CHARS),
+                "seq": r.entry.seq,
+                "namespace": row.text("namespace", str(r.namespace), NAME_CHARS),
+                "name": row.text("name", str(r.name), NAME_CHARS),
+                "event_type": row.text("event_type", str(r.entry.type), _TEXT_BOUNDS["type"]),
+                "occurred_at": utc(r.entry.time),
+                "detail": {
+                    DEGRADED_KEY: [f"the row could not be built ({type(exc).__name__}); only its identity kept"]
+                },
+            }
+        )
+
+
+def _event_fields(r: AuditRecord, budget: int) -> dict[str, Any]:
+    e, row = r.entry, _Row()
+    fields = {
+        "job_uid": row.text("job_uid", r.job_uid, NAME_CHARS),
+        "seq": e.seq,  # the key: never changed (a seq beyond bigint is refused, the relay isolates it)
+        "namespace": row.text("namespace", r.namespace, NAME_CHARS),
+        "name": row.text("name", r.name, NAME_CHARS),
+        "stage": row.optional_text("stage", e.stage, _TEXT_BOUNDS["stage"]),
+        "attempt": row.int32("attempt", e.attempt, 1),
+        "event_type": row.text("event_type", e.type, _TEXT_BOUNDS["type"]),
+        "reason": row.text("reason", e.reason, _TEXT_BOUNDS["reason"]),
+        "message": row.text("message", e.message, _TEXT_BOUNDS["message"]),
+        "pod_name": row.optional_text("pod_name", e.pod_name, _TEXT_BOUNDS["pod_name"]),
+        "exit_code": row.int32("exit_code", e.exit_code, -INT32 - 1),
+        "occurred_at": utc(e.time),  # naive means UTC, not the session's time zone
+    }
+    return fields | {"detail": row.json("detail", e.detail, budget)}
+
+
+def _job_row(job: JobSummary) -> bytes:
+    """One `jobs` row as JSON (keys are `_UPSERT_JOBS`' columns), spec redacted; never raises."""
+    try:
+        return _encode(lambda budget: _job_fields(job, budget), 2 * SPEC_CHARS + 16384, SPEC_CHARS)
+    except Exception as exc:  # as for events: keep the job's identity and say why
+        log.exception("audit: the summary of %s could not be built; storing a minimal one", job.uid)
+        row = _Row()
+        return pydantic_core.to_json(
+            {
+                "uid": row.text("uid", str(job.uid), NAME_CHARS),
+                "namespace": row.text("namespace", str(job.namespace), NAME_CHARS),
+                "name": row.text("name", str(job.name), NAME_CHARS),
+                "state": row.text("state", str(job.state), 64),
+                "created_at": utc(job.created_at),
+                "last_seq": job.last_seq,
+                "spec": {DEGRADED_KEY: [f"the snapshot could not be built ({type(exc).__name__})"]},
+            }
+        )
+
+
+def _job_fields(job: JobSummary, budget: int) -> dict[str, Any]:
+    row = _Row()
+    fields = {
+        "uid": row.text("uid", job.uid, NAME_CHARS),
+        "namespace": row.text("namespace", job.namespace, NAME_CHARS),
+        "name": row.text("name", job.name, NAME_CHARS),
+        "state": row.text("state", job.state, 64),
+        "reason": row.text("reason", job.reason, _TEXT_BOUNDS["reason"]),
+        "created_at": utc(job.created_at),
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "attempts": min(job.attempts, INT32),
+        "deleted_at": job.deleted_at,
+        "last_seq": job.last_seq,
+    }
+    return fields | {"spec": redact_spec(row.json("spec", job.spec, budget))}
+
+
+def _redacted(job_row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row with its spec redacted again: rows written before redaction existed hold
+    literal credentials, and history must not show them."""
+    spec = job_row.get("spec")
+    return job_row | {"spec": redact_spec(spec)} if isinstance(spec, dict) else job_row
+
+
+def _batch(rows: Iterable[bytes]) -> str:
+    """Rows as the one JSON array parameter that json_to_recordset unpacks."""
+    return (b"[" + b",".join(rows) + b"]").decode()
 
 
 def _in_utc(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v.astimezone(UTC) if isinstance(v, datetime) else v for k, v in row.items()}
-
-
-def _event_rows(records: Sequence[AuditRecord]) -> str:
-    """The batch as the JSON array that `_INSERT_EVENTS` unpacks (keys are its column names)."""
-    return _to_json(
-        [
-            {
-                "job_uid": r.job_uid,
-                "seq": r.entry.seq,
-                "namespace": r.namespace,
-                "name": r.name,
-                "stage": r.entry.stage,
-                "attempt": r.entry.attempt,
-                "event_type": r.entry.type,
-                "reason": r.entry.reason,
-                "message": r.entry.message,
-                "pod_name": r.entry.pod_name,
-                "exit_code": r.entry.exit_code,
-                "occurred_at": utc(r.entry.time),  # naive means UTC, not the session's time zone
-                "detail": r.entry.detail,
-            }
-            for r in records
-        ]
-    )
 
 
 class AuditStore:
@@ -619,11 +743,17 @@ class AuditStore:
         """`migrate()` for this store's database, in a worker thread."""
         return await asyncio.to_thread(migrate, self._dsn, connect_timeout=self._connect_timeout)
 
+    async def ping(self) -> None:
+        """One round trip (`SELECT 1`), for the relay's measure of `procjob_audit_up` while idle;
+        raises like any operation when PostgreSQL does not answer."""
+        async with self._connection("ping") as conn:
+            await conn.execute("SELECT 1")
+
     async def insert(self, records: Sequence[AuditRecord]) -> int:
         """Insert a batch exactly once; return how many rows were new (a repeat returns 0)."""
         if not records:
             return 0
-        batch = _event_rows(records)
+        batch = _batch(_event_row(r) for r in records)
         async with self._connection("insert") as conn:
             cursor = await conn.execute(_INSERT_EVENTS, [batch])
             return cursor.rowcount
@@ -643,7 +773,7 @@ class AuditStore:
                 newest[job.uid] = job
         if not newest:
             return 0
-        rows = _to_json([job.model_dump(exclude={"duration_seconds"}) for job in newest.values()])
+        rows = _batch(_job_row(job) for job in newest.values())
         async with self._connection("upsert_jobs") as conn:
             cursor = await conn.execute(_UPSERT_JOBS, [rows])
             return cursor.rowcount
@@ -687,7 +817,7 @@ class AuditStore:
             uid=uid,
             namespace=identity["namespace"],
             name=identity["name"],
-            job=None if job_row is None else JobSummary.model_validate(job_row),
+            job=None if job_row is None else JobSummary.model_validate(_redacted(job_row)),
             attempts=attempt_timeline(events),
             events=events,
         )

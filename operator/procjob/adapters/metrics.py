@@ -78,3 +78,27 @@ class Metrics:
             "procjob_queue_wait_seconds", "Time jobs spent queued.", buckets=DURATION_BUCKETS, registry=r
         )
         self.admissions = Counter("procjob_admissions_total", "Jobs admitted from the queue.", registry=r)
+        # Hardening (issue 12): one job's audit trouble stays that job's; no loop dies silently.
+        self.audit_quarantined = Gauge(
+            "procjob_audit_quarantined_jobs",
+            "Jobs whose audit records PostgreSQL refused: kept pending, retried alone with a long backoff.",
+            registry=r,
+        )
+        self.audit_quarantines = Counter(
+            "procjob_audit_quarantines_total", "Times a job's audit records were put in quarantine.", registry=r
+        )
+        self.loop_errors = Counter(
+            "procjob_loop_errors_total",
+            "Unexpected exceptions a long-lived loop caught and survived, by loop (a fixed name).",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_restarts = Counter(
+            "procjob_loop_restarts_total",
+            "Long-lived loops restarted by their supervisor after they raised, by loop (a fixed name).",
+            ["loop"],
+            registry=r,
+        )
+        self.loop_up = Gauge(
+            "procjob_loop_up", "1 while a supervised loop runs, 0 while it waits to restart.", ["loop"], registry=r
+        )
