@@ -99,7 +99,11 @@ async def resync_until(client: KubeClient, cache: Cache, namespaces: list[str], 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         result = await resync(client, cache, namespaces)
-        seen = Resynced(seen.dropped_jobs | result.dropped_jobs, seen.dropped_pods | result.dropped_pods)
+        seen = Resynced(
+            seen.dropped_jobs | result.dropped_jobs,
+            seen.dropped_pods | result.dropped_pods,
+            seen.dropped_job_uids | result.dropped_job_uids,
+        )
         if done(seen):
             return seen
         await asyncio.sleep(0.5)
@@ -157,4 +161,5 @@ async def test_only_the_pod_the_job_controls_counts_and_sync_is_not_held(
     rig.kubectl("delete", "processingjob", "thumbs", "-n", namespace, "--wait=true")
     jobs_gone = await resync_until(client, cache, [namespace, tenant], lambda r: r.dropped_jobs)
     assert jobs_gone.dropped_jobs == {f"{namespace}/thumbs"}
+    assert jobs_gone.dropped_job_uids == {job_uid}
     assert cache.job(f"{namespace}/thumbs") is None

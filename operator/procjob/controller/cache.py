@@ -74,9 +74,9 @@ class Listing:
 
 @dataclass(frozen=True)
 class Converged:
-    """What `Cache.converge` removed: keys of jobs gone, and keys of jobs that lost pods."""
+    """What `Cache.converge` removed: jobs gone (key -> UID), and keys of jobs that lost pods."""
 
-    jobs: frozenset[str] = frozenset()
+    jobs: dict[str, str] = dataclasses.field(default_factory=dict)
     pods: frozenset[str] = frozenset()
 
 
@@ -240,21 +240,21 @@ class Cache:
         not parse. Pods are filtered as the watch path filters them, so a pod that is listed but
         no longer acceptable counts as absent.
         """
-        return Converged(jobs=frozenset(self._converge_jobs(jobs)), pods=frozenset(self._converge_pods(pods)))
+        return Converged(jobs=self._converge_jobs(jobs), pods=frozenset(self._converge_pods(pods)))
 
-    def _converge_jobs(self, listing: Listing) -> Iterable[str]:
+    def _converge_jobs(self, listing: Listing) -> dict[str, str]:
         listed = {
             (job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid"))
             for meta in (item.get("metadata") or {} for item in listing.items)
         }
-        dropped = []
+        dropped: dict[str, str] = {}
         for key, body in list(self.jobs.items()):
             meta = body.get("metadata") or {}
             if listing.namespace is not None and meta.get("namespace") != listing.namespace:
                 continue
             if (key, meta.get("uid")) not in listed and _older(_rv(body), listing.resource_version):
                 self._drop_job(key)
-                dropped.append(key)
+                dropped[key] = str(meta.get("uid") or "")
         return dropped
 
     def _converge_pods(self, listing: Listing) -> Iterable[str]:

@@ -169,12 +169,14 @@ async def wait_for_sync(
 class Resynced:
     """What one resync removed from the caches.
 
-    `dropped_jobs`: jobs that no longer exist; forget their queue and relay state.
-    `dropped_pods`: keys of jobs whose pods were removed; reconcile them again.
+    `dropped_jobs`: keys of jobs that no longer exist; forget their queue and admission state.
+    `dropped_job_uids`: their UIDs, for the audit relay's `forget`.
+    `dropped_pods`: keys of (still existing) jobs whose pods were removed; reconcile them again.
     """
 
     dropped_jobs: frozenset[str] = frozenset()
     dropped_pods: frozenset[str] = frozenset()
+    dropped_job_uids: frozenset[str] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(self.dropped_jobs or self.dropped_pods)
@@ -182,15 +184,19 @@ class Resynced:
 
 async def resync(client: Lister, cache: Cache, namespaces: Sequence[str]) -> Resynced:
     """LIST jobs and our labelled pods, and drop from the caches what the listings prove deleted."""
-    jobs: set[str] = set()
+    jobs: dict[str, str] = {}
     pods: set[str] = set()
     for ns, jobs_path, pods_path in _scopes(namespaces):
         job_listing = await _list(client, jobs_path, ns, cached=True)
         pod_listing = await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID, cached=True)
         converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
-        jobs |= converged.jobs
+        jobs.update(converged.jobs)
         pods |= converged.pods
-    return Resynced(dropped_jobs=frozenset(jobs), dropped_pods=frozenset(pods - jobs))
+    return Resynced(
+        dropped_jobs=frozenset(jobs),
+        dropped_pods=frozenset(pods - jobs.keys()),
+        dropped_job_uids=frozenset(jobs.values()),
+    )
 
 
 async def keep_converging(

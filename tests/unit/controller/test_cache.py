@@ -248,7 +248,7 @@ def test_converge_drops_a_job_deleted_unseen_with_its_pods() -> None:
     cache.observe_job(job("5", namespace="media", name="thumbs", uid=VICTIM_UID))
     cache.observe_pod(pod(rv="6"))
     converged = cache.converge(listing([], 100), listing([pod(rv="6")], 100))
-    assert converged.jobs == {"media/thumbs"}
+    assert converged.jobs == {"media/thumbs": VICTIM_UID}
     assert cache.job("media/thumbs") is None
     assert cache.pods_of("media", VICTIM_UID) == []
 
@@ -269,7 +269,7 @@ def test_converge_keeps_what_is_listed() -> None:
     cache.observe_job(job("5"))
     cache.observe_pod(pod(rv="6"))
     converged = cache.converge(listing([job("5")], 100), listing([pod(rv="6")], 100))
-    assert (converged.jobs, converged.pods) == (frozenset(), frozenset())
+    assert (converged.jobs, converged.pods) == ({}, frozenset())
     assert cache.job("ns/j") is not None
     assert len(cache.pods_of("media", VICTIM_UID)) == 1
 
@@ -278,7 +278,7 @@ def test_converge_drops_a_job_replaced_by_another_of_the_same_name() -> None:
     cache = Cache()
     cache.observe_job(job("5", uid="old"))
     converged = cache.converge(listing([job("50", uid="new")], 100), listing([], 100))
-    assert converged.jobs == {"ns/j"}
+    assert converged.jobs == {"ns/j": "old"}, "the listed job is another object"
 
 
 def test_converge_keeps_objects_whose_versions_cannot_be_compared() -> None:
@@ -289,7 +289,7 @@ def test_converge_keeps_objects_whose_versions_cannot_be_compared() -> None:
     converged = cache.converge(listing([], None), listing([], None))
     assert not converged.jobs
     converged = cache.converge(listing([], 100), listing([], 100))
-    assert converged.jobs == {"ns/other"}
+    assert converged.jobs == {"ns/other": "u1"}
     assert len(cache.pods_of("media", VICTIM_UID)) == 1
 
 
@@ -318,7 +318,7 @@ def test_converge_of_one_namespace_leaves_the_others_alone() -> None:
     cache.observe_pod(pod(uid="in-a", rv="5", namespace="a"))
     cache.observe_pod(pod(uid="in-b", rv="5", namespace="b"))
     converged = cache.converge(listing([], 100, "a"), listing([], 100, "a"))
-    assert converged.jobs == {"a/j"}
+    assert converged.jobs == {"a/j": "u1"}
     assert converged.pods == {"a/thumbs"}
     assert cache.job("b/j") is not None
     assert len(cache.pods_of("b", VICTIM_UID)) == 1

@@ -161,7 +161,11 @@ async def test_resync_drops_ghosts_and_names_the_jobs_to_forget_and_to_requeue()
     cache.observe_pod(pod("new-pod", uid="n", rv="150"))
     api = FakeApi([job("6", namespace="media", name="thumbs", uid=VICTIM_UID)], [pod("alive", uid="a", rv="8")])
     result = await resync(api, cache, [])
-    assert result == Resynced(dropped_jobs=frozenset({"ns/ghost"}), dropped_pods=frozenset({"media/thumbs"}))
+    assert result == Resynced(
+        dropped_jobs=frozenset({"ns/ghost"}),
+        dropped_pods=frozenset({"media/thumbs"}),
+        dropped_job_uids=frozenset({"u1"}),
+    )
     assert sorted(cache.jobs) == ["media/thumbs", "ns/new"]
     assert sorted(p.name for p in cache.pods_of("media", VICTIM_UID)) == ["alive", "new-pod"]
     assert cache.gone("media", VICTIM_UID) == {"ghost-pod": "g"}
