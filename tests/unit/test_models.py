@@ -95,7 +95,7 @@ def problems(body: dict[str, Any]) -> str:
         ),
         pytest.param(
             spec(image(podMetadata={"labels": {"procjob.dev/job": "x"}})),
-            "spec.stages[0].podMetadata: Value error, labels under procjob.dev/ are reserved for the operator",
+            "spec.stages[0].podMetadata.labels: Value error, labels under procjob.dev/ are reserved for the operator",
             id="a label under procjob.dev/ is reserved",
         ),
         pytest.param(

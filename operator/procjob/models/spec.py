@@ -10,11 +10,27 @@ object stored under an older, looser schema is still caught, with an error namin
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
 
 from procjob.models.base import ApiModel
+from procjob.models.syntax import (
+    ANNOTATIONS_MAX_BYTES,
+    LABEL_VALUE,
+    MAX_WITH_KEYS,
+    QUANTITY,
+    RESERVED_ENV_PREFIX,
+    RESERVED_METADATA_PREFIX,
+    USES_RESERVED_ENV_PREFIXES,
+    cel_keys_are_qualified,
+    cel_requests_fit_limits,
+    cel_resource_names,
+    key_problem,
+    requests_problem,
+    resource_name_problem,
+    with_problem,
+)
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
@@ -23,6 +39,10 @@ MAX_RULES = 16
 MAX_STAGE_NAME = 40
 
 CEL = "x-kubernetes-validations"
+ENV_RESERVED = f"names starting with {RESERVED_ENV_PREFIX} are reserved for the operator"
+PREFIX_RESERVED = f"an envFrom prefix starting with {RESERVED_ENV_PREFIX} is reserved for the operator"
+USES_ENV_RESERVED = "env names starting with AWS_ or PROCJOB_ are reserved on built-in (uses) stages"
+USES_ENV_FROM = "envFrom on a built-in (uses) stage needs a prefix that cannot make AWS_ or PROCJOB_ names"
 
 Str = Annotated[str, Field(max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=253)]
@@ -182,7 +202,14 @@ class EnvVar(ApiModel):
 
     model_config = ApiModel.model_config | {
         "json_schema_extra": {
-            CEL: [{"rule": "!(has(self.value) && has(self.valueFrom))", "message": "set value or valueFrom"}]
+            CEL: [
+                {"rule": "!(has(self.value) && has(self.valueFrom))", "message": "set value or valueFrom"},
+                {
+                    "rule": f"!self.name.startsWith('{RESERVED_ENV_PREFIX}')",
+                    "message": ENV_RESERVED,
+                    "fieldPath": ".name",
+                },
+            ]
         }
     }
 
@@ -195,6 +222,13 @@ class EnvVar(ApiModel):
         if self.value is not None and self.value_from is not None:
             raise ValueError("set value or valueFrom")
         return self
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, name: str) -> str:
+        if name.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(ENV_RESERVED)
+        return name
 
 
 class LocalRef(ApiModel):
@@ -213,7 +247,12 @@ class EnvFromSource(ApiModel):
                 {
                     "rule": "has(self.secretRef) != has(self.configMapRef)",
                     "message": "set exactly one of secretRef or configMapRef",
-                }
+                },
+                {
+                    "rule": f"!has(self.prefix) || !self.prefix.startsWith('{RESERVED_ENV_PREFIX}')",
+                    "message": PREFIX_RESERVED,
+                    "fieldPath": ".prefix",
+                },
             ]
         }
     }
@@ -228,51 +267,131 @@ class EnvFromSource(ApiModel):
             raise ValueError("set exactly one of secretRef or configMapRef")
         return self
 
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_not_reserved(cls, prefix: str | None) -> str | None:
+        if prefix is not None and prefix.startswith(RESERVED_ENV_PREFIX):
+            raise ValueError(PREFIX_RESERVED)
+        return prefix
 
-Quantity = Annotated[str, Field(max_length=64, pattern=r"^[0-9.]+[a-zA-Z]{0,3}$")]
-ResourceName = Annotated[str, Field(max_length=128)]
+    def may_make(self, reserved: str) -> bool:
+        """Whether a key of the source could become a variable named `reserved`... (a prefix of it)."""
+        prefix = self.prefix or ""
+        return reserved.startswith(prefix) or prefix.startswith(reserved)
+
+
+def _with_rules(rules: list[dict[str, str]]) -> ConfigDict:
+    """ApiModel's config with these CEL rules (typed as JSON for pydantic's schema hook)."""
+    return ApiModel.model_config | ConfigDict(json_schema_extra={CEL: cast("list[JsonValue]", rules)})
+
+
+Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY)]
+ResourceName = Annotated[str, Field(max_length=317)]
+ResourceMap = dict[ResourceName, Quantity]
+CEL_QUANTITIES = "every value must be a Kubernetes quantity"
+
+
+def _resource_names(field: str) -> list[dict[str, str]]:
+    return [
+        {
+            "rule": cel_resource_names(field),
+            "message": "resource names must be cpu, memory, ephemeral-storage, hugepages-<size> or domain/name",
+            "fieldPath": f".{field}",
+        },
+        {
+            "rule": f"!has(self.{field}) || self.{field}.all(k, isQuantity(self.{field}[k]))",
+            "message": CEL_QUANTITIES,
+            "fieldPath": f".{field}",
+        },
+    ]
 
 
 class Resources(ApiModel):
-    """Compute resources of the stage's container, as in a Pod."""
+    """Compute resources of the stage's container, as in a Pod: quantities like 500m or 256Mi;
+    requests at most the limits; hugepages and extended resources need a limit equal to the request."""
 
-    requests: dict[ResourceName, Quantity] | None = Field(
-        default=None, max_length=16, description="E.g. {cpu: 500m, memory: 256Mi}."
-    )
-    limits: dict[ResourceName, Quantity] | None = Field(
-        default=None, max_length=16, description="E.g. {memory: 512Mi}."
-    )
+    model_config = _with_rules([*_resource_names("requests"), *_resource_names("limits"), *cel_requests_fit_limits()])
+
+    requests: ResourceMap | None = Field(default=None, max_length=16, description="E.g. {cpu: 500m, memory: 256Mi}.")
+    limits: ResourceMap | None = Field(default=None, max_length=16, description="E.g. {memory: 512Mi}.")
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _names(cls, value: ResourceMap | None) -> ResourceMap | None:
+        for name in value or {}:
+            problem = resource_name_problem(name)
+            if problem:
+                raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _fit(self) -> Resources:
+        problem = requests_problem(self.requests or {}, self.limits or {})
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
+LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
+RESERVED_LABELS = f"labels under {RESERVED_METADATA_PREFIX} are reserved for the operator"
+RESERVED_ANNOTATIONS = f"annotations under {RESERVED_METADATA_PREFIX} are reserved for the operator"
+KEYS_QUALIFIED = "keys must be qualified names ([prefix/]name)"
+ANNOTATIONS_TOO_BIG = f"annotations must total at most {ANNOTATIONS_MAX_BYTES} characters (keys and values)"
+
+
+def _metadata_rules() -> list[dict[str, str]]:
+    """CEL of PodMetadata; `_checked` below says the same in Python."""
+    rules = []
+    for field, reserved in (("labels", RESERVED_LABELS), ("annotations", RESERVED_ANNOTATIONS)):
+        keys = {"rule": cel_keys_are_qualified(field), "message": f"{field[:-1]} {KEYS_QUALIFIED}"}
+        rules.append(keys | {"fieldPath": f".{field}"})
+        rules.append(
+            {
+                "rule": f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('{RESERVED_METADATA_PREFIX}'))",
+                "message": reserved,
+                "fieldPath": f".{field}",
+            }
+        )
+    rules.append(
+        {
+            "rule": "!has(self.annotations) || "
+            f"self.annotations.map(k, k.size() + self.annotations[k].size()).sum() <= {ANNOTATIONS_MAX_BYTES}",
+            "message": ANNOTATIONS_TOO_BIG,
+            "fieldPath": ".annotations",
+        }
+    )
+    return rules
 
 
 class PodMetadata(ApiModel):
-    """Extra labels and annotations for the stage's pods. Keys under procjob.dev/ are reserved."""
+    """Extra labels and annotations for the stage's pods. Keys are qualified names; keys under
+    procjob.dev/ are reserved; keys in the kubernetes.io and k8s.io domains need the operator's leave."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            CEL: [
-                {
-                    "rule": "!has(self.labels) || self.labels.all(k, !k.startsWith('procjob.dev/'))",
-                    "message": "labels under procjob.dev/ are reserved for the operator",
-                }
-            ]
-        }
-    }
+    model_config = _with_rules(_metadata_rules())
 
-    labels: dict[LabelKey, Annotated[str, Field(max_length=63)]] | None = Field(
+    labels: dict[LabelKey, LabelValue] | None = Field(
         default=None, max_length=32, description="Labels added to each pod."
     )
     annotations: dict[LabelKey, Annotated[str, Field(max_length=8192)]] | None = Field(
-        default=None, max_length=32, description="Annotations added to each pod."
+        default=None, max_length=32, description="Annotations added to each pod (at most 64 KiB in all)."
     )
 
-    @model_validator(mode="after")
-    def _reserved(self) -> PodMetadata:
-        if any(k.startswith("procjob.dev/") for k in self.labels or {}):
-            raise ValueError("labels under procjob.dev/ are reserved for the operator")
-        return self
+    @field_validator("labels", "annotations")
+    @classmethod
+    def _checked(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
+        """A field validator, so that the error names `.labels` or `.annotations` as the CEL rules do."""
+        labels = info.field_name == "labels"
+        for key in value or {}:
+            problem = key_problem(key)
+            if problem:
+                raise ValueError(f"{'label' if labels else 'annotation'} {KEYS_QUALIFIED}: {problem}")
+            if key.startswith(RESERVED_METADATA_PREFIX):
+                raise ValueError(RESERVED_LABELS if labels else RESERVED_ANNOTATIONS)
+        # CEL's string size() counts code points, as len() does.
+        if not labels and sum(len(k) + len(v) for k, v in (value or {}).items()) > ANNOTATIONS_MAX_BYTES:
+            raise ValueError(ANNOTATIONS_TOO_BIG)
+        return value
 
 
 class Stage(ApiModel):
@@ -285,6 +404,24 @@ class Stage(ApiModel):
                 {
                     "rule": "!has(self.with) || has(self.uses)",
                     "message": "with is for built-in stages (uses)",
+                },
+                {
+                    "rule": "!has(self.uses) || !has(self.env) || self.env.all(e, "
+                    + " && ".join(f"!e.name.startsWith('{p}')" for p in USES_RESERVED_ENV_PREFIXES)
+                    + ")",
+                    "message": USES_ENV_RESERVED,
+                    "fieldPath": ".env",
+                },
+                {
+                    "rule": "!has(self.uses) || !has(self.envFrom) || self.envFrom.all(f, "
+                    + " && ".join(
+                        f"!'{p}'.startsWith(has(f.prefix) ? f.prefix : '') && "
+                        f"!(has(f.prefix) && f.prefix.startsWith('{p}'))"
+                        for p in USES_RESERVED_ENV_PREFIXES
+                    )
+                    + ")",
+                    "message": USES_ENV_FROM,
+                    "fieldPath": ".envFrom",
                 },
             ]
         }
@@ -302,7 +439,9 @@ class Stage(ApiModel):
     with_: dict[str, Any] | None = Field(
         default=None,
         alias="with",
-        description="Parameters of a built-in stage; string values may use {{ templates }}.",
+        max_length=MAX_WITH_KEYS,
+        description="Parameters of a built-in stage; string values may use {{ templates }}. Each value is a "
+        "scalar, a list of scalars, or an object of scalars and lists of scalars; at most 16 KiB as JSON.",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     command: list[Str] | None = Field(default=None, max_length=64, description="Entrypoint; templates expanded.")
@@ -335,6 +474,26 @@ class Stage(ApiModel):
             raise ValueError("set exactly one of image or uses")
         if self.with_ is not None and self.uses is None:
             raise ValueError("with is for built-in stages (uses)")
+        return self
+
+    @field_validator("with_")
+    @classmethod
+    def _bounded_with(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Shape and size of `with`, checked without recursion (a CRD cannot see inside free-form data)."""
+        problem = with_problem(value) if value is not None else None
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _uses_env(self) -> Stage:
+        """A built-in stage's S3 client and worker read AWS_* and PROCJOB_*: the job author sets neither."""
+        if self.uses is None:
+            return self
+        if any(var.name.startswith(USES_RESERVED_ENV_PREFIXES) for var in self.env or []):
+            raise ValueError(USES_ENV_RESERVED)
+        if any(source.may_make(p) for source in self.env_from or [] for p in USES_RESERVED_ENV_PREFIXES):
+            raise ValueError(USES_ENV_FROM)
         return self
 
 
