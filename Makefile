@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.rig/bin:$(PATH)
 
-.PHONY: help setup lint typecheck unit integration e2e test demo demo-down rig-up rig-down rig-status \
+.PHONY: help setup lint typecheck unit integration e2e coverage test demo demo-down rig-up rig-down rig-status \
         crd bench bench-full bench-worker clean
 
 help: ## list the targets
@@ -29,7 +29,11 @@ integration: setup ## adapters against real servers (rig, PostgreSQL, S3, HTTP)
 e2e: setup ## the operator process against the rig and PostgreSQL
 	$(PY) -m pytest tests/e2e -q
 
-test: setup lint ## everything CI runs: lint, unit, integration and e2e tests
+coverage: setup ## the pure core's unit tests must cover every branch of procjob.core (a gate)
+	$(PY) -m pytest tests/unit/core -q --cov=procjob.core --cov-branch \
+		--cov-report=term-missing:skip-covered --cov-fail-under=100
+
+test: setup lint coverage ## everything CI runs: lint, the core's coverage gate, unit, integration, e2e
 	$(PY) -m pytest tests -q --durations=15
 
 rig-up: setup ## start the local Kubernetes rig (kubeconfig: .rig/kubeconfig)

@@ -23,14 +23,16 @@ from procjob.controller.admission import Ticket
 from procjob.controller.cache import Cache
 from procjob.controller.queue import WorkQueue
 from procjob.core.config import CoreConfig
-from procjob.core.decide import decide
+from procjob.core.decide import decide, needs_admission
 from procjob.core.decision import Decision, FinalizerAction
+from procjob.core.failsafe import fail_unprocessable
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
 from procjob.models.status import ConditionStatus, ProcessingJobStatus
 
 log = logging.getLogger("procjob.reconcile")
 
+CRASHES_TO_FAIL = 3  # reconciles in a row that raise a bug before the job is failed (ReconcileError)
 TRIM_DELAY = 2.0  # seconds a status write that only trims the audit outbox may wait for company
 EVENT_CONCURRENCY = 16
 
@@ -42,6 +44,8 @@ def utcnow() -> datetime:
 class Admission(Protocol):
     def ticket(self, job: ProcessingJob) -> Ticket: ...
 
+    def release(self, key: str) -> None: ...
+
     def forget(self, key: str) -> None: ...
 
     def due_for_refresh(self) -> list[str]: ...
@@ -50,6 +54,9 @@ class Admission(Protocol):
 class AdmitAll:
     def ticket(self, job: ProcessingJob) -> Ticket:
         return Ticket(True)
+
+    def release(self, key: str) -> None:
+        return None
 
     def forget(self, key: str) -> None:
         return None
@@ -64,6 +71,18 @@ class AuditOutlet(Protocol):
     def confirmed(self, uid: str) -> int: ...
 
     def submit(self, job: ProcessingJob, pending: list[AuditEntry]) -> None: ...
+
+
+def refused(exc: ApiError) -> bool:
+    """A create the API server will refuse again as it is: a 4xx other than 409 (exists) and 429
+    (throttled). 401/403 are the operator's own credentials or RBAC, not the job's: retried."""
+    return 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 409, 429)
+
+
+def owner_of(pod: dict[str, Any]) -> str | None:
+    """The UID of a pod's controller ownerReference."""
+    refs = (pod.get("metadata") or {}).get("ownerReferences") or []
+    return next((r.get("uid") for r in refs if r.get("controller")), None)
 
 
 def _without_audit(status: ProcessingJobStatus) -> ProcessingJobStatus:
@@ -96,6 +115,8 @@ class Reconciler:
         self._events = asyncio.Semaphore(EVENT_CONCURRENCY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._trim_due: dict[str, float] = {}
+        self._rejected: dict[str, dict[str, str]] = {}  # job UID -> pod name -> the API server's refusal
+        self._crashes: dict[str, int] = {}  # key -> reconciles in a row that raised a bug
 
     # ------------------------------------------------------------------------------ the loop
     async def worker(self) -> None:
@@ -105,6 +126,7 @@ class Reconciler:
             try:
                 await self.reconcile(key)
                 self.queue.forget(key)
+                self._crashes.pop(key, None)
             except asyncio.CancelledError:
                 raise
             except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as exc:
@@ -112,10 +134,11 @@ class Reconciler:
                 self.metrics.reconcile_errors.labels(kind=kind).inc()
                 delay = self.queue.add_rate_limited(key)
                 log.warning("reconcile %s failed (%s); retrying in %.2fs", key, exc, delay)
-            except Exception:
+            except Exception as exc:
                 self.metrics.reconcile_errors.labels(kind="bug").inc()
                 delay = self.queue.add_rate_limited(key, base=1.0, cap=300.0)
                 log.exception("reconcile %s crashed; retrying in %.1fs", key, delay)
+                await self._crashed(key, exc)
             finally:
                 self.queue.done(key)
                 self.metrics.reconcile_duration.observe(asyncio.get_running_loop().time() - started)
@@ -129,18 +152,36 @@ class Reconciler:
             return
         try:
             job = ProcessingJob.from_api(body)
-        except (ValidationError, ValueError, KeyError) as exc:
+        except (ValidationError, ValueError, KeyError, RecursionError) as exc:
             log.error("job %s has an unreadable status or metadata, leaving it alone: %s", key, exc)
+            self._post_unreadable(body, f"the operator cannot read this object: {exc}")
             return
         stored = job.status
         if self.audit is not None:
             job = self._trimmed(job)
         now = self.clock()
-        ticket = Ticket(True) if job.status.start_time is not None else self.admission.ticket(job)
-        decision = decide(job, self.cache.pods_of(job.meta.uid), now, self.config, admitted=ticket.admitted)
-        if not ticket.admitted and ticket.queue is not None and decision.status.start_time is None:
-            decision = dataclasses.replace(decision, status=decision.status.model_copy(update={"queue": ticket.queue}))
-        await self.apply(key, body, job, stored, decision, now)
+        ticket = self.admission.ticket(job) if needs_admission(job) else Ticket(True)
+        try:
+            meta = job.meta
+            decision = decide(
+                job,
+                self.cache.pods_of(meta.namespace, meta.uid),
+                now,
+                self.config,
+                admitted=ticket.admitted,
+                gone=self.cache.gone(meta.namespace, meta.uid),
+                rejected=self._rejected.get(meta.uid),
+            )
+            if not ticket.admitted and ticket.queue is not None and decision.status.start_time is None:
+                queued = decision.status.model_copy(update={"queue": ticket.queue})
+                decision = dataclasses.replace(decision, status=queued)
+            written = await self.apply(key, body, job, stored, decision, now)
+        except BaseException:
+            if ticket.admitted and job.status.start_time is None:
+                self.admission.release(key)  # the slot was not taken: give it to the next job
+            raise
+        if not written and ticket.admitted and decision.status.start_time is not None and stored.start_time is None:
+            self.admission.release(key)  # a 409 or a vanished object: nothing started
 
     def _trimmed(self, job: ProcessingJob) -> ProcessingJob:
         """Drop outbox entries PostgreSQL has confirmed (known to this process)."""
@@ -178,12 +219,14 @@ class Reconciler:
         stored: ProcessingJobStatus,
         decision: Decision,
         now: datetime,
-    ) -> None:
+    ) -> bool:
+        """Carry out a Decision. False when its status could not be written (the job changed or
+        went meanwhile; it is requeued): then nothing else of the decision was done."""
         meta = job.meta
         if decision.finalizer == FinalizerAction.ADD:
             patched = await self._patch_finalizers(key, body, [*meta.finalizers, FINALIZER])
             if patched is None:
-                return
+                return False
             body = patched
         if self._must_write(key, stored, decision):
             self._trim_due.pop(key, None)
@@ -195,18 +238,22 @@ class Reconciler:
                 if fresh is not None:
                     self.cache.observe_job(fresh)
                     self.queue.add(key)
-                return
+                return False
             except NotFound:
-                return
+                return False
             self.cache.observe_job(written)
             body = written
+        self._forget_rejections(meta.uid, decision)
         for create in decision.create:
-            await self._create_pod(meta, create.manifest)
+            await self._create_pod(key, meta, create.manifest)
         for delete in decision.delete:
-            await self.client.delete_pod(meta.namespace, delete.name, delete.uid)
-            self.cache.mark_deleting(meta.uid, delete.name)
+            grace = 0 if delete.force else None
+            await self.client.delete_pod(meta.namespace, delete.name, delete.uid, grace_seconds=grace)
+            self.cache.mark_deleting(meta.namespace, meta.uid, delete.name)
         if self.audit is not None and decision.status.audit.pending:
-            self.audit.submit(job, list(decision.status.audit.pending))
+            # the job as decided: the relay's job summary must be the newest state, not the one read
+            decided = ProcessingJob(meta, job.spec, decision.status, job.spec_error)
+            self.audit.submit(decided, list(decision.status.audit.pending))
         self._post_events(meta, decision, now)
         self._count(decision, stored)
         if decision.finalizer == FinalizerAction.REMOVE:
@@ -215,6 +262,7 @@ class Reconciler:
         if decision.requeue_at is not None:
             # a backoff or deadline of a started job: as urgent as a pod's change
             self.queue.add_after(key, (decision.requeue_at - self.clock()).total_seconds(), urgent=True)
+        return True
 
     async def _patch_finalizers(self, key: str, body: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
         meta = body.get("metadata") or {}
@@ -232,22 +280,87 @@ class Reconciler:
         self.cache.observe_job(written)
         return written
 
-    async def _create_pod(self, meta: JobMeta, manifest: dict[str, Any]) -> None:
+    async def _create_pod(self, key: str, meta: JobMeta, manifest: dict[str, Any]) -> None:
         name = manifest["metadata"]["name"]
         try:
             created = await self.client.create_pod(meta.namespace, manifest)
-        except Conflict:
-            existing = await self.client.get_pod(meta.namespace, name)
+        except ApiError as exc:
+            if not isinstance(exc, Conflict) and refused(exc):
+                # The API server will refuse this very pod again: the next pass fails the stage with
+                # its words (decide's `rejected`), instead of retrying until startupTimeoutSeconds.
+                log.warning("pod %s/%s refused (%s); failing its attempt", meta.namespace, name, exc)
+                self._rejected.setdefault(meta.uid, {})[name] = f"{exc.status} {exc.reason}: {exc.message}"[:900]
+                self.queue.add(key, urgent=True)
+                return
+            if not isinstance(exc, Conflict):
+                raise
+            existing = await self._adopt(meta, name)
             if existing is None:
-                raise
-            owners = [r.get("uid") for r in existing["metadata"].get("ownerReferences") or [] if r.get("controller")]
-            if owners != [meta.uid]:
-                log.error(
-                    "pod %s/%s exists and is not owned by job %s; not adopting it", meta.namespace, name, meta.key
-                )
-                raise
-            created = existing  # ours: a create repeated after a crash or a stale cache
+                self._rejected.setdefault(meta.uid, {})[name] = "the pod's name is taken by a pod this job does not own"
+                self.queue.add(key, urgent=True)
+                return
+            created = existing
         self.cache.observe_pod(created)
+
+    def _forget_rejections(self, uid: str, decision: Decision) -> None:
+        """A refusal is remembered until a status that records it has been written."""
+        names = self._rejected.get(uid)
+        if names is None:
+            return
+        for stage in decision.status.stages:
+            for attempt in stage.attempts:
+                if attempt.pod_name in names and attempt.reason == "PodRejected":
+                    del names[attempt.pod_name]
+        if not names:
+            del self._rejected[uid]
+
+    async def _adopt(self, meta: JobMeta, name: str) -> dict[str, Any] | None:
+        """A 409 on create: the pod exists. Ours (a create repeated after a crash or with a stale
+        cache) is adopted; anyone else's never is (None: the name is squatted, which fails the
+        attempt like a refused pod — a tenant can only squat names in its own namespace)."""
+        existing = await self.client.get_pod(meta.namespace, name)
+        if existing is None:
+            raise Conflict(409, "AlreadyExists", f"pod {name} existed and is gone; trying again")
+        if owner_of(existing) != meta.uid:
+            log.warning("pod %s/%s exists and is not owned by job %s; not adopting it", meta.namespace, name, meta.key)
+            return None
+        return existing
+
+    # ------------------------------------------------------------------- a job we cannot process
+    async def _crashed(self, key: str, exc: Exception) -> None:
+        """A reconcile of this job raised a bug. It is this job's problem: after CRASHES_TO_FAIL in a
+        row the job is ended Failed (reason ReconcileError, with the cause) so that it neither holds
+        a queue slot nor is retried forever in silence; every crash posts a Warning Event."""
+        streak = self._crashes.get(key, 0) + 1
+        self._crashes[key] = streak
+        body = self.cache.job(key)
+        if body is None:
+            return
+        cause = f"{type(exc).__name__}: {exc}"[:512]
+        self._post_unreadable(body, f"the operator failed to process this job ({streak} in a row): {cause}")
+        if streak < CRASHES_TO_FAIL:
+            return
+        try:
+            job = ProcessingJob.from_api(body)
+            status = fail_unprocessable(job, cause, self.clock(), audit=self.config.audit_enabled)
+            await self.client.replace_status({**body, "status": status.to_api()})
+        except Exception as err:
+            log.error("job %s could not be marked failed either: %s", key, err)
+            return
+        log.error("job %s failed: the operator cannot process it (%s)", key, cause)
+        self.admission.release(key)
+        self.queue.add(key)
+
+    def _post_unreadable(self, body: dict[str, Any], message: str) -> None:
+        meta = body.get("metadata") or {}
+        if not meta.get("uid") or not meta.get("name"):
+            return
+        job_meta = JobMeta.from_api(meta)
+        task = asyncio.create_task(
+            self._post_event(job_meta, "Warning", "ReconcileError", message[:1024], self.clock())
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ------------------------------------------------------------------------ events, metrics
     def _post_events(self, meta: JobMeta, decision: Decision, now: datetime) -> None:
