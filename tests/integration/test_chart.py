@@ -187,12 +187,25 @@ OPERATOR_MUST_NOT = [
     ("list", "customresourcedefinitions.apiextensions.k8s.io"),
     ("delete", "events"),
 ]
+# Cluster-scoped: the history endpoint's TokenReview and SubjectAccessReview (the `-reviews` ClusterRole).
+REVIEWS_NEEDS = [
+    ("create", "tokenreviews.authentication.k8s.io"),
+    ("create", "subjectaccessreviews.authorization.k8s.io"),
+]
+REVIEWS_MUST_NOT = [
+    ("create", "certificatesigningrequests.certificates.k8s.io"),
+    ("create", "serviceaccounts/token"),
+    ("get", "pods"),
+    ("get", "processingjobs.procjob.dev"),
+]
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"}
 
 
-def operator_rbac(objects: list[dict[str, Any]], fullname: str) -> list[dict[str, Any]]:
-    """The operator's own ServiceAccount and RBAC (not the aggregated user roles)."""
-    return [o for o in objects if o["kind"] in RBAC_KINDS and o["metadata"]["name"] == fullname]
+def operator_rbac(objects: list[dict[str, Any]], fullname: str, *, reviews: bool = False) -> list[dict[str, Any]]:
+    """The operator's own ServiceAccount and RBAC (not the aggregated user roles); with `reviews`,
+    also the cluster-scoped `-reviews` ClusterRole and binding of the history endpoint."""
+    names = {fullname, f"{fullname}-reviews"} if reviews else {fullname}
+    return [o for o in objects if o["kind"] in RBAC_KINDS and o["metadata"]["name"] in names]
 
 
 # ------------------------------------------------------------------------------ static checks
@@ -231,6 +244,9 @@ def test_the_schema_rejects_mistakes(rig: Rig) -> None:
         "typo=1",
         "watchNamespaces[0]=Not_A_Name",
         "queue.maxRunningJobs=0",
+        "networkPolicy.allowedCIDRs[0]=not-a-cidr",
+        "networkPolicy.allowedPods[0].namespace=no-labels",
+        "networkPolicy.allowedNamespaces[0]=Not_A_Name",
     ):
         proc = subprocess.run(
             ["helm", "template", "x", str(CHART), "--set", bad],
@@ -337,7 +353,8 @@ def test_the_namespaced_chart_is_accepted(rig: Rig, crd: Path, namespace: str, e
     a, b = extra_namespaces
     objects = render(rig, "pj", namespace, "--set", f"watchNamespaces={{{a},{b}}}")
     fullname = "pj-procjob"
-    assert not find(objects, "ClusterRoleBinding")
+    # cluster-wide only the history endpoint's reviews (cluster-scoped objects)
+    assert [b["metadata"]["name"] for b in find(objects, "ClusterRoleBinding")] == [f"{fullname}-reviews"]
     assert [r["metadata"]["namespace"] for r in find(objects, "Role", fullname)] == [a, b]
     assert [r["metadata"]["namespace"] for r in find(objects, "RoleBinding", fullname)] == [a, b]
     container = only(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
@@ -371,7 +388,7 @@ def test_helm_and_kustomize_describe_the_same_operator(rig: Rig) -> None:
     namespaced = kustomize(rig, MANIFESTS / "overlays" / "namespaced")
     chart_namespaced = render(rig, "procjob", "procjob-system", "--set", "watchNamespaces={team-a,team-b}")
     assert deployment(namespaced) == deployment(chart_namespaced)
-    assert not find(namespaced, "ClusterRoleBinding")
+    assert [b["metadata"]["name"] for b in find(namespaced, "ClusterRoleBinding")] == ["procjob-reviews"]
     bindings = find(namespaced, "RoleBinding", "procjob")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {"procjob"}
@@ -385,9 +402,16 @@ def test_cluster_wide_rbac_allows_what_the_operator_needs_and_nothing_else(
 ) -> None:
     release = f"pj-{namespace}"
     fullname = f"{release}-procjob"
-    objects = operator_rbac(render(rig, release, namespace), fullname)
-    assert sorted(o["kind"] for o in objects) == ["ClusterRole", "ClusterRoleBinding", "ServiceAccount"]
+    objects = operator_rbac(render(rig, release, namespace), fullname, reviews=True)
+    assert sorted(o["kind"] for o in objects) == [
+        "ClusterRole",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "ClusterRoleBinding",
+        "ServiceAccount",
+    ]
     cluster_scoped += [f"clusterrolebinding/{fullname}", f"clusterrole/{fullname}"]
+    cluster_scoped += [f"clusterrolebinding/{fullname}-reviews", f"clusterrole/{fullname}-reviews"]
     rig.apply(yaml.safe_dump_all(objects))
     sa = f"system:serviceaccount:{namespace}:{fullname}"
     expected: dict[Question, bool] = {}
@@ -399,6 +423,8 @@ def test_cluster_wide_rbac_allows_what_the_operator_needs_and_nothing_else(
     for verb, resource in OPERATOR_MUST_NOT:
         expected[(verb, resource, "default")] = False
         expected[(verb, resource, None)] = False
+    for verb, resource in REVIEWS_NEEDS:
+        expected[(verb, resource, None)] = True
     assert can_i(rig, sa, list(expected)) == expected
 
 
@@ -420,6 +446,95 @@ def test_namespaced_rbac_is_confined_to_the_watched_namespaces(
         for elsewhere in (namespace, "default", None):  # its own namespace, another one, all of them
             expected[(verb, resource, elsewhere)] = False
     assert can_i(rig, sa, list(expected)) == expected
+
+
+def test_namespaced_rbac_grants_the_reviews_and_only_them_cluster_wide(
+    rig: Rig, namespace: str, cluster_scoped: list[str]
+) -> None:
+    """Watching some namespaces, the operator still needs the two cluster-scoped reviews of the
+    history endpoint: a ClusterRole of its own that holds only them."""
+    release = f"pj-{namespace}"
+    fullname = f"{release}-procjob"
+    rendered = render(rig, release, namespace, "--set", f"watchNamespaces={{{namespace}}}")
+    reviews = [o for o in operator_rbac(rendered, fullname, reviews=True) if o["kind"].startswith("Cluster")]
+    assert sorted(o["kind"] for o in reviews) == ["ClusterRole", "ClusterRoleBinding"]
+    assert only(reviews, "ClusterRole")["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]},
+    ]
+    cluster_scoped += [f"clusterrolebinding/{fullname}-reviews", f"clusterrole/{fullname}-reviews"]
+    rig.apply(yaml.safe_dump_all([only(rendered, "ServiceAccount", fullname), *reviews]))
+    sa = f"system:serviceaccount:{namespace}:{fullname}"
+    expected: dict[Question, bool] = {}
+    for verb, resource in REVIEWS_NEEDS:
+        expected[(verb, resource, None)] = True
+    for verb, resource in REVIEWS_MUST_NOT:
+        expected[(verb, resource, None)] = False
+        expected[(verb, resource, "default")] = False
+    assert can_i(rig, sa, list(expected)) == expected
+
+
+def test_the_service_proxy_right_names_only_the_operators_service(rig: Rig, namespace: str) -> None:
+    """`history.serviceProxyGroups`: `get services/proxy` on the metrics Service, by both the names
+    the proxy path can use, in the release namespace only; nothing without the option."""
+    release = f"pj-{namespace}"
+    assert not find(render(rig, release, namespace), "Role", f"{release}-procjob-history-proxy")
+    group = f"system:serviceaccounts:{namespace}"
+    rendered = render(rig, release, namespace, "--set", f"history.serviceProxyGroups={{{group}}}")
+    role = only(rendered, "Role", f"{release}-procjob-history-proxy")
+    binding = only(rendered, "RoleBinding", f"{release}-procjob-history-proxy")
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["services/proxy"],
+            "resourceNames": [f"{release}-procjob-metrics", f"http:{release}-procjob-metrics:metrics"],
+            "verbs": ["get"],
+        }
+    ]
+    assert binding["subjects"] == [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": group}]
+    rig.apply(yaml.safe_dump_all([role, binding]))
+    sa = f"system:serviceaccount:{namespace}:default"
+    expected: dict[Question, bool] = {
+        ("get", "services/proxy", namespace): False,  # not every service: only by name
+        ("get", "services", namespace): False,
+        ("get", "services/proxy", "default"): False,
+    }
+    assert can_i(rig, sa, list(expected)) == expected
+    named = rig.kubectl(
+        "auth",
+        "can-i",
+        "get",
+        f"services/http:{release}-procjob-metrics:metrics",
+        "--subresource=proxy",
+        f"--as={sa}",
+        "-n",
+        namespace,
+        check=False,
+    )
+    assert named.stdout.strip() == "yes", named.stderr
+
+
+def test_the_network_policy_admits_only_the_listed_peers_to_the_http_port(rig: Rig, namespace: str) -> None:
+    assert not find(render(rig, "procjob", "procjob-system"), "NetworkPolicy")
+    closed = only(render(rig, "procjob", "procjob-system", "--set", "networkPolicy.enabled=true"), "NetworkPolicy")
+    assert closed["spec"]["policyTypes"] == ["Ingress"]
+    assert closed["spec"]["ingress"] == []  # no peer listed: nothing may connect (not "everything")
+    objects = render(rig, f"pj-{namespace}", namespace, "-f", str(CHART / "ci" / "full-values.yaml"))
+    policy = only(objects, "NetworkPolicy")
+    assert (
+        policy["spec"]["podSelector"]["matchLabels"] == only(objects, "Deployment")["spec"]["selector"]["matchLabels"]
+    )
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": "metrics", "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}},
+        {
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}},
+            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "ingress-nginx"}},
+        },
+        {"ipBlock": {"cidr": "10.0.0.0/24"}},
+    ]
+    dry_run(rig, [policy])
 
 
 def service_account_kubeconfig(rig: Rig, namespace: str, account: str, path: Path) -> Path:

@@ -220,7 +220,9 @@ def test_only_a_reader_of_the_job_gets_its_history(
     one_job = reader(rig, namespace, "one-job", ["job1"])
     rig.kubectl("create", "serviceaccount", "nobody", "-n", namespace)
     nobody = token_for(rig, namespace, "nobody")
-    docs = {(namespace, name): {"namespace": namespace, "name": name, "attempts": []} for name in ("job1", "job2")}
+    docs: dict[tuple[str, str], dict[str, Any]] = {
+        (namespace, name): {"namespace": namespace, "name": name, "attempts": []} for name in ("job1", "job2")
+    }
 
     with history_server(creds, documents(docs)) as served, httpx.Client(base_url=served.url, timeout=30) as http:
 

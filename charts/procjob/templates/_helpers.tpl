@@ -90,3 +90,19 @@ pods/exec.
   resources: [events]
   verbs: [create]
 {{- end }}
+
+{{/*
+Cluster-scoped rules for the audit history endpoint (GET .../processingjobs/{name}/history on the
+HTTP port): it answers only a caller whose bearer token a TokenReview accepts and whom a
+SubjectAccessReview allows `get` on that ProcessingJob. Both reviews are cluster-scoped objects
+that are created, never stored; they let the operator ask the API server, not act for the caller.
+The same two rules as the built-in `system:auth-delegator` ClusterRole.
+*/}}
+{{- define "procjob.reviewRules" -}}
+- apiGroups: [authentication.k8s.io]
+  resources: [tokenreviews]
+  verbs: [create]
+- apiGroups: [authorization.k8s.io]
+  resources: [subjectaccessreviews]
+  verbs: [create]
+{{- end }}
