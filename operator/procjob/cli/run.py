@@ -60,6 +60,28 @@ def add_parser(sub: Any) -> None:
         "PROCJOB_S3_CREDENTIALS_SECRET",
         "Secret (in each job's namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
     )
+    flag(
+        "s3-node-credentials",
+        "PROCJOB_S3_NODE_CREDENTIALS",
+        "let built-in stages use the node's ambient cloud credentials when no --s3-credentials-secret is set "
+        "(true/false, default false: no credentials)",
+    )
+    flag(
+        "allowed-metadata-prefixes",
+        "PROCJOB_ALLOWED_METADATA_PREFIXES",
+        "comma-separated label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set "
+        "on their pods, e.g. cluster-autoscaler.kubernetes.io/ (default: none)",
+    )
+    flag(
+        "max-priority",
+        "PROCJOB_MAX_PRIORITY",
+        "highest spec.priority a job is queued with; higher values count as this (default: no cap)",
+    )
+    flag(
+        "namespace-max-priority",
+        "PROCJOB_NAMESPACE_MAX_PRIORITY",
+        "per-namespace priority caps, NS=N,NS2=M; a namespace's entry wins over --max-priority",
+    )
     flag("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)")
     flag("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)")
     flag(

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from procjob.core.config import DEFAULT_WORKER_IMAGE, CoreConfig, S3Settings
 
@@ -35,6 +37,12 @@ class OperatorSettings:
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
     events: str = "all"  # all | important (no Event for a stage's routine start and success)
+    # Label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set on pods.
+    allowed_metadata_prefixes: tuple[str, ...] = ()
+    s3_node_credentials: bool = False  # built-in stages may use the node's ambient cloud credentials
+    # Highest spec.priority a job is queued with (None: no cap); a namespace's own entry wins.
+    max_priority: int | None = None
+    namespace_max_priority: tuple[tuple[str, int], ...] = ()
     instance: str = ""
     failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS=audit-after-insert
 
@@ -45,12 +53,91 @@ class OperatorSettings:
             audit_enabled=self.database_url is not None,
             fetch_allowed_networks=self.fetch_allowed_networks,
             s3=self.s3,
+            allowed_metadata_prefixes=self.allowed_metadata_prefixes,
+            s3_node_credentials=self.s3_node_credentials,
             routine_events=self.events == "all",
         )
+
+    def priority_cap(self, namespace: str) -> int | None:
+        """The highest priority a job in `namespace` is queued with: its own entry, else the default."""
+        for name, cap in self.namespace_max_priority:
+            if name == namespace:
+                return cap
+        return self.max_priority
 
 
 def _list(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+TRUE, FALSE = {"1", "true", "yes"}, {"", "0", "false", "no"}
+# A label/annotation key or the start of one: a DNS prefix, optionally '/' and the start of a name.
+METADATA_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]*)?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+PRIORITY_RANGE = (-1000, 1000)  # spec.priority's range
+
+
+def _flag(name: str, env: str) -> str:
+    return f"--{name} ({env})"
+
+
+def _bool(name: str, env: str, value: str | None) -> bool:
+    text = (value or "").strip().lower()
+    if text not in TRUE | FALSE:
+        raise SettingsError(f"{_flag(name, env)} must be true or false, not {value!r}")
+    return text in TRUE
+
+
+def _priority(name: str, env: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise SettingsError(f"{_flag(name, env)} must be an integer, not {value!r}") from None
+    low, high = PRIORITY_RANGE
+    if not low <= number <= high:
+        raise SettingsError(f"{_flag(name, env)} must be {low}..{high} (the range of spec.priority), not {number}")
+    return number
+
+
+def _metadata_prefixes(value: str | None) -> tuple[str, ...]:
+    prefixes = _list(value)
+    for prefix in prefixes:
+        if len(prefix) > 317 or not METADATA_PREFIX.match(prefix):
+            raise SettingsError(
+                f"{_flag('allowed-metadata-prefixes', 'PROCJOB_ALLOWED_METADATA_PREFIXES')}: {prefix!r} is not the "
+                "start of a label or annotation key, e.g. cluster-autoscaler.kubernetes.io/"
+            )
+    return prefixes
+
+
+def _namespace_priorities(value: str | None) -> tuple[tuple[str, int], ...]:
+    """`ns=N,ns2=M` as ((ns, N), (ns2, M)); each namespace once."""
+    name, env = "namespace-max-priority", "PROCJOB_NAMESPACE_MAX_PRIORITY"
+    caps: dict[str, int] = {}
+    for item in _list(value):
+        namespace, equals, number = (part.strip() for part in item.partition("="))
+        if not equals or not DNS_LABEL.match(namespace):
+            raise SettingsError(f"{_flag(name, env)}: {item!r} is not NAMESPACE=PRIORITY")
+        if namespace in caps:
+            raise SettingsError(f"{_flag(name, env)}: namespace {namespace!r} is given twice")
+        caps[namespace] = _priority(name, env, number)
+    return tuple(caps.items())
+
+
+def _tenancy(pick: Callable[[str, str], str | None]) -> dict[str, Any]:
+    """The settings that confine tenants: pod metadata prefixes, node credentials, priority caps."""
+    max_priority = pick("max_priority", "PROCJOB_MAX_PRIORITY")
+    node_credentials = pick("s3_node_credentials", "PROCJOB_S3_NODE_CREDENTIALS")
+    return {
+        "allowed_metadata_prefixes": _metadata_prefixes(
+            pick("allowed_metadata_prefixes", "PROCJOB_ALLOWED_METADATA_PREFIXES")
+        ),
+        "s3_node_credentials": _bool("s3-node-credentials", "PROCJOB_S3_NODE_CREDENTIALS", node_credentials),
+        "max_priority": _priority("max-priority", "PROCJOB_MAX_PRIORITY", max_priority) if max_priority else None,
+        "namespace_max_priority": _namespace_priorities(
+            pick("namespace_max_priority", "PROCJOB_NAMESPACE_MAX_PRIORITY")
+        ),
+    }
 
 
 def _positive(name: str, env: str, value: str | int | None, *, allow_zero: bool = False) -> int | None:
@@ -128,6 +215,7 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
             pick("max_running_jobs_per_namespace", "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"),
         ),
         events=events,
+        **_tenancy(pick),
         instance=environ.get("POD_NAME", os.uname().nodename),
         failpoints=frozenset(_list(environ.get("PROCJOB_FAILPOINTS"))),
     )

@@ -32,3 +32,74 @@ def test_a_bad_value_names_the_flag_and_its_variable(
 ) -> None:
     with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace(")", r"\)")):
         from_sources(flags, environ)
+
+
+def test_tenancy_settings_default_to_the_safe_choice() -> None:
+    default = from_sources({}, {})
+    assert default.allowed_metadata_prefixes == ()
+    assert default.s3_node_credentials is False
+    assert (default.max_priority, default.namespace_max_priority) == (None, ())
+    assert default.priority_cap("media") is None
+    core = default.core()
+    assert (core.allowed_metadata_prefixes, core.s3_node_credentials) == ((), False)
+
+
+def test_tenancy_settings_from_the_environment_reach_the_core() -> None:
+    settings = from_sources(
+        {},
+        {
+            "PROCJOB_ALLOWED_METADATA_PREFIXES": "cluster-autoscaler.kubernetes.io/, app.kubernetes.io/name",
+            "PROCJOB_S3_NODE_CREDENTIALS": "true",
+            "PROCJOB_MAX_PRIORITY": "10",
+            "PROCJOB_NAMESPACE_MAX_PRIORITY": "media=100, batch=-5",
+        },
+    )
+    assert settings.allowed_metadata_prefixes == ("cluster-autoscaler.kubernetes.io/", "app.kubernetes.io/name")
+    assert settings.namespace_max_priority == (("media", 100), ("batch", -5))
+    core = settings.core()
+    assert core.allowed_metadata_prefixes == settings.allowed_metadata_prefixes
+    assert core.s3_node_credentials is True
+
+
+@pytest.mark.parametrize(
+    ("max_priority", "per_namespace", "namespace", "cap"),
+    [
+        pytest.param(None, "", "media", None, id="no cap at all"),
+        pytest.param("10", "", "media", 10, id="the default cap"),
+        pytest.param("10", "media=100", "media", 100, id="a namespace's entry wins over the default, even above it"),
+        pytest.param("10", "media=0", "media", 0, id="a namespace's zero cap is a cap, not none"),
+        pytest.param("10", "media=100", "batch", 10, id="other namespaces get the default"),
+        pytest.param(None, "media=-5", "batch", None, id="a namespace entry only caps that namespace"),
+    ],
+)
+def test_priority_cap(max_priority: str | None, per_namespace: str, namespace: str, cap: int | None) -> None:
+    settings = from_sources({"max_priority": max_priority, "namespace_max_priority": per_namespace}, {})
+    assert settings.priority_cap(namespace) == cap
+
+
+def test_flags_win_for_the_tenancy_settings_too() -> None:
+    settings = from_sources(
+        {"s3_node_credentials": "false", "max_priority": "3", "allowed_metadata_prefixes": ["k8s.io/a", "k8s.io/b"]},
+        {"PROCJOB_S3_NODE_CREDENTIALS": "true", "PROCJOB_MAX_PRIORITY": "9"},
+    )
+    assert (settings.s3_node_credentials, settings.max_priority) == (False, 3)
+    assert settings.allowed_metadata_prefixes == ("k8s.io/a", "k8s.io/b")
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"PROCJOB_S3_NODE_CREDENTIALS": "maybe"}, "--s3-node-credentials (PROCJOB_S3_NODE_CREDENTIALS)"),
+        ({"PROCJOB_MAX_PRIORITY": "high"}, "--max-priority (PROCJOB_MAX_PRIORITY)"),
+        ({"PROCJOB_MAX_PRIORITY": "1001"}, "--max-priority (PROCJOB_MAX_PRIORITY)"),
+        ({"PROCJOB_NAMESPACE_MAX_PRIORITY": "media"}, "--namespace-max-priority (PROCJOB_NAMESPACE_MAX_PRIORITY)"),
+        ({"PROCJOB_NAMESPACE_MAX_PRIORITY": "Media=1"}, "--namespace-max-priority (PROCJOB_NAMESPACE_MAX_PRIORITY)"),
+        ({"PROCJOB_NAMESPACE_MAX_PRIORITY": "a=1,a=2"}, "--namespace-max-priority (PROCJOB_NAMESPACE_MAX_PRIORITY)"),
+        ({"PROCJOB_NAMESPACE_MAX_PRIORITY": "a=-2000"}, "--namespace-max-priority (PROCJOB_NAMESPACE_MAX_PRIORITY)"),
+        ({"PROCJOB_ALLOWED_METADATA_PREFIXES": "Kubernetes.IO/"}, "--allowed-metadata-prefixes"),
+        ({"PROCJOB_ALLOWED_METADATA_PREFIXES": "a/b/c"}, "--allowed-metadata-prefixes"),
+    ],
+)
+def test_a_bad_tenancy_setting_names_the_flag_and_its_variable(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        from_sources({}, environ)
