@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from procjob.adapters.audit import (
     DEGRADED_KEY,
@@ -35,6 +36,7 @@ from procjob.core.redact import REDACTED
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.job import ProcessingJob
 from tests.unit.core.builders import make_job, spec_of
+from tests.unit.test_audit_rows import hostile, hostile_text, strict_json
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 UIDS = {name: f"00000000-0000-4000-8000-{i:012d}" for i, name in enumerate(("a", "b", "c", "d"), start=1)}
@@ -465,3 +467,15 @@ async def test_the_loop_probes_while_idle_and_writes_what_is_submitted(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(params=hostile, header=hostile_text)
+def test_summary_of_any_with_is_a_valid_redacted_row(params: Any, header: str) -> None:
+    base = hostile_job()
+    assert base.spec is not None
+    stage = base.spec.stages[0].model_copy(update={"with_": {"headers": {"Authorization": header}, "p": params}})
+    hostile = dataclasses.replace(base, spec=base.spec.model_copy(update={"stages": [stage]}))
+    summary = summary_of(hostile, hostile_entries())
+    row = strict_json(_job_row(summary))
+    assert row["spec"]["stages"][0]["with"]["headers"] == {"Authorization": REDACTED}

@@ -1,0 +1,292 @@
+"""Row building for PostgreSQL never raises and stays bounded, whatever a job put in its records.
+
+Properties over hostile values (random unicode with lone surrogates and NUL, NaN and Infinity, huge
+integers, bytes, deep nesting, huge strings): `_event_row` and `_job_row` return one JSON object
+that strict UTF-8 and a strict JSON parser accept (what PostgreSQL requires of text and jsonb),
+with no NUL, within the byte bound, nested no deeper than the bound, readable back through the
+models (history), and marked when anything was degraded. Plus `procjob.core.sanitize` by example.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from procjob.adapters.audit import (
+    DEGRADED_KEY,
+    DETAIL_CHARS,
+    JSON_DEPTH,
+    SPEC_CHARS,
+    JobSummary,
+    _event_row,
+    _job_row,
+)
+from procjob.core.redact import REDACTED
+from procjob.core.sanitize import bounded_json, clean_text, cut_text
+from procjob.models.audit import AuditEntry, AuditRecord
+
+T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
+UID = "5f0c1a2e-7d1b-4c1e-9a57-0c8f3b2d9e10"
+
+hostile_chars = st.one_of(
+    st.characters(),
+    st.integers(0xD800, 0xDFFF).map(chr),  # lone surrogates, as json.loads('"\\ud800"') gives
+    st.sampled_from(["\x00", "\x01", "\u2028", "\ufffd", "\U0001f600", '"', "\\"]),
+)
+hostile_text = st.one_of(
+    st.text(hostile_chars, max_size=40),
+    st.builds(lambda c, n: c * n, hostile_chars, st.integers(0, 300_000)),  # huge strings
+)
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(2**1000), 2**1000),
+    st.floats(allow_nan=True, allow_infinity=True),
+    hostile_text,
+    st.binary(max_size=20),
+    st.datetimes(timezones=st.just(UTC)),
+)
+keys = st.one_of(hostile_text, st.integers(), st.none(), st.booleans(), st.floats())
+nested = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=6), st.dictionaries(keys, inner, max_size=6), st.tuples(inner, inner)
+    ),
+    max_leaves=40,
+)
+
+
+def deep(value: Any, levels: int, as_list: bool) -> Any:
+    for _ in range(levels):
+        value = [value] if as_list else {"k": value}
+    return value
+
+
+hostile = st.one_of(
+    nested,
+    st.builds(deep, nested, st.integers(0, 3000), st.booleans()),
+    st.integers(0, 200_000).map(lambda n: list(range(n))),  # many small items
+)
+
+
+def depth_of(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    return 0
+
+
+def strings_of(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (k, *strings_of(v))]
+    if isinstance(value, list):
+        return [s for v in value for s in strings_of(v)]
+    return []
+
+
+def strict_json(data: bytes) -> Any:
+    """What PostgreSQL's json parser insists on: UTF-8, no NaN/Infinity, no NUL in text."""
+    text = data.decode("utf-8")  # strict: a lone surrogate cannot even be encoded
+    parsed = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} is not JSON"))
+    assert all("\x00" not in s for s in strings_of(parsed))
+    return parsed
+
+
+PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPERTY
+@given(
+    detail=hostile,
+    message=hostile_text,
+    stage=st.one_of(st.none(), hostile_text),
+    attempt=st.one_of(st.none(), st.integers()),
+    exit_code=st.one_of(st.none(), st.integers()),
+    name=hostile_text,
+)
+def test_an_event_row_is_always_valid_bounded_and_readable_back(
+    detail: Any, message: str, stage: str | None, attempt: int | None, exit_code: int | None, name: str
+) -> None:
+    entry = AuditEntry.model_construct(  # unvalidated: even what the model would refuse
+        seq=7,
+        type="AttemptFailed",
+        reason="Error",
+        message=message,
+        stage=stage,
+        attempt=attempt,
+        pod_name=None,
+        exit_code=exit_code,
+        time=T0,
+        detail={"outputs": detail},
+    )
+    data = _event_row(AuditRecord.model_construct(job_uid=UID, namespace="media", name=name, entry=entry))
+    assert len(data) <= 2 * DETAIL_CHARS + 16384
+    row = strict_json(data)
+    assert row["seq"] == 7
+    assert row["job_uid"] == UID
+    assert depth_of(row["detail"]) <= JSON_DEPTH + 1
+    assert row["attempt"] is None or 1 <= row["attempt"] < 2**31
+    assert row["exit_code"] is None or -(2**31) <= row["exit_code"] < 2**31
+    read_back = {k: v for k, v in row.items() if k not in ("job_uid", "namespace", "name")}
+    read_back |= {"type": read_back.pop("event_type"), "time": read_back.pop("occurred_at")}
+    AuditEntry.model_validate(read_back)  # what history() does with the row
+
+
+@PROPERTY
+@given(with_=hostile, state=hostile_text, attempts=st.integers(0, 2**70))
+def test_a_job_row_is_always_valid_bounded_redacted_and_readable_back(with_: Any, state: str, attempts: int) -> None:
+    spec = {"stages": [{"name": "fetch", "uses": "fetch", "with": {"headers": {"A": "secret"}, "p": with_}}]}
+    summary = JobSummary.model_construct(
+        uid=UID,
+        namespace="media",
+        name="thumbs",
+        spec=spec,
+        state=state,
+        reason="",
+        created_at=T0,
+        started_at=None,
+        finished_at=None,
+        attempts=attempts,
+        deleted_at=None,
+        last_seq=3,
+    )
+    data = _job_row(summary)
+    assert len(data) <= 2 * SPEC_CHARS + 16384
+    row = strict_json(data)
+    assert depth_of(row["spec"]) <= JSON_DEPTH + 1
+    assert row["attempts"] < 2**31
+    assert row["last_seq"] == 3
+    assert row["spec"]["stages"][0]["with"]["headers"] == {"A": REDACTED}
+    JobSummary.model_validate(row)
+
+
+def test_a_row_that_needed_nothing_is_not_marked() -> None:
+    entry = AuditEntry(seq=1, type="RetryScheduled", time=T0, detail={"delaySeconds": 4, "nextAttemptTime": T0})
+    row = json.loads(_event_row(AuditRecord(job_uid=UID, namespace="media", name="thumbs", entry=entry)))
+    assert row["detail"] == {"delaySeconds": 4, "nextAttemptTime": "2026-05-01T10:00:00Z"}
+
+
+def test_a_degraded_row_says_what_was_degraded_per_column() -> None:
+    entry = AuditEntry.model_construct(
+        seq=1,
+        type="AttemptFailed",
+        reason="",
+        message="m" * 2000,
+        stage="s\ud800",
+        attempt=2**40,
+        pod_name=None,
+        exit_code=None,
+        time=T0,
+        detail={"outputs": {"k": "\ud800", "n": math.inf}},
+    )
+    row = json.loads(_event_row(AuditRecord(job_uid=UID, namespace="media", name="thumbs", entry=entry)))
+    assert row["stage"] == "s\ufffd"
+    assert row["message"] == cut_text("m" * 2000, 1024)
+    assert len(row["message"]) == 1024
+    assert row["attempt"] is None
+    assert row["detail"]["outputs"] == {"k": "\ufffd", "n": "Infinity"}
+    assert row["detail"][DEGRADED_KEY] == [
+        "stage: NUL or invalid UTF-16 replaced by U+FFFD",
+        f"attempt: {2**40} is out of range",
+        "message: cut to 1024 characters",
+        "detail: NUL or invalid UTF-16 replaced by U+FFFD",
+        "detail: NaN and Infinity became strings",
+    ]
+
+
+def test_a_row_whose_building_fails_keeps_the_record_identity_and_says_why() -> None:
+    entry = AuditEntry.model_construct(
+        seq=5,
+        type="JobStarted",
+        reason=12345,  # not text: a value our own code does not expect
+        message="",
+        stage=None,
+        attempt=None,
+        pod_name=None,
+        exit_code=None,
+        time=T0,
+        detail={},
+    )
+    row = json.loads(_event_row(AuditRecord.model_construct(job_uid=UID, namespace="media", name="t", entry=entry)))
+    assert (row["job_uid"], row["seq"], row["event_type"]) == (UID, 5, "JobStarted")
+    assert row["detail"] == {DEGRADED_KEY: ["the row could not be built (TypeError); only its identity kept"]}
+
+
+# --------------------------------------------------------------------------- core.sanitize by example
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "expected"),
+    [
+        ("plain", None, "plain"),
+        ("a\x00b", None, "a\ufffdb"),
+        ('{"k":"\ud800"}', None, '{"k":"\ufffd"}'),
+        ("\udc00\ud800", None, "\ufffd\ufffd"),
+        ("x" * 50, 30, "xxxxxxxxxx…[cut 40 characters]"),
+        ("short", 30, "short"),
+    ],
+)
+def test_clean_text_replaces_nul_and_lone_surrogates_and_cuts_with_a_marker(
+    text: str, limit: int | None, expected: str
+) -> None:
+    assert clean_text(text, limit) == expected
+
+
+def test_a_cut_says_exactly_how_many_characters_were_cut() -> None:
+    for length in (40, 999, 100_000):
+        for limit in (22, 30, 500):
+            cut = cut_text("y" * length, limit)
+            assert len(cut) == min(length, limit)
+            if "…" in cut:
+                assert cut == "y" * cut.index("…") + f"…[cut {length - cut.index('…')} characters]"
+            else:  # nothing cut, or (below about 20 characters) no room for the marker
+                assert cut == "y" * len(cut)
+                assert length <= limit or limit < 30
+
+
+def test_bounded_json_cuts_depth_with_a_marker_and_says_so() -> None:
+    value, notes = bounded_json(deep("leaf", 100, as_list=False), max_depth=3)
+    assert value == {"k": {"k": {"k": "<cut: nested deeper than 3 levels>"}}}
+    assert notes == ["structures nested deeper than 3 levels were cut"]
+
+
+def test_bounded_json_cuts_items_past_the_size_budget_with_a_count() -> None:
+    value, notes = bounded_json(list(range(1000)), max_chars=100)
+    assert value[-1] == f"<cut: {1000 - len(value) + 1} more items>"
+    assert len(json.dumps(value)) < 200
+    assert notes == ["the size bound was reached; the remaining items were cut"]
+
+
+def test_bounded_json_turns_what_json_lacks_into_text() -> None:
+    value, notes = bounded_json(
+        {1: b"\xffok", None: (float("nan"), -math.inf, 2**200), "t": datetime(2026, 1, 1, tzinfo=UTC)}
+    )
+    assert value == {
+        "1": "\ufffdok",
+        "null": ["NaN", "-Infinity", "<integer of 201 bits>"],
+        "t": "2026-01-01T00:00:00Z",
+    }
+    assert len(notes) == 3
+
+
+def test_bounded_json_survives_a_cycle_and_a_hostile_str() -> None:
+    class Hostile:
+        def __str__(self) -> str:
+            raise RuntimeError("no")
+
+    cycle: list[Any] = [Hostile()]
+    cycle.append(cycle)
+    value, notes = bounded_json(cycle, max_depth=4)
+    assert value[0] == "<unprintable Hostile>"
+    assert value[1][1][1][1] == "<cut: nested deeper than 4 levels>"
+    assert notes
