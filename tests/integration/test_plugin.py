@@ -30,6 +30,13 @@ from procjob.core.naming import pod_name
 from procjob.core.podspec import CONTAINER
 from procjob.models import job as job_model
 from tests.e2e.jobs import job, stage
+from tests.integration.test_history_auth import (
+    admin_credentials,
+    audit_store,
+    history_server,
+    reader,
+    token_kubeconfig,
+)
 from tests.support.kube import Kube, condition, finished, wait_for
 from tests.support.rig import Rig
 
@@ -45,7 +52,12 @@ def pj(rig: Rig) -> Run:
     def run(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         full_env = {**rig.env, **(env or {})}
         full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), full_env.get("PYTHONPATH", "")])
-        for key in ("PROCJOB_DATABASE_URL", "PROCJOB_DATABASE_URL_FILE"):
+        for key in (
+            "PROCJOB_DATABASE_URL",
+            "PROCJOB_DATABASE_URL_FILE",
+            "PROCJOB_HISTORY_URL",
+            "PROCJOB_OPERATOR_SERVICE",
+        ):
             if env is None or key not in env:
                 full_env.pop(key, None)
         return subprocess.run(
@@ -402,9 +414,12 @@ def test_retry_reruns_a_failed_job_from_its_failed_stage(pj: Run, kube: Kube, na
 
 
 @pytest.mark.postgres
-def test_history_from_the_audit_database(
-    pj: Run, kube: Kube, namespace: str, operator: Any, database: str, tmp_path: Path
+def test_history_from_the_audit_database_and_with_the_tenants_own_token(
+    rig: Rig, pj: Run, kube: Kube, namespace: str, operator: Any, database: str, tmp_path: Path
 ) -> None:
+    """The platform admin reads PostgreSQL with the DSN; a tenant reads the same history from the
+    operator's endpoint with their own token (a Role allowing `get` on processingjobs), and a
+    tenant of another namespace is refused."""
     dsn_file = tmp_path / "dsn"
     dsn_file.write_text(database)
     operator(namespace, "--migrate", "true", env={"PROCJOB_DATABASE_URL_FILE": str(dsn_file)})
@@ -425,11 +440,75 @@ def test_history_from_the_audit_database(
     assert table.returncode == 0, table.stderr
     assert table.stdout.splitlines()[2].split()[:2] == list(audit.HEADERS[:2])
 
+    tenant = token_kubeconfig(rig, namespace, reader(rig, namespace, "tenant"), tmp_path / "tenant")
+    rig.kubectl("create", "serviceaccount", "stranger", "-n", namespace)  # no Role
+    stranger_token = rig.kubectl("create", "token", "stranger", "-n", namespace).stdout.strip()
+    stranger = token_kubeconfig(rig, namespace, stranger_token, tmp_path / "stranger")
+    with history_server(admin_credentials(rig), audit_store(database)) as served:
+        as_tenant = {"KUBECONFIG": str(tenant), "PROCJOB_HISTORY_URL": served.url}
+        out = pj("history", "audited", "-o", "json", env=as_tenant)  # the namespace is the kubeconfig's
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout) == document
+        out = pj("history", "audited", "--history-url", served.url, env={"KUBECONFIG": str(tenant)})
+        assert out.returncode == 0, out.stderr
+        assert out.stdout == table.stdout
+        out = pj("history", "audited", env={"KUBECONFIG": str(stranger), "PROCJOB_HISTORY_URL": served.url})
+        assert out.returncode == 1
+        assert out.stderr == (
+            f"kubectl-pj: error: the history endpoint at {served.url} answered 403: system:serviceaccount:{namespace}:"
+            f"stranger may not get processingjobs.procjob.dev {namespace}/audited\n"
+        )
 
-def test_history_without_a_database_says_how_to_configure_one(pj: Run) -> None:
-    out = pj("history", "anything", "-n", "demo")
+
+def test_history_through_the_service_proxy_needs_the_right_and_says_to_set_the_history_url(
+    rig: Rig, pj: Run, namespace: str, tmp_path: Path
+) -> None:
+    """Without a URL or DSN the plugin asks the API server's service proxy. On the rig the
+    operator's Service can have no endpoint (its pods are kwok's), so this checks the two refusals
+    a tenant can meet before the operator answers, and that the chart's opt-in right
+    (history.serviceProxyGroups) gets a tenant past the API server's authorisation."""
+    tenant = token_kubeconfig(rig, namespace, reader(rig, namespace, "tenant"), tmp_path / "tenant")
+    out = pj("history", "audited", env={"KUBECONFIG": str(tenant)})
     assert out.returncode == 2
-    assert out.stderr == (
-        "procjob: error: no database configured: set PROCJOB_DATABASE_URL (or PROCJOB_DATABASE_URL_FILE,"
-        " or --database-url)\n"
-    )
+    assert "service proxy to procjob-system/procjob-metrics" in out.stderr
+    assert 'cannot get resource "services/proxy"' in out.stderr
+    assert "set --history-url" in out.stderr
+
+    release = f"pj-{namespace}"
+    rendered = subprocess.run(
+        [
+            "helm",
+            "template",
+            release,
+            str(ROOT / "charts" / "procjob"),
+            "--namespace",
+            namespace,
+            "--set",
+            f"history.serviceProxyGroups={{system:serviceaccounts:{namespace}}}",
+        ],
+        capture_output=True,
+        text=True,
+        env=rig.env,
+        timeout=120,
+        check=True,
+    ).stdout
+    wanted = {
+        ("Service", f"{release}-procjob-metrics"),
+        ("Role", f"{release}-procjob-history-proxy"),
+        ("RoleBinding", f"{release}-procjob-history-proxy"),
+    }
+    objects = [o for o in yaml.safe_load_all(rendered) if o and (o["kind"], o["metadata"]["name"]) in wanted]
+    assert len(objects) == 3
+    rig.apply(yaml.safe_dump_all(objects))
+    service = f"{namespace}/{release}-procjob-metrics"
+    out = pj("history", "audited", "--operator-service", service, env={"KUBECONFIG": str(tenant)})
+    assert out.returncode == 2
+    assert "no endpoints available" in out.stderr  # authorised by the API server, then no pod to proxy to
+    assert "set --history-url" in out.stderr
+
+
+def test_history_needs_a_bearer_token(pj: Run) -> None:
+    out = pj("history", "anything", "-n", "demo")  # the rig's admin: a client certificate
+    assert out.returncode == 2
+    assert "needs a bearer token" in out.stderr
+    assert "client certificate" in out.stderr

@@ -6,7 +6,8 @@
     kubectl pj retry JOB               re-run a Failed job from its failed stage
     kubectl pj logs JOB [--stage S] [--attempt N] [-f]
     kubectl pj describe JOB            stages, attempts, retry decisions, conditions, events
-    kubectl pj history JOB [-o json]   the audit timeline from PostgreSQL (also for deleted jobs)
+    kubectl pj history JOB [-o json]   the audit timeline (also for deleted jobs), read with your own
+                                       token from the operator (procjob.cli.pj_history says how)
 
 Everything here is also possible with plain kubectl (each command's --help prints the equivalent):
 the plugin adds state checks, waits for the operator's acknowledgement and readable output. It
@@ -38,7 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -266,6 +267,7 @@ class Api:
     """The few calls the plugin makes, on a small httpx client."""
 
     def __init__(self, access: Access, *, transport: httpx.BaseTransport | None = None) -> None:
+        self.access = access
         self.server = access.server
         self.http = httpx.Client(
             base_url=access.server,
@@ -420,6 +422,7 @@ class Context:
     err: Any = sys.stderr
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     sleep: Callable[[float], None] = time.sleep
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
     def say(self, text: str) -> None:
         self.out.write(text + "\n")
@@ -570,18 +573,31 @@ def cmd_logs(ctx: Context) -> int:
 
 
 def cmd_history(ctx: Context) -> int:
-    from procjob.cli import audit
+    """The history from the operator with the caller's token, or from PostgreSQL with a DSN."""
+    from procjob.cli import audit, pj_history
 
-    namespace = ctx.args.namespace
-    if namespace is None:
-        try:
-            namespace = load_access(ctx.args.kubeconfig, ctx.args.context, None, os.environ).namespace
-        except PluginError:
-            namespace = "default"
-    history_args = argparse.Namespace(
-        name=ctx.args.job, namespace=namespace, output=ctx.args.output, uid=None, database_url=ctx.args.database_url
-    )
-    return audit._history(history_args)
+    args = ctx.args
+    source = pj_history.choose_source(args.history_url, args.database_url, args.operator_service, ctx.environ)
+    if source.kind == "dsn":
+        namespace = args.namespace
+        if namespace is None:
+            try:
+                namespace = load_access(args.kubeconfig, args.context, None, ctx.environ).namespace
+            except PluginError:
+                namespace = "default"
+        history_args = argparse.Namespace(
+            name=args.job, namespace=namespace, output=args.output, uid=None, database_url=source.value
+        )
+        return audit._history(history_args)
+    api, ns = ctx.connect()
+    token = pj_history.bearer_token(api.access)
+    if source.kind == "url":
+        url = pj_history.check_url(str(source.value), args.allow_insecure_http)
+        document = pj_history.fetch_direct(url, token, ns, args.job)
+    else:
+        document = pj_history.fetch_through_proxy(api, str(source.value), token, ns, args.job)
+    ctx.out.write(pj_history.to_output(document, args.output))
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------------- describe
@@ -769,7 +785,7 @@ EQUIVALENTS = {
     "retry": f"kubectl annotate pj JOB --overwrite {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)",
     "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}",
     "describe": "kubectl describe pj JOB; kubectl get pj JOB -o yaml",
-    "history": "procjob history JOB -n NAMESPACE",
+    "history": 'curl -H "Authorization: Bearer $TOKEN" URL/api/v1/namespaces/NS/processingjobs/JOB/history',
 }
 
 
@@ -820,12 +836,28 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="stream the logs")
     logs.add_argument("--tail", type=int, help="only the last N lines")
     add("describe", cmd_describe, "show stages, attempts, retry decisions, conditions and events")
-    history = add("history", cmd_history, "attempt timeline from the audit database (also after deletion)")
+    history = add("history", cmd_history, "attempt timeline from the audit (also after deletion)")
     history.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    history.add_argument(
+        "--history-url",
+        metavar="URL",
+        help="the operator's HTTP endpoint, e.g. https://procjob.example.com; default $PROCJOB_HISTORY_URL, else"
+        " the API server's service proxy to --operator-service; your kubeconfig's bearer token is sent",
+    )
+    history.add_argument(
+        "--operator-service",
+        metavar="NAMESPACE/NAME",
+        help="the operator's Service for the service proxy; default $PROCJOB_OPERATOR_SERVICE or"
+        " procjob-system/procjob-metrics",
+    )
+    history.add_argument(
+        "--allow-insecure-http", action="store_true", help="allow an http:// --history-url that is not the loopback"
+    )
     history.add_argument(
         "--database-url",
         metavar="DSN",
-        help="PostgreSQL DSN; default $PROCJOB_DATABASE_URL or the file named by $PROCJOB_DATABASE_URL_FILE",
+        help="read PostgreSQL directly (platform admins); also $PROCJOB_DATABASE_URL or the file named by"
+        " $PROCJOB_DATABASE_URL_FILE when no history URL is set",
     )
     return parser
 
@@ -845,7 +877,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return api, access.namespace
 
     try:
-        code: int = args.func(Context(args=args, connect=connect))
+        code: int = args.func(Context(args=args, connect=connect, environ=env))
         return code
     except PluginError as exc:
         sys.stderr.write(f"kubectl-pj: error: {exc.message}\n")
@@ -860,4 +892,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m procjob.cli.plugin`: run the importable module's main, not this __main__ copy, so
+    # that the PluginError raised by modules importing procjob.cli.plugin (pj_history) is the
+    # class main() catches.
+    from procjob.cli.plugin import main as _main
+
+    sys.exit(_main())
