@@ -13,6 +13,7 @@ import yaml
 from procjob.models.crd import PRINTER_COLUMNS, crd, crd_yaml, open_api_schema, structural
 from procjob.models.spec import MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
 from procjob.models.status import MAX_ATTEMPTS_KEPT
+from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "processingjob.yaml"
 SCHEMA = open_api_schema()
@@ -131,6 +132,10 @@ def test_every_list_and_string_is_bounded() -> None:
         pytest.param(".spec.stages[].podMetadata.labels", "maxProperties", 32, id="at most 32 pod labels"),
         pytest.param(".spec.stages[].podMetadata.labels{}", "maxLength", 63, id="label values of at most 63"),
         pytest.param(".spec.stages[].resources.limits", "maxProperties", 16, id="at most 16 resource limits"),
+        pytest.param(".spec.stages[].resources.limits{}", "pattern", QUANTITY, id="limits are quantities"),
+        pytest.param(".spec.stages[].resources.requests{}", "pattern", QUANTITY, id="requests are quantities"),
+        pytest.param(".spec.stages[].podMetadata.labels{}", "pattern", LABEL_VALUE, id="label values"),
+        pytest.param(".spec.stages[].with", "maxProperties", MAX_WITH_KEYS, id="at most 32 with parameters"),
         pytest.param(".spec.retry.rules", "maxItems", MAX_RULES, id="at most 16 rules"),
         pytest.param(".spec.retry.delaysSeconds", "maxItems", 50, id="at most 50 explicit delays"),
         pytest.param(".spec.retry.limit", "maximum", 50, id="a retry limit of at most 50"),
@@ -168,12 +173,47 @@ def cel(path: str) -> list[str]:
         pytest.param(".spec.stages[]", "has(self.image) != has(self.uses)", id="image or uses"),
         pytest.param(".spec.retry", "!(has(self.backoff) && has(self.delaysSeconds))", id="one kind of schedule"),
         pytest.param(".spec.retry.rules[]", "has(self.onExitCodes) || has(self.onReasons)", id="rules match"),
-        pytest.param(".spec.stages[].podMetadata", "startsWith('procjob.dev/')", id="reserved labels"),
+        pytest.param(
+            ".spec.stages[].podMetadata", "self.labels.all(k, !k.startsWith('procjob.dev/'))", id="reserved labels"
+        ),
+        pytest.param(
+            ".spec.stages[].podMetadata",
+            "self.annotations.all(k, !k.startsWith('procjob.dev/'))",
+            id="reserved annotations",
+        ),
+        pytest.param(
+            ".spec.stages[].podMetadata", "self.labels.all(k, k.matches(", id="label keys are qualified names"
+        ),
+        pytest.param(
+            ".spec.stages[].podMetadata", "self.annotations.all(k, k.matches(", id="annotation keys are qualified names"
+        ),
+        pytest.param(".spec.stages[].podMetadata", ".sum() <= 65536", id="annotations total at most 64 KiB"),
+        pytest.param(
+            ".spec.stages[].resources",
+            "quantity(self.requests[k]).compareTo(quantity(self.limits[k])) <= 0",
+            id="requests at most limits",
+        ),
+        pytest.param(".spec.stages[].resources", "self.requests.all(k, isQuantity(", id="requests are quantities"),
+        pytest.param(".spec.stages[].resources", "self.limits.all(k, k.matches(", id="resource names are qualified"),
+        pytest.param(".spec.stages[].env[]", "!self.name.startsWith('PROCJOB_')", id="PROCJOB_ env names reserved"),
+        pytest.param(
+            ".spec.stages[].envFrom[]", "!self.prefix.startsWith('PROCJOB_')", id="PROCJOB_ prefixes reserved"
+        ),
+        pytest.param(".spec.stages[]", "!e.name.startsWith('AWS_')", id="AWS_ env names reserved on uses stages"),
+        pytest.param(".spec.stages[]", "self.envFrom.all(f, ", id="envFrom on uses stages needs a safe prefix"),
         pytest.param(".spec.stages[].env[]", "!(has(self.value) && has(self.valueFrom))", id="value or valueFrom"),
     ],
 )
 def test_cel_rules(path: str, fragment: str) -> None:
     assert any(fragment in rule for rule in cel(path)), cel(path)
+
+
+def test_every_cel_rule_of_the_stage_says_which_field_it_is_about() -> None:
+    """kubectl's error names `spec.stages[0].env` rather than `spec.stages[0]` when the rule has a fieldPath;
+    the rules that compare two fields name their common parent, which is the node itself."""
+    for path in (".spec.stages[].podMetadata", ".spec.stages[].env[]", ".spec.stages[].envFrom[]"):
+        rules = at(path)["x-kubernetes-validations"]
+        assert all("fieldPath" in rule for rule in rules if "PROCJOB_" in rule["rule"] or "procjob.dev" in rule["rule"])
 
 
 def test_printer_columns() -> None:

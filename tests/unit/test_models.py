@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.job import JobMeta, ProcessingJob, describe_validation_error
 from procjob.models.spec import MAX_RULES, MAX_STAGES, PodGC, ProcessingJobSpec, RetryAction
 from procjob.models.status import MAX_ATTEMPTS_KEPT, Attempt, AttemptState, ProcessingJobStatus
+from procjob.models.syntax import quantity_value
 
 T0 = datetime(2025, 3, 14, 9, 0, tzinfo=UTC)
 
@@ -198,6 +202,297 @@ def problems(body: dict[str, Any]) -> str:
 )
 def test_bad_specs_are_refused_naming_the_field(body: dict[str, Any], message: str) -> None:
     assert problems(body).startswith(message)
+
+
+def fetch(params: Any = None, **fields: Any) -> dict[str, Any]:
+    body = {"url": "https://example.org/a.jpg", "bucket": "media", "key": "raw/a.jpg"} if params is None else params
+    return {"name": "f", "uses": "fetch", "with": body, **fields}
+
+
+def nested(depth: int, leaf: Any = "x") -> Any:
+    value = leaf
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+WITH_SHAPE = "a parameter may be a scalar, a list of scalars, or an object whose values are scalars or lists of scalars"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            spec(image(resources={"requests": {"cpu": "2"}, "limits": {"cpu": "1500m"}})),
+            "spec.stages[0].resources: Value error, requests must not exceed limits: cpu requests 2, limits 1500m",
+            id="requests above limits are refused",
+        ),
+        pytest.param(
+            spec(image(resources={"requests": {"memory": "1Gi"}, "limits": {"memory": "1000Mi"}})),
+            "spec.stages[0].resources: Value error, requests must not exceed limits: memory",
+            id="binary suffixes are compared exactly",
+        ),
+        pytest.param(
+            spec(image(resources={"requests": {"example.com/gpu": "1"}})),
+            "spec.stages[0].resources: Value error, a request of hugepages or an extended resource needs an equal "
+            "limit: example.com/gpu",
+            id="an extended resource needs a limit equal to its request",
+        ),
+        pytest.param(
+            spec(image(resources={"requests": {"hugepages-2Mi": "2Mi"}, "limits": {"hugepages-2Mi": "4Mi"}})),
+            "spec.stages[0].resources: Value error, a request of hugepages or an extended resource needs an equal",
+            id="hugepages cannot be overcommitted",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"cpu": "-1"}})),
+            "spec.stages[0].resources.limits.cpu: String should match pattern",
+            id="a negative quantity is refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"memory": "1mi"}})),
+            "spec.stages[0].resources.limits.memory: String should match pattern",
+            id="a lower-case binary suffix is refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"cpu": "1e1000000"}})),
+            "spec.stages[0].resources.limits.cpu: String should match pattern",
+            id="an exponent of more than 3 digits is refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"gpu": "1"}})),
+            "spec.stages[0].resources.limits: Value error, resource name 'gpu' is neither cpu, memory",
+            id="an unqualified resource name must be a standard one",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"example.com/a/b": "1"}})),
+            "spec.stages[0].resources.limits: Value error, resource name 'example.com/a/b' is not a qualified name",
+            id="a resource name must be a qualified name",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {"a/b/c": "x"}})),
+            "spec.stages[0].podMetadata.labels: Value error, label keys must be qualified names ([prefix/]name): "
+            "'a/b/c' is not a qualified name",
+            id="a label key with two slashes is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {"Example.com/x": "y"}})),
+            "spec.stages[0].podMetadata.labels: Value error, label keys must be qualified names",
+            id="a label key prefix must be a lower-case DNS subdomain",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {"x" * 64: "y"}})),
+            "spec.stages[0].podMetadata.labels: Value error, label keys must be qualified names",
+            id="a label key name over 63 characters is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {("a" * 60 + ".") * 5 + "io/x": "y"}})),
+            "spec.stages[0].podMetadata.labels: Value error, label keys must be qualified names",
+            id="a label key prefix over 253 characters is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"annotations": {"-x": "y"}})),
+            "spec.stages[0].podMetadata.annotations: Value error, annotation keys must be qualified names",
+            id="an annotation key starting with a dash is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {"team": "media team"}})),
+            "spec.stages[0].podMetadata.labels.team: String should match pattern",
+            id="a label value with a space is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"labels": {"team": "x" * 64}})),
+            "spec.stages[0].podMetadata.labels.team: String should have at most 63 characters",
+            id="a label value over 63 characters is refused",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"annotations": {"procjob.dev/retry": "x"}})),
+            "spec.stages[0].podMetadata.annotations: Value error, annotations under procjob.dev/ are reserved for "
+            "the operator",
+            id="an annotation under procjob.dev/ is reserved",
+        ),
+        pytest.param(
+            spec(image(podMetadata={"annotations": {f"k{i}": "x" * 8000 for i in range(9)}})),
+            "spec.stages[0].podMetadata.annotations: Value error, annotations must total at most 65536 characters",
+            id="annotations over 64 KiB in all are refused",
+        ),
+        pytest.param(
+            spec(image(env=[{"name": "PROCJOB_FETCH_ALLOWED_NETWORKS", "value": "0.0.0.0/0"}])),
+            "spec.stages[0].env[0].name: Value error, names starting with PROCJOB_ are reserved for the operator",
+            id="a PROCJOB_ env name is refused",
+        ),
+        pytest.param(
+            spec(image(envFrom=[{"prefix": "PROCJOB_", "secretRef": {"name": "s"}}])),
+            "spec.stages[0].envFrom[0].prefix: Value error, an envFrom prefix starting with PROCJOB_ is reserved",
+            id="an envFrom prefix starting with PROCJOB_ is refused",
+        ),
+        pytest.param(
+            spec(fetch(env=[{"name": "AWS_ENDPOINT_URL", "value": "http://evil.example"}])),
+            "spec.stages[0]: Value error, env names starting with AWS_ or PROCJOB_ are reserved on built-in (uses)",
+            id="an AWS_ env name on a built-in stage is refused",
+        ),
+        pytest.param(
+            spec(fetch(envFrom=[{"configMapRef": {"name": "c"}}])),
+            "spec.stages[0]: Value error, envFrom on a built-in (uses) stage needs a prefix that cannot make",
+            id="envFrom without a prefix on a built-in stage is refused",
+        ),
+        pytest.param(
+            spec(fetch(envFrom=[{"prefix": "AW", "configMapRef": {"name": "c"}}])),
+            "spec.stages[0]: Value error, envFrom on a built-in (uses) stage needs a prefix that cannot make",
+            id="an envFrom prefix that could make AWS_ names on a built-in stage is refused",
+        ),
+        pytest.param(
+            spec(fetch({"deep": nested(600)})),
+            f"spec.stages[0].with: Value error, deep.a is nested too deep: {WITH_SHAPE}",
+            id="a with nested 600 deep is refused without recursion",
+        ),
+        pytest.param(
+            spec(fetch({"h": {"a": {"b": "c"}}})),
+            "spec.stages[0].with: Value error, h.a is nested too deep",
+            id="an object in an object in with is refused",
+        ),
+        pytest.param(
+            spec(fetch({"l": ["x", ["y"]]})),
+            "spec.stages[0].with: Value error, l[1] is nested too deep",
+            id="a list in a list in with is refused",
+        ),
+        pytest.param(
+            spec(fetch({f"p{i}": i for i in range(33)})),
+            "spec.stages[0].with: Dictionary should have at most 32 items",
+            id="more than 32 parameters are refused",
+        ),
+        pytest.param(
+            spec(fetch({"l": list(range(65))})),
+            "spec.stages[0].with: Value error, l has more than 64 items",
+            id="a list of more than 64 items in with is refused",
+        ),
+        pytest.param(
+            spec(fetch({"s": "x" * 4097})),
+            "spec.stages[0].with: Value error, s is a string longer than 4096 characters",
+            id="an over-long string in with is refused",
+        ),
+        pytest.param(
+            spec(fetch({f"p{i}": "x" * 4000 for i in range(5)})),
+            "spec.stages[0].with: Value error, 20041 bytes as JSON, more than 16384",
+            id="a with over 16 KiB as JSON is refused",
+        ),
+        pytest.param(
+            spec(fetch({"n": 2**64})),
+            "spec.stages[0].with: Value error, n is an integer outside the 64-bit range",
+            id="an integer JSON cannot carry is refused",
+        ),
+        pytest.param(
+            spec(fetch({"s": "\ud800"})),
+            "spec.stages[0].with: Value error, s is a string that is not valid UTF-8",
+            id="a lone surrogate in with is refused",
+        ),
+        pytest.param(
+            spec(fetch({"f": float("nan")})),
+            "spec.stages[0].with: Value error, f is a number that is not finite",
+            id="NaN in with is refused",
+        ),
+    ],
+)
+def test_hostile_specs_are_refused_naming_the_field(body: dict[str, Any], message: str) -> None:
+    assert problems(body).startswith(message)
+
+
+def test_what_built_in_stages_and_tenants_need_is_accepted() -> None:
+    params = {
+        "url": "https://example.org/a.jpg",
+        "bucket": "media",
+        "key": "raw/{{ job.name }}.jpg",
+        "maxBytes": 1048576,
+        "contentTypes": ["image/*", "application/pdf"],
+        "headers": {"Accept": "image/*"},
+        "headersFromEnv": {"Authorization": "API_TOKEN"},
+        "timeoutSeconds": 12.5,
+        "maxRedirects": 3,
+        "empty": {"a": {}, "b": []},
+    }
+    parsed = ProcessingJobSpec.model_validate(
+        spec(
+            fetch(
+                params,
+                env=[{"name": "API_TOKEN", "value": "x"}],
+                envFrom=[{"prefix": "DB_", "secretRef": {"name": "s"}}],
+            ),
+            image(
+                env=[{"name": "AWS_REGION", "value": "eu-west-1"}],
+                envFrom=[{"configMapRef": {"name": "c"}}],
+                resources={
+                    "requests": {"cpu": ".5", "memory": "1e3", "example.com/fpga": "1", "hugepages-2Mi": "2Mi"},
+                    "limits": {"cpu": "500m", "memory": "1k", "example.com/fpga": "1", "hugepages-2Mi": "2Mi"},
+                },
+                podMetadata={
+                    "labels": {"team": "", "app.example.com/tier": "batch", "a_b.c-d": "A_b.c-D"},
+                    "annotations": {"rig.procjob.dev/run-seconds": "1", "procjob.dev.example/x": "y"},
+                },
+            ),
+        )
+    )
+    assert parsed.stages[0].with_ == params
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("500m", Decimal("0.5")),
+        ("1Gi", Decimal(2**30)),
+        ("1.5Ki", Decimal(1536)),
+        ("1e3", Decimal(1000)),
+        ("2E-3", Decimal("0.002")),
+        ("3E", Decimal("3e18")),
+        (".5", Decimal("0.5")),
+        ("7.", Decimal(7)),
+        ("100n", Decimal("1e-7")),
+        ("1u", Decimal("1e-6")),
+    ],
+)
+def test_quantities_are_read_exactly(text: str, value: Decimal) -> None:
+    assert quantity_value(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "-1", "+1", "1mi", "1KiB", "1e", "1.2.3", "e3", "1 Gi", "1e1000000", "x" * 65])
+def test_what_is_not_a_quantity(text: str) -> None:
+    assert quantity_value(text) is None
+
+
+# Hostile input for the whole model: whatever it is, parsing raises ValidationError or succeeds.
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=6), inner, max_size=5),
+    max_leaves=40,
+)
+odd_keys = st.text(max_size=30) | st.from_regex(r"\A([A-Za-z0-9.-]{0,260}/)?[A-Za-z0-9._/-]{0,70}\Z")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    params=st.dictionaries(st.text(max_size=8), json_values, max_size=8),
+    depth=st.integers(min_value=0, max_value=3000),
+    labels=st.dictionaries(odd_keys, st.text(max_size=70), max_size=4),
+    annotations=st.dictionaries(odd_keys, st.text(max_size=20), max_size=4),
+    quantity=st.text(max_size=20) | st.from_regex(r"\A[0-9.]{1,5}([eE][+-]?[0-9]{1,6}|[KMGTPEnumki]{0,2})\Z"),
+)
+def test_hostile_specs_raise_only_validation_errors(
+    params: dict[str, Any], depth: int, labels: dict[str, str], annotations: dict[str, str], quantity: str
+) -> None:
+    body = spec(
+        fetch({**params, "deep": nested(depth, params)}),
+        image(
+            podMetadata={"labels": labels, "annotations": annotations},
+            resources={"requests": {"cpu": quantity, "example.com/x": quantity}, "limits": {"cpu": "1"}},
+        ),
+    )
+    try:
+        parsed = ProcessingJobSpec.model_validate(body)
+    except ValidationError as exc:
+        text = describe_validation_error(exc, "spec")
+    else:
+        parsed.to_api()  # a spec that parsed serialises (no depth left to trip over)
+        return
+    assert text.startswith("spec.")
 
 
 def test_every_problem_is_reported_on_its_own_line() -> None:
