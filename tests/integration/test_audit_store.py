@@ -3,6 +3,7 @@ and the `procjob db migrate` / `procjob history` commands run as subprocesses.""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 
 from procjob.adapters.audit import (
+    DEGRADED_KEY,
     MIGRATION_LOCK_KEY,
     AuditConfigError,
     AuditError,
@@ -31,8 +33,13 @@ from procjob.adapters.audit import (
     load_migrations,
     migrate,
 )
+from procjob.adapters.metrics import Metrics
+from procjob.controller.queue import WorkQueue
+from procjob.controller.relay import AuditRelay
 from procjob.models.audit import AuditEntry, AuditRecord
+from procjob.models.job import ProcessingJob
 from tests.support.postgres import PostgresCluster
+from tests.unit.core.builders import make_job, spec_of
 
 pytestmark = pytest.mark.postgres
 
@@ -593,3 +600,97 @@ def test_cli_with_the_database_stopped_exits_1_with_a_redacted_line(
         assert "Connection refused" in out.stderr
         assert "postgresql://postgres:***@127.0.0.1:" in out.stderr
         assert restart_after.password not in out.stderr
+
+
+# -------------------------------------------------- hardening: one poisoned job, the relay, ping
+
+
+def poisoned_job() -> ProcessingJob:
+    """A fetch stage with a bearer token and a `with` nested 600 deep (spec.to_api() gives up)."""
+    base = make_job(spec_of({"name": "fetch", "uses": "fetch", "with": {"url": "https://e.org"}}), uid=POISONED)
+    assert base.spec is not None
+    nested: Any = "leaf"
+    for _ in range(600):
+        nested = {"k": nested}
+    params = {"url": "https://e.org", "headers": {"Authorization": "Bearer s3cr3t"}, "deep": nested}
+    stage = base.spec.stages[0].model_copy(update={"with_": params})
+    return dataclasses.replace(base, spec=base.spec.model_copy(update={"stages": [stage]}))
+
+
+POISONED = "bad00000-0000-4000-8000-000000000001"
+GOOD = "900d0000-0000-4000-8000-000000000002"
+POISON = [
+    AuditEntry(seq=1, type="AttemptSucceeded", time=T0, detail={"outputs": json.loads('{"k":"\\ud800"}')}),
+    AuditEntry(seq=2, type="AttemptFailed", time=T0, message="exit\x00 1", detail={"outputs": {"n": float("nan")}}),
+    AuditEntry(seq=3, type="AttemptFailed", time=T0, detail={"log": "y" * 5_000_000}),
+]
+
+
+def relay_for(store: AuditStore) -> tuple[AuditRelay, Metrics]:
+    metrics = Metrics()
+    return AuditRelay(store, WorkQueue(), metrics, lambda: datetime.now(UTC)), metrics
+
+
+async def test_a_poisoned_jobs_rows_land_degraded_and_marked_next_to_a_good_jobs(
+    store: AuditStore, database: str
+) -> None:
+    relay, metrics = relay_for(store)
+    relay.submit(poisoned_job(), POISON)
+    relay.submit(make_job(name="good", uid=GOOD), [AuditEntry(seq=1, type="JobStarted", time=T0)])
+    await relay.flush()
+    assert (relay.confirmed(POISONED), relay.confirmed(GOOD)) == (3, 1), "every record written, none lost"
+    assert metrics.registry.get_sample_value("procjob_audit_up") == 1
+    got = dict(rows(database, "SELECT seq, detail FROM audit_events WHERE job_uid = %s", [POISONED]))
+    assert got[1]["outputs"] == {"k": "\ufffd"}
+    assert got[2]["outputs"] == {"n": "NaN"}
+    assert len(json.dumps(got[3])) < 100_000
+    assert all(detail[DEGRADED_KEY] for detail in got.values())
+    history = await store.history_by_uid(POISONED)
+    assert history is not None, "the poisoned job's history still reads back through the models"
+    assert history.events[1].message == "exit\ufffd 1"
+    assert history.job is not None
+    spec = history.job.spec
+    assert spec["stages"][0]["with"]["headers"] == {"Authorization": "<redacted>"}
+    assert "s3cr3t" not in json.dumps(spec)
+    assert await store.history_by_uid(GOOD) is not None
+
+
+async def test_rows_postgres_refuses_are_quarantined_and_the_good_jobs_rows_land(
+    store: AuditStore, database: str
+) -> None:
+    relay, metrics = relay_for(store)
+    beyond_bigint = AuditEntry(seq=2**70, type="JobStarted", time=T0)  # no sanitising can fix a key
+    relay.submit(make_job(name="refused", uid=POISONED), [beyond_bigint])
+    relay.submit(make_job(name="good", uid=GOOD), [AuditEntry(seq=1, type="JobStarted", time=T0)])
+    await relay.flush()
+    assert rows(database, "SELECT job_uid, seq FROM audit_events") == [(GOOD, 1)]
+    assert relay.confirmed(GOOD) == 1
+    problem = relay.problem(POISONED)
+    assert problem is not None
+    assert "out of range" in problem
+    assert relay.backlog == 1, "the refused record stays pending"
+    assert metrics.registry.get_sample_value("procjob_audit_quarantined_jobs") == 1
+    assert metrics.registry.get_sample_value("procjob_audit_up") == 1
+
+
+async def test_history_redacts_a_spec_stored_before_redaction_existed(store: AuditStore, database: str) -> None:
+    spec = {"stages": [{"name": "r", "image": "i", "env": [{"name": "DB_PASSWORD", "value": "hunter2"}]}]}
+    with psycopg.connect(database) as conn:  # a row as an older operator wrote it
+        conn.execute(
+            "INSERT INTO jobs (uid, namespace, name, spec, state, created_at)"
+            " VALUES (%s, 'media', 'old', %s, 'Running', %s)",
+            [UID, json.dumps(spec), T0],
+        )
+    history = await store.history_by_uid(UID)
+    assert history is not None
+    assert history.job is not None
+    assert history.job.spec["stages"][0]["env"] == [{"name": "DB_PASSWORD", "value": "<redacted>"}]
+
+
+async def test_ping_answers_while_up_and_raises_unavailable_while_down(
+    store: AuditStore, restart_after: PostgresCluster
+) -> None:
+    await store.ping()
+    restart_after.stop()
+    with pytest.raises(AuditUnavailable):
+        await store.ping()
