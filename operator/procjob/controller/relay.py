@@ -410,5 +410,6 @@ class AuditRelay:
         self.metrics.audit_errors.inc()
         self.metrics.audit_quarantined.set(len(self._quarantine))
         if previous is None:
+            self.queue.add(key)  # its next reconcile shows `problem()` on the job
             self.metrics.audit_quarantines.inc()
             log.warning("audit: %s: records refused (%s); quarantined, retried alone every few minutes", key, error)

@@ -315,12 +315,15 @@ async def test_postgres_going_away_during_isolation_keeps_everything_and_quarant
     assert sample(metrics, "procjob_audit_up") == 0
 
 
-async def test_a_lone_job_refused_is_quarantined_without_writing_it_twice(relay: AuditRelay, store: FakeStore) -> None:
+async def test_a_lone_job_refused_is_quarantined_without_writing_it_twice_and_requeued_to_show_it(
+    relay: AuditRelay, store: FakeStore, queue: WorkQueue
+) -> None:
     store.refuse("a")
     submit(relay, "a")
     await relay.flush()
     assert len(store.writes) == 1
     assert relay.problem(UIDS["a"]) is not None
+    assert await asyncio.wait_for(queue.get(), 1) == "media/a", "its next reconcile can show the problem"
 
 
 async def test_forget_drops_the_quarantine_of_a_deleted_job(
