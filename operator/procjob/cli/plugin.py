@@ -13,7 +13,8 @@ Everything here is also possible with plain kubectl (each command's --help print
 the plugin adds state checks, waits for the operator's acknowledgement and readable output. It
 uses the current kubeconfig (--kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context;
 -n/--namespace, else the context's namespace) and makes only API calls that RBAC can grant:
-get/patch processingjobs, get pods/log, list events.
+get/patch processingjobs, get pods/log, list events, and for `history` without a URL
+get services/proxy of the operator's Service.
 
 Cancel, suspend and resume change the spec and then wait (up to --timeout, default 30 s; --no-wait
 to skip) until the operator has observed the new generation. Retry sets the annotation
