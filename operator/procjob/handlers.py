@@ -21,6 +21,7 @@ import aiohttp
 import kopf
 
 from procjob.adapters.audit import AuditStore, AuditUnavailable, history_document
+from procjob.adapters.authn import ReviewAuthorizer
 from procjob.adapters.kube import ApiError, Credentials, KubeClient
 from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
@@ -30,13 +31,17 @@ from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
-from procjob.controller.sync import wait_for_sync
+from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
 from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
 log = logging.getLogger("procjob")
 
 GAUGE_INTERVAL = 5.0
 QUEUE_INTERVAL = 1.0
+# A LIST of jobs and labelled pods (from the API server's watch cache) this often, to drop objects
+# deleted while no watch looked (kopf's relist after a 410 Gone sends no DELETED events); a relist
+# seen by the handlers (events of type None after startup) wakes it early.
+RESYNC_SECONDS = 300.0
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -86,6 +91,7 @@ class Runtime:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     web: Any = None
     ready: bool = False
+    resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def credentials(settings: kopf.OperatorSettings) -> Credentials:
@@ -163,6 +169,7 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         ),
         ready=lambda: (rt.ready, "ready" if rt.ready else "starting"),
         history=history if rt.store is not None else None,
+        authorize=ReviewAuthorizer(rt.client),
     )
     rt.web = await serve(app, rt.settings.metrics_host, rt.settings.metrics_port)
     log.info(
@@ -188,7 +195,32 @@ async def _start_workers(rt: Runtime) -> None:
     for i in range(rt.settings.workers):
         rt.tasks.append(asyncio.create_task(rt.reconciler.worker(), name=f"reconcile-{i}"))
     rt.tasks.append(asyncio.create_task(_gauges(rt), name="gauges"))
+    converge = keep_converging(
+        rt.client,
+        rt.cache,
+        rt.settings.namespaces,
+        lambda result: _resynced(rt, result),
+        every=RESYNC_SECONDS,
+        wake=rt.resync_wake,
+    )
+    rt.tasks.append(asyncio.create_task(converge, name="resync"))
     rt.ready = True
+
+
+def _resynced(rt: Runtime, result: Resynced) -> None:
+    """Jobs deleted while no watch looked: drop their queue, admission and audit state; requeue
+    the jobs that lost pods (they are then recorded as deleted, with the right reason)."""
+    if rt.queue is None:
+        return
+    for key in result.dropped_jobs:
+        rt.queue.drop(key)
+        if rt.reconciler is not None:
+            rt.reconciler.admission.forget(key)
+    if rt.relay is not None:
+        for uid in result.dropped_job_uids:
+            rt.relay.forget(uid)
+    for key in result.dropped_pods:
+        rt.queue.add(key, urgent=True)
 
 
 async def _migrate(store: AuditStore) -> None:
@@ -259,6 +291,8 @@ def _user_change(body: kopf.Body) -> bool:
 async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Deletions (index handlers do not see them)."""
     rt: Runtime = memo.runtime
+    if event["type"] is None and rt.ready:
+        rt.resync_wake.set()  # kopf re-listed (after a 410 Gone): converge the caches now
     if event["type"] != "DELETED":
         return
     body: dict[str, Any] = dict(event["object"])
@@ -286,6 +320,8 @@ async def pod_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Deletions (index handlers do not see them) and a wake-up for the pod's job."""
     rt: Runtime = memo.runtime
+    if event["type"] is None and rt.ready:
+        rt.resync_wake.set()  # kopf re-listed (after a 410 Gone): converge the caches now
     body: dict[str, Any] = dict(event["object"])
     key = rt.cache.observe_pod(body, deleted=True) if event["type"] == "DELETED" else rt.cache.key_of_pod(body)
     if key is not None and rt.queue is not None:

@@ -16,8 +16,10 @@ import psycopg
 import pytest
 
 from tests.e2e.jobs import job, stage
+from tests.integration.test_history_auth import reader
 from tests.support.kube import Kube, Watcher, condition, wait_for
 from tests.support.postgres import PostgresCluster
+from tests.support.rig import Rig
 
 pytestmark = [pytest.mark.rig, pytest.mark.postgres]
 
@@ -98,7 +100,7 @@ def assert_exact(dsn: str, watcher: Watcher, jobs: list[dict[str, Any]]) -> None
 
 
 def test_rows_equal_the_transitions_after_a_run_with_retries(
-    kube: Kube, namespace: str, operator: Any, database: str
+    kube: Kube, namespace: str, operator: Any, database: str, rig: Rig
 ) -> None:
     migrate(database)
     watcher = Watcher(kube, f"/apis/procjob.dev/v1alpha1/namespaces/{namespace}/processingjobs").start()
@@ -127,7 +129,9 @@ def test_rows_equal_the_transitions_after_a_run_with_retries(
     header = next(i for i, line in enumerate(lines) if line.startswith("STAGE"))
     assert lines[header].split()[:3] == ["STAGE", "ATTEMPT", "POD"]
     assert len([line for line in lines[header + 1 :] if line.startswith("flaky")]) == 2
-    served = op.get(f"/api/v1/namespaces/{namespace}/processingjobs/audited-0/history")
+    path = f"/api/v1/namespaces/{namespace}/processingjobs/audited-0/history"
+    assert op.get(path).status_code == 401  # the history is for those who may read the job
+    served = op.get(path, token=reader(rig, namespace, "history-reader"))
     assert served.status_code == 200
     assert len(served.json()["attempts"]) == 3
 

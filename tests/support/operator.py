@@ -111,8 +111,9 @@ class OperatorProcess:
     def metrics(self) -> str:
         return httpx.get(f"http://127.0.0.1:{self.port}/metrics", timeout=5).text
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
+    def get(self, path: str, *, token: str | None = None) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        return httpx.get(f"http://127.0.0.1:{self.port}{path}", timeout=10, headers=headers)
 
 
 @pytest.fixture

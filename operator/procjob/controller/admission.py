@@ -2,7 +2,10 @@
 
 A running job is one that has started (`status.startTime` set) and has not ended — a job waiting
 for a retry holds its slot, so a failing job cannot let a burst overtake it, and its pods come
-back without waiting in the queue again. Order and the pure rules: procjob.core.queueing.
+back without waiting in the queue again. A suspended job gives its slot back (its startTime is
+cleared) and queues again when resumed; a retried job queues like a new one (see
+`core.decide.needs_admission`). Priorities are capped by the platform's settings
+(`--max-priority`, `--namespace-max-priority`). Order and the pure rules: procjob.core.queueing.
 
 Position and ETA are written to a queued job's status, but not on every change: a job's shown
 position is rewritten when it changes and the job is among the next 10, or when the last write
@@ -49,6 +52,7 @@ class QueueAdmission:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cache = cache
+        self.priority_cap = settings.priority_cap
         self.max_total = settings.max_running_jobs
         self.max_per_namespace = settings.max_running_jobs_per_namespace
         self.metrics = metrics
@@ -73,12 +77,16 @@ class QueueAdmission:
         self._positions.pop(key, None)
         self._known_finished.discard(key)
 
-    # ------------------------------------------------------------------------------ Admission
-    def admit(self, job: ProcessingJob) -> bool:
-        return self.ticket(job).admitted
+    def release(self, key: str) -> None:
+        """An admitted job did not start after all (its status write met a 409, or its reconcile
+        failed): the slot goes back at once instead of after RESERVATION_TTL."""
+        if self._reserved.pop(key, None) is not None:
+            self._computed_at = -1e9
 
+    # ------------------------------------------------------------------------------ Admission
     def ticket(self, job: ProcessingJob) -> Ticket:
-        if not self.limited or job.status.start_time is not None:
+        """Whether a job that needs a slot (`core.decide.needs_admission`) may take one now."""
+        if not self.limited:
             return Ticket(True)
         key = job.meta.key
         if job.spec is None or job.spec.cancel or job.spec.suspend:
@@ -142,6 +150,7 @@ class QueueAdmission:
                     self._known_finished.add(key)
                     self._finishes.append(now)
                 continue
+            self._known_finished.discard(key)  # a retried job finishes again later
             if meta.get("deletionTimestamp"):
                 continue
             namespace = meta.get("namespace", "")
@@ -158,7 +167,8 @@ class QueueAdmission:
             created = parse_time(meta.get("creationTimestamp"))
             if created is None:
                 continue
-            waiting.append(Waiting(key, namespace, int(spec.get("priority") or 0), created, meta.get("name", "")))
+            priority = self._priority(namespace, spec.get("priority"))
+            waiting.append(Waiting(key, namespace, priority, created, meta.get("name", "")))
         order = queue_order(waiting, running_ns)
         self._positions = {w.key: i + 1 for i, w in enumerate(order)}
         self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)
@@ -168,6 +178,13 @@ class QueueAdmission:
         for namespace, count in depth.items():
             self.metrics.queue_depth.labels(namespace=namespace).set(count)
         self._namespaces = set(depth)
+
+    def _priority(self, namespace: str, raw: object) -> int:
+        """spec.priority, capped by the platform's maximum for the namespace (its author's choice
+        cannot buy a place ahead of other tenants beyond what the platform allows)."""
+        priority = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
+        cap = self.priority_cap(namespace)
+        return priority if cap is None else min(priority, cap)
 
     def due_for_refresh(self) -> list[str]:
         """Queued keys worth a reconcile now: the admissible ones, and those whose shown position is stale."""
