@@ -260,7 +260,7 @@ class AuditRelay:
         now = self.clock()
         due = [uid for uid, q in self._quarantine.items() if q.until <= now and uid in self._waiting]
         for uid in due[:QUARANTINED_PER_TURN]:
-            if self._retry_at is not None or uid not in self._waiting:
+            if self._backing_off() or uid not in self._waiting:
                 break  # PostgreSQL went away meanwhile
             attempted = True
             await self._deliver({uid: self._waiting.pop(uid)})
@@ -288,21 +288,23 @@ class AuditRelay:
     # ------------------------------------------------------------------------------- internals
 
     def _seconds_to_next(self) -> float:
+        """Until the next batch, quarantine retry or probe is due (0: now), at most probe_interval."""
+        if self._measured_at is None or self._batch_due():
+            return 0.0
         now = self.clock()
-        if self._batch_due():
-            return 0.0
-        times = [q.until for uid, q in self._quarantine.items() if uid in self._waiting]
-        if self._retry_at is not None:
-            times.append(self._retry_at)
-        if self._measured_at is None:
-            return 0.0
-        times.append(self._measured_at + timedelta(seconds=self.probe_interval))
+        times = [self._measured_at + timedelta(seconds=self.probe_interval)]
+        resume = self._retry_at if self._backing_off() else None
+        if resume is not None:
+            times.append(resume)
+        times += [max(q.until, resume or q.until) for uid, q in self._quarantine.items() if uid in self._waiting]
         return max(0.0, min(self.probe_interval, (min(times) - now).total_seconds()))
 
+    def _backing_off(self) -> bool:
+        """PostgreSQL was unavailable at the last write and its retry delay is not over."""
+        return self._retry_at is not None and self.clock() < self._retry_at
+
     def _batch_due(self) -> bool:
-        if self._retry_at is not None and self.clock() < self._retry_at:
-            return False
-        return any(uid not in self._quarantine for uid in self._waiting)
+        return not self._backing_off() and any(uid not in self._quarantine for uid in self._waiting)
 
     def _probe_due(self) -> bool:
         if self._measured_at is None:

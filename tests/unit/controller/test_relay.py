@@ -326,6 +326,30 @@ async def test_a_lone_job_refused_is_quarantined_without_writing_it_twice_and_re
     assert await asyncio.wait_for(queue.get(), 1) == "media/a", "its next reconcile can show the problem"
 
 
+async def test_a_quarantined_job_waits_out_an_outage_then_is_retried_without_a_busy_loop(
+    relay: AuditRelay, store: FakeStore, clock: FakeClock
+) -> None:
+    store.refuse("a")
+    submit(relay, "a")
+    await relay.flush()
+    store.down = True
+    submit(relay, "b")
+    await relay.flush()  # everyone's failure: back off
+    clock.advance(relay.quarantine_delays[0] - 0.1)
+    await relay.flush()  # b's retry fails again: backing off past a's due time
+    clock.advance(0.2)
+    assert relay._seconds_to_next() > 0, "a quarantined job due during the backoff does not spin the loop"
+    store.writes.clear()
+    assert not await relay.flush()
+    assert store.writes == []
+    relay.forget(UIDS["b"])
+    store.down = False
+    clock.advance(relay.retry_delays[1])
+    assert relay._seconds_to_next() == 0
+    await relay.flush()
+    assert store.writes == [{UIDS["a"]}], "retried once the backoff is over, though no other batch ran"
+
+
 async def test_forget_drops_the_quarantine_of_a_deleted_job(
     relay: AuditRelay, store: FakeStore, metrics: Metrics
 ) -> None:
@@ -432,14 +456,16 @@ async def test_the_loop_survives_unexpected_exceptions_and_counts_them(
     store: FakeStore, queue: WorkQueue, metrics: Metrics, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(relay_module, "LOOP_ERROR_DELAY", 0.01)
-    failures = [RuntimeError("clock broke"), RuntimeError("clock broke again")]
+    relay = AuditRelay(store, queue, metrics, lambda: datetime.now(UTC))
+    failures = [RuntimeError("a bug"), RuntimeError("another bug")]
+    planning = relay._seconds_to_next
 
-    def flaky_clock() -> datetime:
+    def buggy_planning() -> float:
         if failures:
             raise failures.pop()
-        return datetime.now(UTC)
+        return planning()
 
-    relay = AuditRelay(store, queue, metrics, flaky_clock)
+    monkeypatch.setattr(relay, "_seconds_to_next", buggy_planning)
     task = asyncio.create_task(relay.run())
     try:
         submit(relay, "a")
