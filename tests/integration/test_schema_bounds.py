@@ -8,6 +8,7 @@ schema and CEL rules) and stores nothing, so no operator ever sees these jobs.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,30 @@ FETCH_PARAMS = {  # every parameter of the built-in fetch stage (worker/params.p
             id="an unqualified non-standard resource name",
         ),
         pytest.param(
+            job(resources={"limits": {"example.com/gpu": "500m"}}),
+            "spec.stages[0].resources.limits",
+            "extended resources (domain/name) take whole numbers",
+            id="a fraction of an extended resource",
+        ),
+        pytest.param(
+            job(resources={"limits": {"hugepages-2Mi": "3Mi", "memory": "1Gi"}}),
+            "spec.stages[0].resources.limits",
+            "a whole multiple of the page size",
+            id="hugepages that are not a multiple of the page size",
+        ),
+        pytest.param(
+            job(resources={"limits": {"hugepages-2Mi": "2Mi"}}),
+            "spec.stages[0].resources",
+            "hugepages need a cpu or memory request or limit",
+            id="hugepages alone",
+        ),
+        pytest.param(
+            job(resources={"limits": {"requests.example.com/gpu": "1"}}),
+            "spec.stages[0].resources.limits",
+            "resource names must be",
+            id="a resource name with the quota's requests. prefix",
+        ),
+        pytest.param(
             job(podMetadata={"labels": {"team/a/b": "x"}}),
             "spec.stages[0].podMetadata.labels",
             "label keys must be qualified names",
@@ -148,7 +173,7 @@ FETCH_PARAMS = {  # every parameter of the built-in fetch stage (worker/params.p
         pytest.param(
             job(uses="fetch", **{"with": {f"p{i}": i for i in range(33)}}),
             "spec.stages[0].with",
-            "must have at most 32",
+            "have at most 32",
             id="a with of more than 32 parameters",
         ),
     ],
@@ -160,6 +185,8 @@ def test_the_api_server_refuses_naming_the_field(
     assert code != 0, f"accepted: {output}"
     assert field in output, output
     assert message in output, output
+    with pytest.raises(ValidationError, match=re.escape(message)):
+        ProcessingJobSpec.model_validate(body["spec"])  # the operator refuses it too (a CRD from before)
 
 
 @pytest.mark.xfail(
@@ -228,6 +255,7 @@ def test_the_examples_are_accepted(rig: Rig, crd: Path, namespace: str, example:
     body = yaml.safe_load(example.read_text())
     code, output = create(rig, namespace, body)
     assert code == 0, output
+    ProcessingJobSpec.model_validate(body["spec"])
 
 
 def test_the_fetch_parameters_and_pod_metadata_in_use_are_accepted(rig: Rig, crd: Path, namespace: str) -> None:
@@ -248,3 +276,4 @@ def test_the_fetch_parameters_and_pod_metadata_in_use_are_accepted(rig: Rig, crd
     )
     code, output = create(rig, namespace, body)
     assert code == 0, output
+    ProcessingJobSpec.model_validate(body["spec"])

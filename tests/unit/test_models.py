@@ -239,7 +239,9 @@ WITH_SHAPE = "a parameter may be a scalar, a list of scalars, or an object whose
             id="an extended resource needs a limit equal to its request",
         ),
         pytest.param(
-            spec(image(resources={"requests": {"hugepages-2Mi": "2Mi"}, "limits": {"hugepages-2Mi": "4Mi"}})),
+            spec(
+                image(resources={"requests": {"hugepages-2Mi": "2Mi"}, "limits": {"hugepages-2Mi": "4Mi", "cpu": "1"}})
+            ),
             "spec.stages[0].resources: Value error, a request of hugepages or an extended resource needs an equal",
             id="hugepages cannot be overcommitted",
         ),
@@ -260,13 +262,42 @@ WITH_SHAPE = "a parameter may be a scalar, a list of scalars, or an object whose
         ),
         pytest.param(
             spec(image(resources={"limits": {"gpu": "1"}})),
-            "spec.stages[0].resources.limits: Value error, resource name 'gpu' is neither cpu, memory",
+            "spec.stages[0].resources.limits: Value error, resource names must be cpu, memory, ephemeral-storage, "
+            "hugepages-<size> or domain/name: 'gpu'",
             id="an unqualified resource name must be a standard one",
         ),
         pytest.param(
             spec(image(resources={"limits": {"example.com/a/b": "1"}})),
-            "spec.stages[0].resources.limits: Value error, resource name 'example.com/a/b' is not a qualified name",
+            "spec.stages[0].resources.limits: Value error, resource names must be cpu, memory, ephemeral-storage, "
+            "hugepages-<size> or domain/name: 'example.com/a/b' is not a qualified name",
             id="a resource name must be a qualified name",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"requests.example.com/gpu": "1"}})),
+            "spec.stages[0].resources.limits: Value error, resource names must be",
+            id="a resource name with the quota's requests. prefix is refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"example.com/gpu": "500m"}})),
+            "spec.stages[0].resources.limits: Value error, extended resources (domain/name) take whole numbers: "
+            "example.com/gpu is 500m",
+            id="a fraction of an extended resource is refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"hugepages-2Mi": "3Mi", "memory": "1Gi"}})),
+            "spec.stages[0].resources.limits: Value error, hugepages-<size>: the amount must be a whole multiple of "
+            "the page size: hugepages-2Mi is 3Mi",
+            id="hugepages that are not a multiple of the page size are refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"hugepages-abc": "2Mi", "memory": "1Gi"}})),
+            "spec.stages[0].resources.limits: Value error, hugepages-<size>: the amount must be a whole multiple",
+            id="hugepages of a size that is not a quantity are refused",
+        ),
+        pytest.param(
+            spec(image(resources={"limits": {"hugepages-2Mi": "2Mi"}})),
+            "spec.stages[0].resources: Value error, hugepages need a cpu or memory request or limit",
+            id="hugepages alone are refused",
         ),
         pytest.param(
             spec(image(podMetadata={"labels": {"a/b/c": "x"}})),
@@ -420,8 +451,8 @@ def test_what_built_in_stages_and_tenants_need_is_accepted() -> None:
                 env=[{"name": "AWS_REGION", "value": "eu-west-1"}],
                 envFrom=[{"configMapRef": {"name": "c"}}],
                 resources={
-                    "requests": {"cpu": ".5", "memory": "1e3", "example.com/fpga": "1", "hugepages-2Mi": "2Mi"},
-                    "limits": {"cpu": "500m", "memory": "1k", "example.com/fpga": "1", "hugepages-2Mi": "2Mi"},
+                    "requests": {"cpu": ".5", "memory": "1e3", "example.com/fpga": "1", "hugepages-2Mi": "4Mi"},
+                    "limits": {"cpu": "500m", "memory": "1k", "example.com/fpga": "1e0", "hugepages-2Mi": "4194304"},
                 },
                 podMetadata={
                     "labels": {"team": "", "app.example.com/tier": "batch", "a_b.c-d": "A_b.c-D"},

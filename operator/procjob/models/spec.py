@@ -25,10 +25,10 @@ from procjob.models.syntax import (
     USES_RESERVED_ENV_PREFIXES,
     cel_keys_are_qualified,
     cel_requests_fit_limits,
-    cel_resource_names,
     key_problem,
     requests_problem,
-    resource_name_problem,
+    resource_problem,
+    resource_rules,
     with_problem,
 )
 
@@ -288,38 +288,22 @@ def _with_rules(rules: list[dict[str, str]]) -> ConfigDict:
 Quantity = Annotated[str, Field(max_length=64, pattern=QUANTITY)]
 ResourceName = Annotated[str, Field(max_length=317)]
 ResourceMap = dict[ResourceName, Quantity]
-CEL_QUANTITIES = "every value must be a Kubernetes quantity"
-
-
-def _resource_names(field: str) -> list[dict[str, str]]:
-    return [
-        {
-            "rule": cel_resource_names(field),
-            "message": "resource names must be cpu, memory, ephemeral-storage, hugepages-<size> or domain/name",
-            "fieldPath": f".{field}",
-        },
-        {
-            "rule": f"!has(self.{field}) || self.{field}.all(k, isQuantity(self.{field}[k]))",
-            "message": CEL_QUANTITIES,
-            "fieldPath": f".{field}",
-        },
-    ]
 
 
 class Resources(ApiModel):
     """Compute resources of the stage's container, as in a Pod: quantities like 500m or 256Mi;
     requests at most the limits; hugepages and extended resources need a limit equal to the request."""
 
-    model_config = _with_rules([*_resource_names("requests"), *_resource_names("limits"), *cel_requests_fit_limits()])
+    model_config = _with_rules([*resource_rules("requests"), *resource_rules("limits"), *cel_requests_fit_limits()])
 
     requests: ResourceMap | None = Field(default=None, max_length=16, description="E.g. {cpu: 500m, memory: 256Mi}.")
     limits: ResourceMap | None = Field(default=None, max_length=16, description="E.g. {memory: 512Mi}.")
 
     @field_validator("requests", "limits")
     @classmethod
-    def _names(cls, value: ResourceMap | None) -> ResourceMap | None:
-        for name in value or {}:
-            problem = resource_name_problem(name)
+    def _names_and_amounts(cls, value: ResourceMap | None) -> ResourceMap | None:
+        for name, amount in (value or {}).items():
+            problem = resource_problem(name, amount)
             if problem:
                 raise ValueError(problem)
         return value

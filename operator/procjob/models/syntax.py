@@ -90,41 +90,77 @@ def quantity_value(text: str) -> Decimal | None:
             return None
 
 
-def resource_name_problem(name: str) -> str | None:
-    """Why `name` cannot be a container resource name in a Pod, or None."""
-    if key_problem(name) is not None:
-        return f"resource name {name[:80]!r} is not a qualified name"
-    if "/" not in name and name not in STANDARD_RESOURCES and not name.startswith("hugepages-"):
-        return (
-            f"resource name {name!r} is neither cpu, memory, ephemeral-storage, hugepages-<size> nor an "
-            "extended resource (domain/name)"
-        )
-    return None
+RESOURCE_NAMES = "resource names must be cpu, memory, ephemeral-storage, hugepages-<size> or domain/name"
+EXTENDED_INTEGER = "extended resources (domain/name) take whole numbers"
+HUGEPAGES_MULTIPLE = "hugepages-<size>: the amount must be a whole multiple of the page size"
+HUGEPAGES_NEED_CPU_OR_MEMORY = "hugepages need a cpu or memory request or limit"
+EQUAL_LIMIT = "a request of hugepages or an extended resource needs an equal limit"
+REQUESTS_FIT = "requests must not exceed limits"
+HUGEPAGES = "hugepages-"
 
 
-def cel_resource_names(field: str) -> str:
-    """CEL on Resources: the keys of `field` (requests or limits) are container resource names."""
-    standard = ", ".join(f"'{name}'" for name in STANDARD_RESOURCES)
-    return (
-        f"!has(self.{field}) || self.{field}.all(k, k.matches('{QUALIFIED_NAME}') && k.indexOf('/') <= 253 && "
-        f"(k.contains('/') || k in [{standard}] || k.startsWith('hugepages-')))"
-    )
+def is_extended(name: str) -> bool:
+    """An extended resource (example.com/gpu): not Kubernetes' own, counted in whole units."""
+    return "/" in name and "kubernetes.io/" not in name
 
 
 def needs_equal_limit(name: str) -> bool:
     """Hugepages and extended resources cannot be overcommitted: a request needs an equal limit."""
-    return name.startswith("hugepages-") or ("/" in name and "kubernetes.io/" not in name)
+    return name.startswith(HUGEPAGES) or is_extended(name)
+
+
+def resource_problem(name: str, amount: str) -> str | None:
+    """Why the Pod API refuses `name: amount` in a container's requests or limits, or None."""
+    if key_problem(name) is not None:
+        return f"{RESOURCE_NAMES}: {name[:80]!r} is not a qualified name"
+    if "/" not in name and name not in STANDARD_RESOURCES and not name.startswith(HUGEPAGES):
+        return f"{RESOURCE_NAMES}: {name!r}"
+    if name.startswith("requests."):
+        return f"{RESOURCE_NAMES}: {name!r} (the requests. prefix is the quota's)"
+    value = quantity_value(amount)
+    if value is None:
+        return None  # the pattern of the value names it
+    if is_extended(name) and (value != value.to_integral_value() or value >= INT64):
+        return f"{EXTENDED_INTEGER}: {name} is {amount}"
+    if name.startswith(HUGEPAGES):
+        page = quantity_value(name.removeprefix(HUGEPAGES))
+        if page is None or page <= 0 or page != page.to_integral_value() or value % page != 0:
+            return f"{HUGEPAGES_MULTIPLE}: {name} is {amount}"
+    return None
+
+
+def resource_rules(field: str) -> list[dict[str, str]]:
+    """CEL on Resources saying what `resource_problem` says about the map `field` (requests or limits)."""
+    standard = ", ".join(f"'{name}'" for name in STANDARD_RESOURCES)
+    value, page = f"quantity(self.{field}[k])", "quantity(k.substring(10))"
+    rules = {
+        RESOURCE_NAMES: f"k.matches('{QUALIFIED_NAME}') && k.indexOf('/') <= 253 && !k.startsWith('requests.') && "
+        f"(k.contains('/') || k in [{standard}] || k.startsWith('{HUGEPAGES}'))",
+        "every value must be a Kubernetes quantity": f"isQuantity(self.{field}[k])",
+        EXTENDED_INTEGER: f"!(k.contains('/') && !k.contains('kubernetes.io/')) || !isQuantity(self.{field}[k]) || "
+        f"{value}.isInteger()",
+        HUGEPAGES_MULTIPLE: f"!k.startsWith('{HUGEPAGES}') || !isQuantity(self.{field}[k]) || "
+        f"(isQuantity(k.substring(10)) && {page}.isInteger() && {page}.asInteger() > 0 && {value}.isInteger() && "
+        f"{value}.asInteger() % {page}.asInteger() == 0)",
+    }
+    return [
+        {"rule": f"!has(self.{field}) || self.{field}.all(k, {rule})", "message": message, "fieldPath": f".{field}"}
+        for message, rule in rules.items()
+    ]
 
 
 def requests_problem(requests: Mapping[str, str], limits: Mapping[str, str]) -> str | None:
-    """Why these requests and limits make a Pod the API server refuses, or None."""
+    """Why these requests and limits together make a Pod the API server refuses, or None."""
+    names = {*requests, *limits}
+    if any(n.startswith(HUGEPAGES) for n in names) and not names & {"cpu", "memory"}:
+        return HUGEPAGES_NEED_CPU_OR_MEMORY
     for name, request in requests.items():
         wanted, limit = quantity_value(request), limits.get(name)
         cap = quantity_value(limit) if limit is not None else None
         if needs_equal_limit(name) and (cap is None or wanted != cap):
-            return f"a request of hugepages or an extended resource needs an equal limit: {name}"
+            return f"{EQUAL_LIMIT}: {name}"
         if wanted is not None and cap is not None and wanted > cap:
-            return f"requests must not exceed limits: {name} requests {request}, limits {limit}"
+            return f"{REQUESTS_FIT}: {name} requests {request}, limits {limit}"
     return None
 
 
@@ -135,16 +171,23 @@ _BOTH = "isQuantity(self.requests[k]) && isQuantity(self.limits[k])"
 def cel_requests_fit_limits() -> list[dict[str, str]]:
     """CEL on Resources mirroring `requests_problem` (guarded: quantity() of a non-quantity errors)."""
     extended = "(k.startsWith('hugepages-') || (k.contains('/') && !k.contains('kubernetes.io/')))"
+    hugepages = " || ".join(
+        f"(has(self.{f}) && self.{f}.exists(k, k.startsWith('{HUGEPAGES}')))" for f in ("requests", "limits")
+    )
+    cpu_or_memory = " || ".join(
+        f"(has(self.{f}) && ('cpu' in self.{f} || 'memory' in self.{f}))" for f in ("requests", "limits")
+    )
     return [
+        {"rule": f"!({hugepages}) || {cpu_or_memory}", "message": HUGEPAGES_NEED_CPU_OR_MEMORY},
         {
             "rule": "!has(self.requests) || !has(self.limits) || self.requests.all(k, !(k in self.limits) || "
             f"!({_BOTH}) || {_CMP} <= 0)",
-            "message": "requests must not exceed limits",
+            "message": REQUESTS_FIT,
         },
         {
             "rule": f"!has(self.requests) || self.requests.all(k, !{extended} || (has(self.limits) && "
             f"k in self.limits && (!({_BOTH}) || {_CMP} == 0)))",
-            "message": "a request of hugepages or an extended resource needs an equal limit",
+            "message": EQUAL_LIMIT,
         },
     ]
 
