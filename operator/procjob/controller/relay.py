@@ -394,7 +394,7 @@ class AuditRelay:
         self._measured(up=True)
 
     def _unavailable(self, exc: Exception) -> None:
-        """Everyone's failure: back off (the batch is put back by `_deliver`)."""
+        """Everyone's failure: back off (the caller has put the batch back, so the log counts it)."""
         self.metrics.audit_errors.inc()
         self._measured(up=False)
         delay = self.retry_delays[min(self._failures, len(self.retry_delays) - 1)]
