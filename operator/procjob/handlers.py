@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
+from procjob.controller.supervise import Loops, supervise
 from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
 from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
@@ -92,6 +94,13 @@ class Runtime:
     web: Any = None
     ready: bool = False
     resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    loops: Loops = field(default_factory=Loops)
+
+    def start(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]], *, must_run: bool = True) -> None:
+        """Run a long-lived loop under supervision: restarted when it raises, counted, and part
+        of /healthz (see controller.supervise)."""
+        loop = supervise(name, factory, loops=self.loops, metrics=self.metrics, must_run=must_run)
+        self.tasks.append(asyncio.create_task(loop, name=name))
 
 
 def credentials(settings: kopf.OperatorSettings) -> Credentials:
@@ -136,11 +145,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         # wait=False: start even while PostgreSQL is down; the relay keeps the backlog until it is back.
         rt.store = await AuditStore.open(rt.settings.database_url, connect_timeout=5.0, wait=False)
         if rt.settings.migrate:
-            rt.tasks.append(asyncio.create_task(_migrate(rt.store), name="audit-migrate"))
+            store = rt.store
+            rt.start("audit-migrate", lambda: _migrate(store), must_run=False)
         rt.relay = AuditRelay(
             rt.store, rt.queue, rt.metrics, utcnow, crash_after_insert="audit-after-insert" in rt.settings.failpoints
         )
-        rt.tasks.append(asyncio.create_task(rt.relay.run(), name="audit-relay"))
+        rt.start("audit-relay", rt.relay.run)
         log.info("audit: recording transitions in PostgreSQL")
     else:
         log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
@@ -156,17 +166,14 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         audit=rt.relay,
         instance=rt.settings.instance,
     )
-    rt.tasks.append(asyncio.create_task(_start_workers(rt), name="start-workers"))
+    rt.start("start-workers", lambda: _start_workers(rt), must_run=False)
 
     async def history(ns: str, name: str) -> dict[str, Any] | None:
         return None if rt.store is None else await history_document(rt.store, ns, name)
 
     app = build_app(
         rt.metrics.registry,
-        live=lambda: (
-            all(not t.done() for t in rt.tasks if t.get_name() not in ("audit-migrate", "start-workers")),
-            "workers running",
-        ),
+        live=rt.loops.live,
         ready=lambda: (rt.ready, "ready" if rt.ready else "starting"),
         history=history if rt.store is not None else None,
         authorize=ReviewAuthorizer(rt.client),
@@ -193,17 +200,20 @@ async def _start_workers(rt: Runtime) -> None:
             log.warning("cache sync: listing failed (%s); retrying", exc)
             await asyncio.sleep(2)
     for i in range(rt.settings.workers):
-        rt.tasks.append(asyncio.create_task(rt.reconciler.worker(), name=f"reconcile-{i}"))
-    rt.tasks.append(asyncio.create_task(_gauges(rt), name="gauges"))
-    converge = keep_converging(
-        rt.client,
-        rt.cache,
-        rt.settings.namespaces,
-        lambda result: _resynced(rt, result),
-        every=RESYNC_SECONDS,
-        wake=rt.resync_wake,
+        rt.start(f"reconcile-{i}", rt.reconciler.worker)
+    rt.start("gauges", lambda: _gauges(rt))
+    client = rt.client
+    rt.start(
+        "resync",
+        lambda: keep_converging(
+            client,
+            rt.cache,
+            rt.settings.namespaces,
+            lambda result: _resynced(rt, result),
+            every=RESYNC_SECONDS,
+            wake=rt.resync_wake,
+        ),
     )
-    rt.tasks.append(asyncio.create_task(converge, name="resync"))
     rt.ready = True
 
 

@@ -72,6 +72,8 @@ class AuditOutlet(Protocol):
 
     def submit(self, job: ProcessingJob, pending: list[AuditEntry]) -> None: ...
 
+    def problem(self, uid: str) -> str | None: ...
+
 
 def refused(exc: ApiError) -> bool:
     """A create the API server will refuse again as it is: a 4xx other than 409 (exists) and 429
@@ -117,6 +119,7 @@ class Reconciler:
         self._trim_due: dict[str, float] = {}
         self._rejected: dict[str, dict[str, str]] = {}  # job UID -> pod name -> the API server's refusal
         self._crashes: dict[str, int] = {}  # key -> reconciles in a row that raised a bug
+        self._audit_reported: dict[str, str] = {}  # job UID -> the audit problem already posted
 
     # ------------------------------------------------------------------------------ the loop
     async def worker(self) -> None:
@@ -254,6 +257,7 @@ class Reconciler:
             # the job as decided: the relay's job summary must be the newest state, not the one read
             decided = ProcessingJob(meta, job.spec, decision.status, job.spec_error)
             self.audit.submit(decided, list(decision.status.audit.pending))
+            self._report_audit_problem(meta, now)
         self._post_events(meta, decision, now)
         self._count(decision, stored)
         if decision.finalizer == FinalizerAction.REMOVE:
@@ -350,6 +354,18 @@ class Reconciler:
         log.error("job %s failed: the operator cannot process it (%s)", key, cause)
         self.admission.release(key)
         self.queue.add(key)
+
+    def _report_audit_problem(self, meta: JobMeta, now: datetime) -> None:
+        """The relay cannot write this job's records (they stay in its outbox): say so on the job,
+        once per process and problem, as a Warning Event."""
+        assert self.audit is not None
+        problem = self.audit.problem(meta.uid)
+        if problem is None or self._audit_reported.get(meta.uid) == problem:
+            return
+        self._audit_reported[meta.uid] = problem
+        task = asyncio.create_task(self._post_event(meta, "Warning", "AuditBlocked", problem[:1024], now))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _post_unreadable(self, body: dict[str, Any], message: str) -> None:
         meta = body.get("metadata") or {}

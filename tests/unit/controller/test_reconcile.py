@@ -67,12 +67,16 @@ class Slots:
 class Outlet:
     def __init__(self) -> None:
         self.submitted: list[tuple[ProcessingJob, list[AuditEntry]]] = []
+        self.problems: dict[str, str] = {}
 
     def confirmed(self, uid: str) -> int:
         return 0
 
     def submit(self, job: ProcessingJob, pending: list[AuditEntry]) -> None:
         self.submitted.append((job, pending))
+
+    def problem(self, uid: str) -> str | None:
+        return self.problems.get(uid)
 
 
 def setup(
@@ -247,3 +251,19 @@ async def test_an_unreadable_object_is_reported_on_it() -> None:
     assert [e["reason"] for e in kube.events] == ["ReconcileError"]
     assert "cannot read" in kube.events[0]["message"]
     assert START  # the fake clock's start, for readers of the fixtures
+
+
+async def test_a_job_whose_records_the_relay_cannot_write_says_so_once() -> None:
+    rec, kube, _, clock, key = setup(audit=True)
+    outlet = rec.audit
+    assert isinstance(outlet, Outlet)
+    outlet.problems[UID] = "PostgreSQL refuses this job's records: invalid byte sequence"
+    await rec.reconcile(key)
+    clock.tick(1)
+    kube.pods.clear()
+    await rec.reconcile(key)
+    await settle(rec)
+    blocked = [e for e in kube.events if e["reason"] == "AuditBlocked"]
+    assert len(blocked) == 1
+    assert blocked[0]["type_"] == "Warning"
+    assert "invalid byte sequence" in blocked[0]["message"]
