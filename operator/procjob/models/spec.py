@@ -16,19 +16,20 @@ from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validat
 
 from procjob.models.base import ApiModel
 from procjob.models.syntax import (
-    ANNOTATIONS_MAX_BYTES,
     LABEL_VALUE,
     MAX_WITH_KEYS,
     QUANTITY,
     RESERVED_ENV_PREFIX,
-    RESERVED_METADATA_PREFIX,
+    USES_ENV_FROM,
+    USES_ENV_RESERVED,
     USES_RESERVED_ENV_PREFIXES,
-    cel_keys_are_qualified,
     cel_requests_fit_limits,
-    key_problem,
+    metadata_problem,
+    metadata_rules,
     requests_problem,
     resource_problem,
     resource_rules,
+    uses_env_rules,
     with_problem,
 )
 
@@ -41,8 +42,6 @@ MAX_STAGE_NAME = 40
 CEL = "x-kubernetes-validations"
 ENV_RESERVED = f"names starting with {RESERVED_ENV_PREFIX} are reserved for the operator"
 PREFIX_RESERVED = f"an envFrom prefix starting with {RESERVED_ENV_PREFIX} is reserved for the operator"
-USES_ENV_RESERVED = "env names starting with AWS_ or PROCJOB_ are reserved on built-in (uses) stages"
-USES_ENV_FROM = "envFrom on a built-in (uses) stage needs a prefix that cannot make AWS_ or PROCJOB_ names"
 
 Str = Annotated[str, Field(max_length=4096)]
 Name = Annotated[str, Field(min_length=1, max_length=253)]
@@ -318,41 +317,13 @@ class Resources(ApiModel):
 
 LabelKey = Annotated[str, Field(min_length=1, max_length=317)]
 LabelValue = Annotated[str, Field(max_length=63, pattern=LABEL_VALUE)]
-RESERVED_LABELS = f"labels under {RESERVED_METADATA_PREFIX} are reserved for the operator"
-RESERVED_ANNOTATIONS = f"annotations under {RESERVED_METADATA_PREFIX} are reserved for the operator"
-KEYS_QUALIFIED = "keys must be qualified names ([prefix/]name)"
-ANNOTATIONS_TOO_BIG = f"annotations must total at most {ANNOTATIONS_MAX_BYTES} characters (keys and values)"
-
-
-def _metadata_rules() -> list[dict[str, str]]:
-    """CEL of PodMetadata; `_checked` below says the same in Python."""
-    rules = []
-    for field, reserved in (("labels", RESERVED_LABELS), ("annotations", RESERVED_ANNOTATIONS)):
-        keys = {"rule": cel_keys_are_qualified(field), "message": f"{field[:-1]} {KEYS_QUALIFIED}"}
-        rules.append(keys | {"fieldPath": f".{field}"})
-        rules.append(
-            {
-                "rule": f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('{RESERVED_METADATA_PREFIX}'))",
-                "message": reserved,
-                "fieldPath": f".{field}",
-            }
-        )
-    rules.append(
-        {
-            "rule": "!has(self.annotations) || "
-            f"self.annotations.map(k, k.size() + self.annotations[k].size()).sum() <= {ANNOTATIONS_MAX_BYTES}",
-            "message": ANNOTATIONS_TOO_BIG,
-            "fieldPath": ".annotations",
-        }
-    )
-    return rules
 
 
 class PodMetadata(ApiModel):
     """Extra labels and annotations for the stage's pods. Keys are qualified names; keys under
     procjob.dev/ are reserved; keys in the kubernetes.io and k8s.io domains need the operator's leave."""
 
-    model_config = _with_rules(_metadata_rules())
+    model_config = _with_rules(metadata_rules())
 
     labels: dict[LabelKey, LabelValue] | None = Field(
         default=None, max_length=32, description="Labels added to each pod."
@@ -365,51 +336,22 @@ class PodMetadata(ApiModel):
     @classmethod
     def _checked(cls, value: dict[str, str] | None, info: ValidationInfo) -> dict[str, str] | None:
         """A field validator, so that the error names `.labels` or `.annotations` as the CEL rules do."""
-        labels = info.field_name == "labels"
-        for key in value or {}:
-            problem = key_problem(key)
-            if problem:
-                raise ValueError(f"{'label' if labels else 'annotation'} {KEYS_QUALIFIED}: {problem}")
-            if key.startswith(RESERVED_METADATA_PREFIX):
-                raise ValueError(RESERVED_LABELS if labels else RESERVED_ANNOTATIONS)
-        # CEL's string size() counts code points, as len() does.
-        if not labels and sum(len(k) + len(v) for k, v in (value or {}).items()) > ANNOTATIONS_MAX_BYTES:
-            raise ValueError(ANNOTATIONS_TOO_BIG)
+        problem = metadata_problem(info.field_name == "labels", value or {})
+        if problem:
+            raise ValueError(problem)
         return value
 
 
 class Stage(ApiModel):
     """One step of the job: a container image, or a built-in worker stage (`uses`)."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            CEL: [
-                {"rule": "has(self.image) != has(self.uses)", "message": "set exactly one of image or uses"},
-                {
-                    "rule": "!has(self.with) || has(self.uses)",
-                    "message": "with is for built-in stages (uses)",
-                },
-                {
-                    "rule": "!has(self.uses) || !has(self.env) || self.env.all(e, "
-                    + " && ".join(f"!e.name.startsWith('{p}')" for p in USES_RESERVED_ENV_PREFIXES)
-                    + ")",
-                    "message": USES_ENV_RESERVED,
-                    "fieldPath": ".env",
-                },
-                {
-                    "rule": "!has(self.uses) || !has(self.envFrom) || self.envFrom.all(f, "
-                    + " && ".join(
-                        f"!'{p}'.startsWith(has(f.prefix) ? f.prefix : '') && "
-                        f"!(has(f.prefix) && f.prefix.startsWith('{p}'))"
-                        for p in USES_RESERVED_ENV_PREFIXES
-                    )
-                    + ")",
-                    "message": USES_ENV_FROM,
-                    "fieldPath": ".envFrom",
-                },
-            ]
-        }
-    }
+    model_config = _with_rules(
+        [
+            {"rule": "has(self.image) != has(self.uses)", "message": "set exactly one of image or uses"},
+            {"rule": "!has(self.with) || has(self.uses)", "message": "with is for built-in stages (uses)"},
+            *uses_env_rules(),
+        ]
+    )
 
     name: Annotated[str, Field(min_length=1, max_length=MAX_STAGE_NAME, pattern=DNS_LABEL)] = Field(
         description="Stage name: a DNS label, unique within the job; part of pod names."

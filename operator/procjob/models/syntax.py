@@ -74,6 +74,81 @@ def cel_keys_are_qualified(field: str) -> str:
     return f"!has(self.{field}) || self.{field}.all(k, k.matches('{QUALIFIED_NAME}') && k.indexOf('/') <= 253)"
 
 
+RESERVED_LABELS = f"labels under {RESERVED_METADATA_PREFIX} are reserved for the operator"
+RESERVED_ANNOTATIONS = f"annotations under {RESERVED_METADATA_PREFIX} are reserved for the operator"
+KEYS_QUALIFIED = "keys must be qualified names ([prefix/]name)"
+ANNOTATIONS_TOO_BIG = f"annotations must total at most {ANNOTATIONS_MAX_BYTES} characters (keys and values)"
+
+
+def metadata_problem(labels: bool, values: Mapping[str, str]) -> str | None:
+    """Why a stage's pod labels (or annotations) are refused, or None; `metadata_rules` in Python."""
+    for key in values:
+        problem = key_problem(key)
+        if problem:
+            return f"{'label' if labels else 'annotation'} {KEYS_QUALIFIED}: {problem}"
+        if key.startswith(RESERVED_METADATA_PREFIX):
+            return RESERVED_LABELS if labels else RESERVED_ANNOTATIONS
+    # CEL's string size() counts code points, as len() does.
+    if not labels and sum(len(k) + len(v) for k, v in values.items()) > ANNOTATIONS_MAX_BYTES:
+        return ANNOTATIONS_TOO_BIG
+    return None
+
+
+def metadata_rules() -> list[dict[str, str]]:
+    """CEL on PodMetadata: qualified keys, procjob.dev/ reserved, at most 64 Ki characters of annotations."""
+    rules = []
+    for field, reserved in (("labels", RESERVED_LABELS), ("annotations", RESERVED_ANNOTATIONS)):
+        rules.append(
+            {
+                "rule": cel_keys_are_qualified(field),
+                "message": f"{field[:-1]} {KEYS_QUALIFIED}",
+                "fieldPath": f".{field}",
+            }
+        )
+        rules.append(
+            {
+                "rule": f"!has(self.{field}) || self.{field}.all(k, !k.startsWith('{RESERVED_METADATA_PREFIX}'))",
+                "message": reserved,
+                "fieldPath": f".{field}",
+            }
+        )
+    rules.append(
+        {
+            "rule": "!has(self.annotations) || "
+            f"self.annotations.map(k, k.size() + self.annotations[k].size()).sum() <= {ANNOTATIONS_MAX_BYTES}",
+            "message": ANNOTATIONS_TOO_BIG,
+            "fieldPath": ".annotations",
+        }
+    )
+    return rules
+
+
+USES_ENV_RESERVED = "env names starting with AWS_ or PROCJOB_ are reserved on built-in (uses) stages"
+USES_ENV_FROM = "envFrom on a built-in (uses) stage needs a prefix that cannot make AWS_ or PROCJOB_ names"
+
+
+def uses_env_rules() -> list[dict[str, str]]:
+    """CEL on a Stage: a built-in stage's env names and envFrom prefixes stay clear of AWS_ and PROCJOB_
+    (Stage._uses_env says the same in Python)."""
+    names = " && ".join(f"!e.name.startsWith('{p}')" for p in USES_RESERVED_ENV_PREFIXES)
+    prefixes = " && ".join(
+        f"!'{p}'.startsWith(has(f.prefix) ? f.prefix : '') && !(has(f.prefix) && f.prefix.startsWith('{p}'))"
+        for p in USES_RESERVED_ENV_PREFIXES
+    )
+    return [
+        {
+            "rule": f"!has(self.uses) || !has(self.env) || self.env.all(e, {names})",
+            "message": USES_ENV_RESERVED,
+            "fieldPath": ".env",
+        },
+        {
+            "rule": f"!has(self.uses) || !has(self.envFrom) || self.envFrom.all(f, {prefixes})",
+            "message": USES_ENV_FROM,
+            "fieldPath": ".envFrom",
+        },
+    ]
+
+
 def quantity_value(text: str) -> Decimal | None:
     """The exact value of a Kubernetes quantity (no sign), or None when it is not one."""
     if len(text) > 64 or not _QUANTITY.match(text):
