@@ -274,7 +274,8 @@ class EnvFromSource(ApiModel):
         return prefix
 
     def may_make(self, reserved: str) -> bool:
-        """Whether a key of the source could become a variable named `reserved`... (a prefix of it)."""
+        """Whether a key of the source could become a variable whose name starts with `reserved` (e.g.
+        "PROCJOB_"): with no prefix, a prefix of it ("PROC"), or a prefix that starts with it."""
         prefix = self.prefix or ""
         return reserved.startswith(prefix) or prefix.startswith(reserved)
 
