@@ -123,6 +123,24 @@ FETCH_PARAMS = {  # every parameter of the built-in fetch stage (worker/params.p
             id="a resource name with the quota's requests. prefix",
         ),
         pytest.param(
+            job(image=" " + IMAGE),
+            "spec.stages[0].image",
+            "should match",
+            id="an image with leading whitespace",
+        ),
+        pytest.param(
+            job(env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "Bad_Name", "key": "k"}}}]),
+            "spec.stages[0].env[0].valueFrom.secretKeyRef.name",
+            "should match",
+            id="a Secret name that is not a DNS subdomain",
+        ),
+        pytest.param(
+            job(envFrom=[{"prefix": "A=", "configMapRef": {"name": "c"}}]),
+            "spec.stages[0].envFrom[0].prefix",
+            "should match",
+            id="an envFrom prefix with '='",
+        ),
+        pytest.param(
             job(podMetadata={"labels": {"team/a/b": "x"}}),
             "spec.stages[0].podMetadata.labels",
             "label keys must be qualified names",

@@ -372,6 +372,26 @@ WITH_SHAPE = "a parameter may be a scalar, a list of scalars, or an object whose
             id="an envFrom prefix that could make AWS_ names on a built-in stage is refused",
         ),
         pytest.param(
+            spec(image(image=" registry.example.com/work:1")),
+            "spec.stages[0].image: String should match pattern",
+            id="an image with leading whitespace is refused (the Pod API would)",
+        ),
+        pytest.param(
+            spec(image(envFrom=[{"prefix": "A=", "configMapRef": {"name": "c"}}])),
+            "spec.stages[0].envFrom[0].prefix: String should match pattern",
+            id="an envFrom prefix with '=' is refused",
+        ),
+        pytest.param(
+            spec(image(envFrom=[{"configMapRef": {"name": "Bad_Name"}}])),
+            "spec.stages[0].envFrom[0].configMapRef.name: String should match pattern",
+            id="a ConfigMap name that is not a DNS subdomain is refused",
+        ),
+        pytest.param(
+            spec(image(env=[{"name": "A", "valueFrom": {"secretKeyRef": {"name": "s", "key": "a/b"}}}])),
+            "spec.stages[0].env[0].valueFrom.secretKeyRef.key: String should match pattern",
+            id="a Secret key with a slash is refused",
+        ),
+        pytest.param(
             spec(fetch({"deep": nested(600)})),
             f"spec.stages[0].with: Value error, deep.a is nested too deep: {WITH_SHAPE}",
             id="a with nested 600 deep is refused without recursion",

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validat
 
 from procjob.models.base import ApiModel
 from procjob.models.syntax import (
+    DNS_SUBDOMAIN,
     LABEL_VALUE,
     MAX_WITH_KEYS,
     QUANTITY,
@@ -44,7 +45,9 @@ ENV_RESERVED = f"names starting with {RESERVED_ENV_PREFIX} are reserved for the 
 PREFIX_RESERVED = f"an envFrom prefix starting with {RESERVED_ENV_PREFIX} is reserved for the operator"
 
 Str = Annotated[str, Field(max_length=4096)]
-Name = Annotated[str, Field(min_length=1, max_length=253)]
+# A Secret or ConfigMap name (a DNS subdomain) and a key in it, as the Pod API checks them.
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=f"^{DNS_SUBDOMAIN}$")]
+ConfigKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
 
 
 class RetryAction(StrEnum):
@@ -168,7 +171,7 @@ class KeyRef(ApiModel):
     """A key of a Secret or ConfigMap in the job's namespace."""
 
     name: Name = Field(description="The Secret or ConfigMap name.")
-    key: Annotated[str, Field(min_length=1, max_length=253)] = Field(description="The key within it.")
+    key: ConfigKey = Field(description="The key within it.")
     optional: bool | None = Field(default=None, description="Start even if it is missing.")
 
 
@@ -256,7 +259,9 @@ class EnvFromSource(ApiModel):
         }
     }
 
-    prefix: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Prefix for names.")
+    prefix: Annotated[str, Field(max_length=64, pattern=r"^[ -<>-~]*$")] | None = Field(
+        default=None, description="Prefix for names (printable ASCII, no '=')."
+    )
     secret_ref: LocalRef | None = Field(default=None, description="A Secret.")
     config_map_ref: LocalRef | None = Field(default=None, description="A ConfigMap.")
 
@@ -357,7 +362,7 @@ class Stage(ApiModel):
     name: Annotated[str, Field(min_length=1, max_length=MAX_STAGE_NAME, pattern=DNS_LABEL)] = Field(
         description="Stage name: a DNS label, unique within the job; part of pod names."
     )
-    image: Annotated[str, Field(min_length=1, max_length=512)] | None = Field(
+    image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S(.*\S)?$")] | None = Field(
         default=None, description="Container image that runs the stage."
     )
     uses: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)] | None = Field(
