@@ -4,7 +4,8 @@ Properties over hostile values (random unicode with lone surrogates and NUL, NaN
 integers, bytes, deep nesting, huge strings): `_event_row` and `_job_row` return one JSON object
 that strict UTF-8 and a strict JSON parser accept (what PostgreSQL requires of text and jsonb),
 with no NUL, within the byte bound, nested no deeper than the bound, readable back through the
-models (history), and marked when anything was degraded. Plus `procjob.core.sanitize` by example.
+models (history), and marked when anything was degraded.
+(`procjob.core.sanitize` by example: tests/unit/core/test_sanitize.py.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from procjob.adapters.audit import (
     _job_row,
 )
 from procjob.core.redact import REDACTED
-from procjob.core.sanitize import bounded_json, clean_text, cut_text
+from procjob.core.sanitize import cut_text
 from procjob.models.audit import AuditEntry, AuditRecord
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -220,73 +221,3 @@ def test_a_row_whose_building_fails_keeps_the_record_identity_and_says_why() -> 
     row = json.loads(_event_row(AuditRecord.model_construct(job_uid=UID, namespace="media", name="t", entry=entry)))
     assert (row["job_uid"], row["seq"], row["event_type"]) == (UID, 5, "JobStarted")
     assert row["detail"] == {DEGRADED_KEY: ["the row could not be built (TypeError); only its identity kept"]}
-
-
-# --------------------------------------------------------------------------- core.sanitize by example
-
-
-@pytest.mark.parametrize(
-    ("text", "limit", "expected"),
-    [
-        ("plain", None, "plain"),
-        ("a\x00b", None, "a\ufffdb"),
-        ('{"k":"\ud800"}', None, '{"k":"\ufffd"}'),
-        ("\udc00\ud800", None, "\ufffd\ufffd"),
-        ("x" * 50, 30, "xxxxxxxxxx…[cut 40 characters]"),
-        ("short", 30, "short"),
-    ],
-)
-def test_clean_text_replaces_nul_and_lone_surrogates_and_cuts_with_a_marker(
-    text: str, limit: int | None, expected: str
-) -> None:
-    assert clean_text(text, limit) == expected
-
-
-def test_a_cut_says_exactly_how_many_characters_were_cut() -> None:
-    for length in (40, 999, 100_000):
-        for limit in (22, 30, 500):
-            cut = cut_text("y" * length, limit)
-            assert len(cut) == min(length, limit)
-            if "…" in cut:
-                assert cut == "y" * cut.index("…") + f"…[cut {length - cut.index('…')} characters]"
-            else:  # nothing cut, or (below about 20 characters) no room for the marker
-                assert cut == "y" * len(cut)
-                assert length <= limit or limit < 30
-
-
-def test_bounded_json_cuts_depth_with_a_marker_and_says_so() -> None:
-    value, notes = bounded_json(deep("leaf", 100, as_list=False), max_depth=3)
-    assert value == {"k": {"k": {"k": "<cut: nested deeper than 3 levels>"}}}
-    assert notes == ["structures nested deeper than 3 levels were cut"]
-
-
-def test_bounded_json_cuts_items_past_the_size_budget_with_a_count() -> None:
-    value, notes = bounded_json(list(range(1000)), max_chars=100)
-    assert value[-1] == f"<cut: {1000 - len(value) + 1} more items>"
-    assert len(json.dumps(value)) < 200
-    assert notes == ["the size bound was reached; the remaining items were cut"]
-
-
-def test_bounded_json_turns_what_json_lacks_into_text() -> None:
-    value, notes = bounded_json(
-        {1: b"\xffok", None: (float("nan"), -math.inf, 2**200), "t": datetime(2026, 1, 1, tzinfo=UTC)}
-    )
-    assert value == {
-        "1": "\ufffdok",
-        "null": ["NaN", "-Infinity", "<integer of 201 bits>"],
-        "t": "2026-01-01T00:00:00Z",
-    }
-    assert len(notes) == 3
-
-
-def test_bounded_json_survives_a_cycle_and_a_hostile_str() -> None:
-    class Hostile:
-        def __str__(self) -> str:
-            raise RuntimeError("no")
-
-    cycle: list[Any] = [Hostile()]
-    cycle.append(cycle)
-    value, notes = bounded_json(cycle, max_depth=4)
-    assert value[0] == "<unprintable Hostile>"
-    assert value[1][1][1][1] == "<cut: nested deeper than 4 levels>"
-    assert notes

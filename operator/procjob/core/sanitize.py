@@ -56,7 +56,7 @@ def cut_text(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     cut = len(text) - limit
-    for _ in range(4):  # the marker's length depends on the number it shows: settle it
+    while True:  # the marker's length depends on the number it shows: settle it (it only grows)
         marker = f"…[cut {cut} characters]"
         keep = limit - len(marker)
         if keep < 0:
@@ -64,7 +64,6 @@ def cut_text(text: str, limit: int) -> str:
         if len(text) - keep == cut:
             return text[:keep] + marker
         cut = len(text) - keep
-    return text[: max(0, limit)]
 
 
 @dataclass
