@@ -141,3 +141,9 @@ def test_plain_json_comes_back_equal_and_without_notes() -> None:
     assert bounded_json((1, "t")) == ([1, "t"], []), "tuples become lists silently"
     assert bounded_json(datetime(2026, 1, 1, 12, tzinfo=UTC))[0] == "2026-01-01T12:00:00Z"
     assert json.dumps(bounded_json(math.pi)[0]) == json.dumps(math.pi)
+
+
+def test_bounded_json_cleans_text_values_and_says_so() -> None:
+    value, notes = bounded_json({"outputs": json.loads('{"k":"\\ud800", "n": "a\\u0000"}')})
+    assert value == {"outputs": {"k": "\ufffd", "n": "a\ufffd"}}
+    assert notes == ["NUL or invalid UTF-16 replaced by U+FFFD"]
