@@ -112,7 +112,12 @@ scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_
 values = st.recursive(
     scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=5), inner, max_size=4)
 )
-keys = st.text(max_size=40) | st.from_regex(r"\A([a-z0-9.]{1,30}/)?[A-Za-z0-9._-]{1,20}\Z")
+KUBERNETES_KEYS = ["kubernetes.io/x", "k8s.io/x", "a.k8s.io/x", "container.apparmor.security.beta.kubernetes.io/m"]
+keys = (
+    st.text(max_size=40)
+    | st.from_regex(r"\A([a-z0-9.]{1,30}/)?[A-Za-z0-9._-]{1,20}\Z")
+    | st.sampled_from(KUBERNETES_KEYS)
+)
 
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
@@ -135,6 +140,8 @@ def test_validate_spec_never_raises_on_a_spec_that_parsed(
         return
     found = validate_spec(spec, CoreConfig(allowed_metadata_prefixes=tuple(allowed)))
     assert all(problem.startswith("spec.") for problem in found)
+    refused = {key for key in [*labels, *annotations] if is_kubernetes_key(key) and not key.startswith(tuple(allowed))}
+    assert all(any(repr(key) in problem for problem in found) for key in refused)
 
 
 def test_the_deepest_with_the_model_accepts_is_walked_without_trouble() -> None:
