@@ -215,7 +215,9 @@ class EnvVar(ApiModel):
         }
     }
 
-    name: Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME)] = Field(description="Variable name.")
+    name: Annotated[str, Field(min_length=1, max_length=256, pattern=ENV_NAME)] = Field(
+        description="Variable name. PROCJOB_* names are the operator's; on a built-in (uses) stage AWS_* too."
+    )
     value: Str | None = Field(default=None, description="Literal value; {{ templates }} are expanded.")
     value_from: EnvVarSource | None = Field(default=None, description="Value from a Secret or ConfigMap.")
 
@@ -260,7 +262,9 @@ class EnvFromSource(ApiModel):
     }
 
     prefix: Annotated[str, Field(max_length=64, pattern=r"^[ -<>-~]*$")] | None = Field(
-        default=None, description="Prefix for names (printable ASCII, no '=')."
+        default=None,
+        description="Prefix for names (printable ASCII, no '='); not PROCJOB_*. On a built-in (uses) stage "
+        "required, and it must not make PROCJOB_* or AWS_* names.",
     )
     secret_ref: LocalRef | None = Field(default=None, description="A Secret.")
     config_map_ref: LocalRef | None = Field(default=None, description="A ConfigMap.")
@@ -378,13 +382,17 @@ class Stage(ApiModel):
     )
     command: list[Str] | None = Field(default=None, max_length=64, description="Entrypoint; templates expanded.")
     args: list[Str] | None = Field(default=None, max_length=256, description="Arguments; templates expanded.")
-    env: list[EnvVar] | None = Field(default=None, max_length=128, description="Environment variables.")
+    env: list[EnvVar] | None = Field(
+        default=None, max_length=128, description="Environment variables; the operator's own (PROCJOB_*) win."
+    )
     env_from: list[EnvFromSource] | None = Field(default=None, max_length=16, description="Bulk env sources.")
     working_dir: Annotated[str, Field(max_length=1024)] | None = Field(default=None, description="Working directory.")
     image_pull_policy: Annotated[str, Field(pattern="^(Always|IfNotPresent|Never)$")] | None = Field(
         default=None, description="Always, IfNotPresent or Never."
     )
-    resources: Resources | None = Field(default=None, description="Requests and limits.")
+    resources: Resources | None = Field(
+        default=None, description="Requests and limits, checked as the Pod API checks them (requests <= limits)."
+    )
     timeout_seconds: int | None = Field(
         default=None,
         ge=1,
@@ -398,7 +406,11 @@ class Stage(ApiModel):
         description="Limit on an attempt's time Pending (unschedulable, image pull errors); then StartupTimeout.",
     )
     retry: RetryPolicy | None = Field(default=None, description="Overrides the job's retry policy field by field.")
-    pod_metadata: PodMetadata | None = Field(default=None, description="Extra labels and annotations for pods.")
+    pod_metadata: PodMetadata | None = Field(
+        default=None,
+        description="Extra labels and annotations for pods. procjob.dev/ keys are reserved; kubernetes.io and "
+        "k8s.io keys only under prefixes the operator allows (--allowed-metadata-prefixes).",
+    )
 
     @model_validator(mode="after")
     def _image_or_uses(self) -> Stage:
