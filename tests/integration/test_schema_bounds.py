@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -217,7 +218,7 @@ def test_an_over_deep_with_is_refused_naming_the_field(rig: Rig, crd: Path, name
     assert "spec.stages[0].with.deep" in output, output
 
 
-PROBE_GROUP = "schema-probe.procjob.dev"
+PROBE_GROUP = f"schema-probe-{uuid.uuid4().hex[:8]}.procjob.dev"  # one per run: concurrent runs keep apart
 
 
 @pytest.fixture(scope="module")
