@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from procjob.core.naming import pod_name
 from tests.e2e.jobs import job, stage, stage_status
 from tests.e2e.test_audit import drained, migrate, rows
 from tests.support.kube import Kube, condition, finished, wait_for
@@ -19,6 +20,7 @@ from tests.support.rig import Rig
 
 pytestmark = [pytest.mark.rig, pytest.mark.postgres]
 
+SQUATTER_SPEC = {"containers": [{"name": "main", "image": "registry.example/squatter:1"}]}
 OUTPUT_4K = '{"k": "' + "x" * 4000 + '"}'
 
 
@@ -38,28 +40,33 @@ def hostile_jobs() -> dict[str, dict[str, Any]]:
             stage("a", rig={"termination_message": OUTPUT_4K}),
             stage("b", args=["{{ stages.a.outputs.k }}" * 140] * 256),
         ),
-        "refused-pod": job(
-            "refused-pod", stage("a", resources={"limits": {"example.com/gadget": "1", "foo": "1"}}), retry={"limit": 3}
-        ),
+        # its first pod's name is taken (below) by a pod it does not own
+        "squatted": job("squatted", stage("a"), retry={"limit": 3}, suspend=True),
     }
 
 
 EXPECTED = {
     "lone-surrogate": ("False", "BackoffLimitExceeded", "InvalidOutputs"),
     "deep-outputs": ("False", "BackoffLimitExceeded", "InvalidOutputs"),
-    "template-bomb": ("False", "StageFailed", "PodTooLarge"),
-    "refused-pod": ("False", "StageFailed", "PodRejected"),
+    "template-bomb": ("False", "StageFailed", "the rendered pod would exceed 256 KiB"),
+    "squatted": ("False", "StageFailed", "PodRejected"),
 }
 
 
 def test_hostile_jobs_fail_alone_while_a_well_behaved_job_finishes_and_everything_is_audited(
-    kube: Kube, namespace: str, operator: Any, database: str
+    kube: Kube, rig: Rig, namespace: str, operator: Any, database: str
 ) -> None:
     migrate(database)
     op = operator(namespace, env={"PROCJOB_DATABASE_URL": database})
     manifests = hostile_jobs()
     for manifest in manifests.values():
         kube.create_job(namespace, manifest)
+    squatted = kube.job(namespace, "squatted")
+    assert squatted is not None
+    taken = pod_name("squatted", squatted["metadata"]["uid"], "a", 1)
+    squatter = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": taken}, "spec": SQUATTER_SPEC}
+    rig.apply(squatter, namespace=namespace)
+    kube.patch_job(namespace, "squatted", {"spec": {"suspend": False}})
     done = {name: wait_for(f"job {name} to finish", finished(kube, namespace, name), timeout=90) for name in manifests}
 
     assert condition(done["well-behaved"])["reason"] == "Succeeded"
@@ -71,9 +78,9 @@ def test_hostile_jobs_fail_alone_while_a_well_behaved_job_finishes_and_everythin
             s.get("message") or "" for s in stages
         ]
         assert any(cause in (c or "") for c in causes) or cause in cond["message"], (name, stages, cond)
-    refused = stage_status(done["refused-pod"], "a")["attempts"]
-    assert len(refused) == 1  # refused once, never retried as it is
-    assert "foo" in (refused[0].get("message") or "")
+    refused = stage_status(done["squatted"], "a")["attempts"]
+    assert len(refused) == 1  # refused once, never retried as it is, never adopted
+    assert "taken by a pod this job does not own" in (refused[0].get("message") or "")
 
     # a Warning Event names each hostile job's cause
     for name in EXPECTED:

@@ -576,7 +576,7 @@ class _Pass:
         """A template that cannot be rendered (e.g. a missing output) fails the stage and the job."""
         name = view.status.name
         view.update(state=StageState.FAILED, completion_time=self.now, message=str(exc)[:1024])
-        self.record("StageFailed", f"stage {name}: {exc}", reason="TemplateError", stage=name)
+        self.record("StageFailed", f"stage {name}: {exc}", reason=exc.reason, stage=name)
         self.fail_job(Reason.STAGE_FAILED, f"stage {name}: {exc}")
 
     def track(self, view: _StageView, last: Attempt) -> None:
@@ -659,7 +659,7 @@ class _Pass:
         try:
             manifest = build_pod(self.job, view.index, last.attempt, outputs, self.config)
         except TemplateError as exc:  # the same inputs rendered when it was recorded: a status edited by hand
-            ended = {"state": AttemptState.FAILED, "finish_time": self.now, "reason": "TemplateError", "charged": False}
+            ended = {"state": AttemptState.FAILED, "finish_time": self.now, "reason": exc.reason, "charged": False}
             view.replace_last(last.model_copy(update=ended))
             self.template_failed(view, exc)
             return

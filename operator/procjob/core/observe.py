@@ -16,9 +16,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from procjob.core.sanitize import clean_text, has_invalid_text
 from procjob.core.timefmt import parse_time
 from procjob.models.job import GROUP, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_JOB_UID, LABEL_STAGE
 
+_TEXT_FIELDS = (
+    "termination_message",
+    "terminated_reason",
+    "waiting_reason",
+    "waiting_message",
+    "status_reason",
+    "status_message",
+    "disruption",
+    "unschedulable",
+)
 TERMINAL_PHASES = frozenset({"Succeeded", "Failed"})
 
 
@@ -53,6 +64,10 @@ class PodObservation:
     def __post_init__(self) -> None:
         if self.deletion_time is not None and not self.deleting:
             object.__setattr__(self, "deleting", True)  # frozen: the one derived field, fixed at birth
+        for name in _TEXT_FIELDS:  # pod text goes into status and the audit: valid Unicode only
+            value = getattr(self, name)
+            if value is not None and has_invalid_text(value):
+                object.__setattr__(self, name, clean_text(value))
 
     @property
     def terminal(self) -> bool:
