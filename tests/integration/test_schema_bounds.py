@@ -208,10 +208,6 @@ def test_the_api_server_refuses_naming_the_field(
         ProcessingJobSpec.model_validate(body["spec"])  # the operator refuses it too (a CRD from before)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs models/crd.py to emit syntax.with_schema() for spec.stages[].with (typeless value nodes)",
-)
 def test_an_over_deep_with_is_refused_naming_the_field(rig: Rig, crd: Path, namespace: str) -> None:
     code, output = create(rig, namespace, job(uses="fetch", **{"with": {**FETCH, "deep": nested(600)}}))
     assert code != 0, f"accepted: {output}"

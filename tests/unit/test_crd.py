@@ -13,7 +13,7 @@ import yaml
 from procjob.models.crd import PRINTER_COLUMNS, crd, crd_yaml, open_api_schema, structural
 from procjob.models.spec import MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
 from procjob.models.status import MAX_ATTEMPTS_KEPT
-from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY
+from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY, with_schema
 
 CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "processingjob.yaml"
 SCHEMA = open_api_schema()
@@ -75,7 +75,8 @@ def test_the_schema_is_structural() -> None:
     for path, node in nodes(SCHEMA):
         assert not set(FORBIDDEN) & node.keys(), f"{path or '<root>'} has {set(FORBIDDEN) & node.keys()}"
         assert node.get("additionalProperties") is not False, f"{path} has additionalProperties: false"
-        assert "type" in node, f"{path} has no type"
+        # a value that may be of any JSON kind has no type; it must then keep unknown fields
+        assert "type" in node or node.get("x-kubernetes-preserve-unknown-fields") is True, f"{path} has no type"
         if node.get("type") == "object" and path != ".metadata":
             free = node.get("x-kubernetes-preserve-unknown-fields") is True
             typed = "properties" in node or isinstance(node.get("additionalProperties"), dict)
@@ -94,9 +95,11 @@ def test_every_field_has_a_description() -> None:
 def test_free_form_objects_keep_their_fields() -> None:
     """Outputs, built-in stage parameters and audit details are free-form; without
     preserve-unknown-fields the API server would prune them to {}."""
-    for path in (".spec.stages[].with", ".status.stages[].outputs", ".status.audit.pending[].detail"):
+    for path in (".status.stages[].outputs", ".status.audit.pending[].detail"):
         assert at(path).get("x-kubernetes-preserve-unknown-fields") is True, path
         assert "properties" not in at(path)
+    # `with` keeps any JSON value, bounded in depth and size by the schema models.syntax writes
+    assert {k: v for k, v in at(".spec.stages[].with").items() if k != "description"} == with_schema()
 
 
 UNBOUNDED_BY_DESIGN = {

@@ -103,6 +103,9 @@ def structural(schema: Schema, defs: dict[str, Schema] | None = None, *, keep_de
             continue
         out[key] = value
 
+    if node.get("x-kubernetes-preserve-unknown-fields") is True and "type" not in node:
+        # Any JSON value with value validations written by the model (spec.stages[].with, see models.syntax.with_schema)
+        return {key: value for key, value in node.items() if key != "title"}
     if node.get("additionalProperties") is True and "properties" not in node:
         out["x-kubernetes-preserve-unknown-fields"] = True  # dict[str, Any]: a free-form object, not pruned
     if out.get("x-kubernetes-preserve-unknown-fields"):

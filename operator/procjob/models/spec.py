@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any, cast
 
-from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, JsonValue, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from procjob.models.base import ApiModel
 from procjob.models.syntax import (
@@ -32,6 +32,7 @@ from procjob.models.syntax import (
     resource_rules,
     uses_env_rules,
     with_problem,
+    with_schema,
 )
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -358,7 +359,6 @@ class Stage(ApiModel):
     model_config = _with_rules(
         [
             {"rule": "has(self.image) != has(self.uses)", "message": "set exactly one of image or uses"},
-            {"rule": "!has(self.with) || has(self.uses)", "message": "with is for built-in stages (uses)"},
             *uses_env_rules(),
         ]
     )
@@ -372,13 +372,12 @@ class Stage(ApiModel):
     uses: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)] | None = Field(
         default=None, description="A built-in worker stage run by the operator's worker image, e.g. fetch."
     )
-    with_: dict[str, Any] | None = Field(
+    with_: Annotated[dict[str, Any], WithJsonSchema(with_schema())] | None = Field(
         default=None,
         alias="with",
         max_length=MAX_WITH_KEYS,
         description="Parameters of a built-in stage; string values may use {{ templates }}. Each value is a "
         "scalar, a list of scalars, or an object of scalars and lists of scalars; at most 16 KiB as JSON.",
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     command: list[Str] | None = Field(default=None, max_length=64, description="Entrypoint; templates expanded.")
     args: list[Str] | None = Field(default=None, max_length=256, description="Arguments; templates expanded.")

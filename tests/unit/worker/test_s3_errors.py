@@ -70,5 +70,5 @@ def test_secret_mode_signs_with_the_secrets_keys() -> None:
     client = client_from_env(
         {"PROCJOB_S3_CREDENTIALS": "secret", "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
     )
-    credentials = client._request_signer._credentials  # noqa: SLF001 - what botocore will sign with
+    credentials = client._request_signer._credentials
     assert (credentials.access_key, credentials.secret_key) == ("k", "s")
