@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import psycopg
 import pytest
 
 from procjob.core.naming import pod_name
@@ -20,6 +21,12 @@ from tests.support.rig import Rig
 
 pytestmark = [pytest.mark.rig, pytest.mark.postgres]
 
+LIMIT_RANGE = {
+    "apiVersion": "v1",
+    "kind": "LimitRange",
+    "metadata": {"name": "small"},
+    "spec": {"limits": [{"type": "Container", "max": {"cpu": "100m"}}]},
+}
 SQUATTER_SPEC = {"containers": [{"name": "main", "image": "registry.example/squatter:1"}]}
 OUTPUT_4K = '{"k": "' + "x" * 4000 + '"}'
 
@@ -40,6 +47,8 @@ def hostile_jobs() -> dict[str, dict[str, Any]]:
             stage("a", rig={"termination_message": OUTPUT_4K}),
             stage("b", args=["{{ stages.a.outputs.k }}" * 140] * 256),
         ),
+        # over the namespace's LimitRange (below): the API server's admission refuses it (403)
+        "over-limit-range": job("over-limit-range", stage("a", resources={"limits": {"cpu": "1"}}), retry={"limit": 3}),
         # its first pod's name is taken (below) by a pod it does not own
         "squatted": job("squatted", stage("a"), retry={"limit": 3}, suspend=True),
     }
@@ -50,6 +59,7 @@ EXPECTED = {
     "deep-outputs": ("False", "BackoffLimitExceeded", "InvalidOutputs"),
     "template-bomb": ("False", "StageFailed", "the rendered pod would exceed 256 KiB"),
     "squatted": ("False", "StageFailed", "PodRejected"),
+    "over-limit-range": ("False", "StageFailed", "maximum cpu usage per Container is 100m"),
 }
 
 
@@ -59,6 +69,7 @@ def test_hostile_jobs_fail_alone_while_a_well_behaved_job_finishes_and_everythin
     migrate(database)
     op = operator(namespace, env={"PROCJOB_DATABASE_URL": database})
     manifests = hostile_jobs()
+    rig.apply(LIMIT_RANGE, namespace=namespace)
     for manifest in manifests.values():
         kube.create_job(namespace, manifest)
     squatted = kube.job(namespace, "squatted")
@@ -97,6 +108,11 @@ def test_hostile_jobs_fail_alone_while_a_well_behaved_job_finishes_and_everythin
         last = body["status"]["audit"]["lastSeq"]
         got = [seq for seq, _ in stored.get(body["metadata"]["uid"], [])]
         assert got == list(range(1, last + 1)), body["metadata"]["name"]
+    # the jobs table holds each job's final state, not the state before its last pass
+    with psycopg.connect(database) as conn:
+        states = dict(conn.execute("SELECT name, state FROM jobs").fetchall())
+    for body in kube.jobs(namespace):
+        assert states[body["metadata"]["name"]] == body["status"]["phase"], body["metadata"]["name"]
     assert op.get("/healthz").status_code == 200
     assert "procjob_audit_up 1.0" in op.metrics()
 

@@ -214,3 +214,27 @@ def test_admission_follows_priority_fairness_and_fifo_and_cancel_frees_a_place(
     assert not inversions, f"admitted far out of order: {inversions[:5]}"
     most, _ = running_over_time(events)
     assert most <= LIMIT
+
+
+def test_retried_jobs_queue_like_new_ones(kube: Kube, namespace: str, operator: Any) -> None:
+    """`kubectl pj retry` (the procjob.dev/retry annotation) on many failed jobs at once never starts
+    more than the limit: the retried jobs wait in the queue like new ones."""
+    watcher = Watcher(kube, f"/apis/procjob.dev/v1alpha1/namespaces/{namespace}/processingjobs").start()
+    operator(namespace, "--max-running-jobs", "2")
+    names = [f"f{i}" for i in range(5)]
+    for name in names:
+        failing = stage("a", rig={"exit_code": 1, "run_seconds": 1})
+        kube.create_job(namespace, job(name, failing, retry={"limit": 0}))
+    wait_for("every job to fail", lambda: finished_count(kube, [namespace]) == len(names), timeout=90)
+    for name in names:
+        kube.patch_job(namespace, name, {"metadata": {"annotations": {"procjob.dev/retry": "again"}}})
+
+    def ran_again(name: str) -> bool:
+        body = kube.job(namespace, name) or {}
+        retried = (body.get("status") or {}).get("lastRetryRequest") == "again"
+        return retried and condition(body).get("status") in ("True", "False")
+
+    wait_for("every retried job to run again and end", lambda: all(ran_again(n) for n in names), timeout=120)
+    most, starts = running_over_time(watcher.stop())
+    assert most <= 2, f"{most} jobs ran at once with --max-running-jobs 2"
+    assert all(len(starts[f"{namespace}/{n}"]) == 2 for n in names)  # each started again after its retry

@@ -77,8 +77,14 @@ class AuditOutlet(Protocol):
 
 def refused(exc: ApiError) -> bool:
     """A create the API server will refuse again as it is: a 4xx other than 409 (exists) and 429
-    (throttled). 401/403 are the operator's own credentials or RBAC, not the job's: retried."""
-    return 400 <= exc.status < 500 and exc.status not in (401, 403, 404, 409, 429)
+    (throttled). Not the job's: 401 and an RBAC 403 (the operator's own credentials), a quota 403
+    (it frees up), 404 (the namespace is going). A 403 from admission (PodSecurity, LimitRange) is."""
+    if not 400 <= exc.status < 500 or exc.status in (401, 404, 409, 429):
+        return False
+    if exc.status == 403:
+        message = exc.message.lower()
+        return "cannot create resource" not in message and "exceeded quota" not in message
+    return True
 
 
 def owner_of(pod: dict[str, Any]) -> str | None:

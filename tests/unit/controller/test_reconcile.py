@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from procjob.adapters.kube import Conflict
+from procjob.adapters.kube import ApiError, Conflict
 from procjob.adapters.metrics import Metrics
 from procjob.controller import reconcile as reconcile_module
 from procjob.controller.admission import Ticket
@@ -163,13 +163,24 @@ async def test_a_pod_the_api_server_refuses_fails_the_stage_with_its_words_and_i
 
 
 @pytest.mark.parametrize(
-    ("status", "job_fault"),
-    [(400, True), (422, True), (413, True), (401, False), (403, False), (404, False), (409, False), (429, False)],
+    ("status", "message", "job_fault"),
+    [
+        (400, "bad request", True),
+        (422, "spec.containers[0].env[0].valueFrom.secretKeyRef.key: Invalid value", True),
+        (413, "too large", True),
+        (403, 'pods "p" is forbidden: violates PodSecurity "restricted:latest"', True),
+        (403, 'pods "p" is forbidden: maximum cpu usage per Container is 100m, but limit is 1', True),
+        (403, 'pods "p" is forbidden: exceeded quota: compute, requested: cpu=1, used: cpu=4, limited: cpu=4', False),
+        (403, 'pods is forbidden: User "system:serviceaccount:x:procjob" cannot create resource "pods"', False),
+        (401, "Unauthorized", False),
+        (404, "namespaces not found", False),
+        (409, "already exists", False),
+        (429, "too many requests", False),
+        (500, "etcd", False),
+    ],
 )
-def test_which_refusals_are_the_jobs(status: int, job_fault: bool) -> None:
-    from procjob.adapters.kube import ApiError
-
-    assert refused(ApiError(status, "x", "y")) is job_fault
+def test_which_refusals_are_the_jobs(status: int, message: str, job_fault: bool) -> None:
+    assert refused(ApiError(status, "x", message)) is job_fault
 
 
 async def test_a_look_alike_pod_of_another_owner_is_never_adopted_and_fails_the_attempt() -> None:

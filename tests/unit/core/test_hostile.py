@@ -314,3 +314,46 @@ def test_a_job_the_operator_cannot_process_ends_failed_with_the_cause_in_status_
     # the failed job is terminal: the next pass absorbs it
     run.status = ProcessingJobStatus.model_validate(status.to_api()).to_api()
     assert run.decide().transitions == ()
+
+
+MAX_STATUS_BYTES = 1024 * 1024  # what the README promises for status (etcd's object limit is 1.5 MiB)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    values=st.lists(HOSTILE_TEXT | st.text(min_size=60, max_size=400), min_size=1, max_size=6),
+    suspend=st.booleans(),
+    failed=st.booleans(),
+)
+def test_hostile_retry_annotations_never_escape_decide_and_the_status_stays_bounded(
+    values: list[str], suspend: bool, failed: bool
+) -> None:
+    run = Run(spec_of(retry={"limit": 0}), config=AUDITED)
+    run.decide()
+    if failed:
+        run.failed()
+        run.decide()
+    for value in values:
+        run.annotations = {"procjob.dev/retry": value}
+        run.set_spec(suspend=suspend)
+        decision = run.decide()
+        if value:  # every new value is acknowledged (an empty one is no request)
+            assert run.parsed.last_retry_request == retry_ack(value)
+        text = json.dumps(decision.status.to_api())
+        assert len(text.encode("utf-8", "replace")) < MAX_STATUS_BYTES
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    args=st.lists(st.sampled_from(["{{ stages.a.outputs.k }}", "{{ job.name }}", "x" * 500]), max_size=40),
+    size=st.integers(0, 4000),
+)
+def test_templated_specs_never_escape_decide(args: list[str], size: int) -> None:
+    refs = "".join(args)[:4096]
+    run = Run(spec_of(image_stage("a"), image_stage("b", args=[refs] * 64, env=[{"name": "E", "value": refs}])))
+    run.decide()
+    run.succeeded(message=json.dumps({"k": "y" * size}))
+    decision = run.decide()
+    assert run.stage("a").state == "Succeeded"
+    assert run.stage("b").state in ("Running", "Failed")
+    assert len(json.dumps(decision.status.to_api())) < MAX_STATUS_BYTES
