@@ -27,6 +27,7 @@ from procjob.controller.settings import OperatorSettings
 from procjob.core.queueing import Waiting, admissible, queue_order
 from procjob.core.timefmt import parse_time
 from procjob.models.job import ProcessingJob
+from procjob.models.lifecycle import body_finished
 from procjob.models.status import QueueStatus
 
 RECOMPUTE_INTERVAL = 0.1  # seconds between recomputations of the queue order
@@ -140,11 +141,7 @@ class QueueAdmission:
             spec = body.get("spec") or {}
             status = body.get("status") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
-            ended = any(
-                c.get("type") == "Succeeded" and c.get("status") in ("True", "False")
-                for c in status.get("conditions") or []
-            )
-            if ended:
+            if body_finished(body):
                 self._reserved.pop(key, None)
                 if key not in self._known_finished:
                     self._known_finished.add(key)

@@ -28,7 +28,9 @@ from procjob.core.decision import Decision, FinalizerAction
 from procjob.core.failsafe import fail_unprocessable
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
-from procjob.models.status import ConditionStatus, ProcessingJobStatus
+from procjob.models.lifecycle import body_state, finished, outcome, succeeded_condition
+from procjob.models.status import ProcessingJobStatus
+from procjob.models.transitions import Transition
 
 log = logging.getLogger("procjob.reconcile")
 
@@ -265,7 +267,9 @@ class Reconciler:
             self.audit.submit(decided, list(decision.status.audit.pending))
             self._report_audit_problem(meta, now)
         self._post_events(meta, decision, now)
-        self._count(decision, stored)
+        if self._count(decision, stored):
+            for queued in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
+                self.queue.add(queued)
         if decision.finalizer == FinalizerAction.REMOVE:
             remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
             await self._patch_finalizers(key, body, remaining)
@@ -409,45 +413,38 @@ class Reconciler:
                 self.metrics.events_dropped.inc()
                 log.debug("event %s for %s dropped: %s", reason, meta.key, exc)
 
-    def _count(self, decision: Decision, stored: ProcessingJobStatus) -> None:
+    def _count(self, decision: Decision, stored: ProcessingJobStatus) -> bool:
+        """Metrics of one applied pass; True when the job has just finished."""
         m = self.metrics
         for t in decision.transitions:
-            if t.type == "AttemptStarted":
+            if t.type == Transition.ATTEMPT_STARTED:
                 m.attempts_started.inc()
-            elif t.type == "AttemptFailed":
+            elif t.type == Transition.ATTEMPT_FAILED:
                 m.attempts_failed.labels(reason=t.reason).inc()
-            elif t.type == "RetryScheduled":
+            elif t.type == Transition.RETRY_SCHEDULED:
                 m.retries.labels(action=str(t.detail.get("action", "Retry"))).inc()
         status = decision.status
-        was_terminal = any(c.type == "Succeeded" and c.status != ConditionStatus.UNKNOWN for c in stored.conditions)
-        cond = next((c for c in status.conditions if c.type == "Succeeded"), None)
-        if cond is None or cond.status == ConditionStatus.UNKNOWN or was_terminal:
-            return
-        outcome = (
-            "Succeeded"
-            if cond.status == ConditionStatus.TRUE
-            else ("Cancelled" if cond.reason == "Cancelled" else "Failed")
-        )
-        m.jobs_finished.labels(outcome=outcome, reason=cond.reason).inc()
-        for key in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
-            self.queue.add(key)
+        state, reason = succeeded_condition(status.conditions)
+        ended = outcome(state, reason)
+        if ended is None or finished(succeeded_condition(stored.conditions)[0]):
+            return False
+        m.jobs_finished.labels(outcome=ended, reason=reason or "").inc()
         if status.start_time and status.completion_time:
-            m.job_duration.labels(outcome=outcome).observe((status.completion_time - status.start_time).total_seconds())
+            m.job_duration.labels(outcome=ended).observe((status.completion_time - status.start_time).total_seconds())
         for stage in status.stages:
             if stage.start_time and stage.completion_time:
                 m.stage_duration.labels(outcome=stage.state.value).observe(
                     (stage.completion_time - stage.start_time).total_seconds()
                 )
+        return True
 
     def refresh_gauges(self) -> None:
         """Jobs by state, from the cache (called periodically, not per reconcile)."""
         counts: dict[str, int] = {"Queued": 0, "Running": 0, "BackoffWaiting": 0, "Suspended": 0}
         for body in self.cache.iter_jobs():
-            for cond in (body.get("status") or {}).get("conditions") or []:
-                if cond.get("type") == "Succeeded" and cond.get("status") == "Unknown":
-                    reason = cond.get("reason", "Running")
-                    state = reason if reason in counts else "Running"
-                    counts[state] += 1
+            state, reason = body_state(body)
+            if state == "Unknown":
+                counts[reason if reason in counts else "Running"] += 1
         for state, count in counts.items():
             self.metrics.jobs_active.labels(state=state).set(count)
         self.metrics.workqueue_depth.set(len(self.queue))

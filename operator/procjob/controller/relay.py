@@ -43,8 +43,9 @@ from procjob.core.sanitize import bounded_json, clean_text
 from procjob.core.timefmt import utc
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.job import ProcessingJob
+from procjob.models.lifecycle import finished, succeeded_condition
 from procjob.models.spec import ProcessingJobSpec
-from procjob.models.status import ConditionStatus
+from procjob.models.transitions import Transition
 
 log = logging.getLogger("procjob.audit")
 
@@ -115,20 +116,19 @@ def summary_of(job: ProcessingJob, entries: list[AuditEntry]) -> JobSummary:
     last_seq = max(e.seq for e in entries)
     try:
         status = job.status
-        cond = next((c for c in status.conditions if c.type == "Succeeded"), None)
-        finished = cond is not None and cond.status != ConditionStatus.UNKNOWN
+        state, reason = succeeded_condition(status.conditions)
         return JobSummary(
             uid=job.meta.uid,
             namespace=job.meta.namespace,
             name=job.meta.name,
             spec=spec_snapshot(job.spec),
             state=status.phase.value if status.phase else "Pending",
-            reason=cond.reason if cond is not None else "",
+            reason=reason or "",
             created_at=job.meta.creation_time,
             started_at=status.start_time,
-            finished_at=status.completion_time if finished else None,
+            finished_at=status.completion_time if finished(state) else None,
             attempts=status.attempts,
-            deleted_at=next((e.time for e in entries if e.type == "JobDeleted"), None),
+            deleted_at=next((e.time for e in entries if e.type == Transition.JOB_DELETED), None),
             last_seq=last_seq,
         )
     except Exception as exc:

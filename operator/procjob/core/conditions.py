@@ -1,10 +1,14 @@
-"""Conditions are the API; `phase` is derived from them for display and never read back."""
+"""Conditions are the API; `phase` is derived from them for display and never read back.
+
+SUCCEEDED and SUSPENDED (the condition types) are spelled in models.lifecycle and re-exported.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
 
+from procjob.models.lifecycle import SUCCEEDED, SUSPENDED
 from procjob.models.status import (
     AttemptState,
     Condition,
@@ -15,9 +19,6 @@ from procjob.models.status import (
     StageState,
     StageStatus,
 )
-
-SUCCEEDED = "Succeeded"
-SUSPENDED = "Suspended"
 
 
 def set_condition(
@@ -116,3 +117,6 @@ def phase_of(status: ProcessingJobStatus) -> Phase:
         Reason(succeeded.reason) if succeeded.reason in Reason._value2member_map_ else Reason.RUNNING,
         Phase.RUNNING,
     )
+
+
+__all__ = ["SUCCEEDED", "SUSPENDED", "job_conditions", "phase_of", "set_condition"]

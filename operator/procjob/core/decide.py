@@ -20,9 +20,10 @@ from typing import Any
 
 from procjob.core.backoff import effective_policy, retry_delay
 from procjob.core.classify import Failure, failure_of, match_rule
-from procjob.core.conditions import job_conditions, phase_of, set_condition
+from procjob.core.conditions import SUCCEEDED, SUSPENDED, job_conditions, phase_of, set_condition
 from procjob.core.config import CoreConfig
-from procjob.core.decision import CreatePod, Decision, DeletePod, Event, EventType, FinalizerAction
+from procjob.core.decision import CreatePod, Decision, DeletePod, FinalizerAction
+from procjob.core.events import mirror_events
 from procjob.core.naming import pod_name
 from procjob.core.observe import PodObservation
 from procjob.core.outputs import InvalidOutputs, outputs_of
@@ -32,6 +33,7 @@ from procjob.core.timefmt import earliest, human_duration
 from procjob.core.validation import validate_spec
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, ProcessingJob
+from procjob.models.lifecycle import finished, retryable, succeeded_condition
 from procjob.models.spec import FailureReason, PodGC, RetryAction
 from procjob.models.status import (
     AUDIT_BACKLOG_LIMIT,
@@ -45,63 +47,13 @@ from procjob.models.status import (
     StageState,
     StageStatus,
 )
+from procjob.models.transitions import Transition
 
 MAX_RETRY_REQUEST = 64  # characters of a procjob.dev/retry value (status.lastRetryRequest's bound)
 # A pod still there this long after its grace period ended (a lost node) is deleted by force.
 TERMINATING_PATIENCE = timedelta(seconds=60)
 # A hard bound on attempts of one stage, whatever the rules say (Ignore retries are not charged).
 MAX_ATTEMPTS_PER_STAGE = 100
-
-# Audit transition type -> (Event reason, Event type). Types missing here are audited, not posted.
-EVENTS: dict[str, tuple[str, EventType]] = {
-    "JobQueued": ("Queued", EventType.NORMAL),
-    "JobStarted": ("Started", EventType.NORMAL),
-    "StageStarted": ("StageStarted", EventType.NORMAL),
-    "AttemptStarted": ("AttemptStarted", EventType.NORMAL),
-    "AttemptFailed": ("AttemptFailed", EventType.WARNING),
-    "RetryScheduled": ("RetryScheduled", EventType.NORMAL),
-    "StageSucceeded": ("StageSucceeded", EventType.NORMAL),
-    "StageFailed": ("StageFailed", EventType.WARNING),
-    "JobSucceeded": ("JobSucceeded", EventType.NORMAL),
-    "JobFailed": ("JobFailed", EventType.WARNING),
-    "JobCancelled": ("Cancelled", EventType.NORMAL),
-    "JobSuspended": ("Suspended", EventType.NORMAL),
-    "JobResumed": ("Resumed", EventType.NORMAL),
-    "InvalidSpec": ("InvalidSpec", EventType.WARNING),
-    "AttemptStopped": ("AttemptStopped", EventType.NORMAL),
-    "JobRetried": ("Retried", EventType.NORMAL),
-    "RetryIgnored": ("RetryIgnored", EventType.WARNING),
-}
-# The per-stage transitions of a healthy run: mirrored as Events unless `--events important`.
-ROUTINE_EVENTS = frozenset({"StageStarted", "AttemptStarted", "StageSucceeded"})
-
-
-def _rank(transition: str) -> int:
-    """Which transition names a grouped Event (see `mirror_events`), lowest first."""
-    if transition in {"InvalidSpec", "JobSucceeded", "JobFailed", "JobCancelled"}:
-        return 0
-    if transition.startswith("Job"):
-        return 1
-    return 2 if transition.startswith(("Stage", "Retry")) else 3  # a stage's, else an attempt's
-
-
-def mirror_events(transitions: Iterable[AuditEntry], *, routine: bool = True) -> tuple[Event, ...]:
-    """The Kubernetes Events that mirror one pass's transitions: one Event per type (Normal, Warning) and
-    pass, its message every transition's message in order (a repeated one once), its reason the
-    most significant transition's (an invalid spec or the job's end, then the job's, a stage's, an
-    attempt's; the first among equals). A stage moving on costs one API write instead of three;
-    every transition still shows in `kubectl describe`, and the audit keeps each one as its own
-    record."""
-    groups: dict[EventType, list[AuditEntry]] = {}
-    for t in transitions:
-        if t.type in EVENTS and (routine or t.type not in ROUTINE_EVENTS):
-            groups.setdefault(EVENTS[t.type][1], []).append(t)
-    events = []
-    for type_, group in groups.items():
-        lead = min(group, key=lambda t: _rank(t.type))
-        messages = dict.fromkeys(t.message for t in group)  # InvalidSpec and JobFailed say the same
-        events.append(Event(type_, EVENTS[lead.type][0], "; ".join(messages)))
-    return tuple(events)
 
 
 def decide(
@@ -207,7 +159,7 @@ class _Pass:
     # ----------------------------------------------------------------------------- bookkeeping
     def record(
         self,
-        type_: str,
+        type_: Transition,
         message: str,
         *,
         reason: str = "",
@@ -237,20 +189,13 @@ class _Pass:
     def at(self, when: datetime | None) -> None:
         self.timers.append(when)
 
-    def condition_reason(self) -> tuple[ConditionStatus, str] | None:
-        for cond in self.status.conditions:
-            if cond.type == "Succeeded":
-                return cond.status, cond.reason
-        return None
-
     @property
     def terminal(self) -> bool:
-        current = self.condition_reason()
-        return current is not None and current[0] != ConditionStatus.UNKNOWN
+        return finished(succeeded_condition(self.status.conditions)[0])
 
     @property
     def suspended(self) -> bool:
-        return any(c.type == "Suspended" and c.status == ConditionStatus.TRUE for c in self.status.conditions)
+        return any(c.type == SUSPENDED and c.status == ConditionStatus.TRUE for c in self.status.conditions)
 
     # ----------------------------------------------------------------------------------- flow
     def run(self, admitted: bool) -> Decision:
@@ -264,7 +209,7 @@ class _Pass:
             self.gc_pods()
             return self.result(finalizer)
         if not self.status.audit.last_seq and not self.status.conditions:
-            self.record("JobCreated", "job created")
+            self.record(Transition.JOB_CREATED, "job created")
         if self.spec is None:
             self.fail_job(Reason.INVALID_SPEC, self.job.spec_error or "invalid spec", invalid=True)
             return self.result(finalizer)
@@ -274,7 +219,7 @@ class _Pass:
             return self.result(finalizer)
         if self.spec.cancel:
             self.stop_current("Cancelled", StageState.CANCELLED)
-            self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", "JobCancelled")
+            self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", Transition.JOB_CANCELLED)
             return self.result(finalizer)
         if self.status.start_time is None:
             if self.suspend_wanted():  # suspended before it started, or again: it holds no queue slot
@@ -286,7 +231,7 @@ class _Pass:
             self.status = self.status.model_copy(update={"start_time": self.now, "queue": None})
             resuming = self.suspended and any(v.status.attempt_count for v in self.stages)
             if not retried and not resuming:
-                self.record("JobStarted", "job started")
+                self.record(Transition.JOB_STARTED, "job started")
         deadline = self.deadline()
         if deadline is not None and self.now >= deadline:
             self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True)
@@ -304,7 +249,7 @@ class _Pass:
                 update={
                     "conditions": set_condition(
                         self.status.conditions,
-                        "Suspended",
+                        SUSPENDED,
                         ConditionStatus.FALSE,
                         "Resumed",
                         "resumed",
@@ -313,7 +258,7 @@ class _Pass:
                     )
                 }
             )
-            self.record("JobResumed", "job resumed")
+            self.record(Transition.JOB_RESUMED, "job resumed")
         self.advance()
         return self.result(finalizer)
 
@@ -349,18 +294,13 @@ class _Pass:
         if len(request) > MAX_RETRY_REQUEST:
             size = len(request)
             message = f"procjob.dev/retry ignored: the value has {size} characters (at most {MAX_RETRY_REQUEST})"
-            self.record("RetryIgnored", message, reason="RetryIgnored")
+            self.record(Transition.RETRY_IGNORED, message, reason="RetryIgnored")
             return False
-        current = self.condition_reason()
-        retryable = (
-            self.spec is not None
-            and current is not None
-            and current[0] == ConditionStatus.FALSE
-            and current[1] not in (Reason.CANCELLED, Reason.INVALID_SPEC)
-        )
-        if not retryable:
+        if self.spec is None or not retryable(*succeeded_condition(self.status.conditions)):
             self.record(
-                "RetryIgnored", f"retry request {request} ignored: the job has not failed", reason="RetryIgnored"
+                Transition.RETRY_IGNORED,
+                f"retry request {request} ignored: the job has not failed",
+                reason="RetryIgnored",
             )
             return False
         failed = [v for v in self.stages if v.status.state == StageState.FAILED]
@@ -376,7 +316,7 @@ class _Pass:
             update={
                 "conditions": set_condition(
                     self.status.conditions,
-                    "Succeeded",
+                    SUCCEEDED,
                     ConditionStatus.UNKNOWN,
                     Reason.RUNNING,
                     f"retry requested at {request}",
@@ -389,7 +329,7 @@ class _Pass:
             }
         )
         names = ", ".join(v.status.name for v in failed) or "the next stage"
-        self.record("JobRetried", f"retry requested at {request}: re-running {names}", reason="Retried")
+        self.record(Transition.JOB_RETRIED, f"retry requested at {request}: re-running {names}", reason="Retried")
         return True
 
     def deadline(self) -> datetime | None:
@@ -406,7 +346,7 @@ class _Pass:
                 self.delete_pod(pod, "job deleted")
         recorded = self.outbox.deletion_recorded
         if self.config.audit_enabled and not recorded:
-            self.record("JobDeleted", "job deleted")
+            self.record(Transition.JOB_DELETED, "job deleted")
             self.outbox = self.outbox.model_copy(update={"deletion_recorded": True})
         finalizer = None
         flushed = not self.config.audit_enabled or (recorded and not self.outbox.pending)
@@ -415,23 +355,22 @@ class _Pass:
         return self.result(finalizer, summarize=False)
 
     def queued(self) -> None:
-        current = self.condition_reason()
-        if current is None or current[1] != Reason.QUEUED:
-            self.record("JobQueued", "waiting for a free slot", reason=Reason.QUEUED)
+        if succeeded_condition(self.status.conditions)[1] != Reason.QUEUED:
+            self.record(Transition.JOB_QUEUED, "waiting for a free slot", reason=Reason.QUEUED)
 
     def suspend(self) -> None:
         """Stop the attempt in progress and give the queue slot back: as with batch/v1 Job,
         `startTime` is cleared, so the job queues again when resumed and its activeDeadlineSeconds
         counts from the resumption."""
         if not self.suspended:
-            self.record("JobSuspended", "job suspended")
+            self.record(Transition.JOB_SUSPENDED, "job suspended")
         self.stop_current("Suspended", StageState.SUSPENDED)
         self.status = self.status.model_copy(
             update={
                 "start_time": None,
                 "conditions": set_condition(
                     self.status.conditions,
-                    "Suspended",
+                    SUSPENDED,
                     ConditionStatus.TRUE,
                     "Suspended",
                     "spec.suspend is true",
@@ -461,7 +400,7 @@ class _Pass:
                 view.replace_last(stopped)
                 view.update(state=stage_state, next_attempt_time=None)
                 self.record(
-                    "AttemptStopped" if not failed else "AttemptFailed",
+                    Transition.ATTEMPT_STOPPED if not failed else Transition.ATTEMPT_FAILED,
                     f"stage {view.status.name} attempt {last.attempt} stopped: {why}",
                     reason=why,
                     stage=view.status.name,
@@ -478,15 +417,15 @@ class _Pass:
 
     def fail_job(self, reason: Reason, message: str, *, invalid: bool = False) -> None:
         if invalid:
-            self.record("InvalidSpec", message, reason=Reason.INVALID_SPEC)
-        self.end_job(ConditionStatus.FALSE, reason, message, "JobFailed")
+            self.record(Transition.INVALID_SPEC, message, reason=Reason.INVALID_SPEC)
+        self.end_job(ConditionStatus.FALSE, reason, message, Transition.JOB_FAILED)
 
-    def end_job(self, status: ConditionStatus, reason: Reason, message: str, transition: str) -> None:
+    def end_job(self, status: ConditionStatus, reason: Reason, message: str, transition: Transition) -> None:
         self.status = self.status.model_copy(
             update={
                 "conditions": set_condition(
                     self.status.conditions,
-                    "Succeeded",
+                    SUCCEEDED,
                     status,
                     reason,
                     message,
@@ -515,7 +454,7 @@ class _Pass:
             ConditionStatus.TRUE,
             Reason.SUCCEEDED,
             f"all {done} stages succeeded" if done != 1 else "the stage succeeded",
-            "JobSucceeded",
+            Transition.JOB_SUCCEEDED,
         )
 
     def step(self, view: _StageView) -> None:
@@ -561,9 +500,9 @@ class _Pass:
             next_attempt_time=None,
         )
         if first:
-            self.record("StageStarted", f"stage {stage.name} started", stage=stage.name)
+            self.record(Transition.STAGE_STARTED, f"stage {stage.name} started", stage=stage.name)
         self.record(
-            "AttemptStarted",
+            Transition.ATTEMPT_STARTED,
             f"stage {stage.name} attempt {number} started",
             stage=stage.name,
             attempt=attempt,
@@ -576,7 +515,7 @@ class _Pass:
         """A template that cannot be rendered (e.g. a missing output) fails the stage and the job."""
         name = view.status.name
         view.update(state=StageState.FAILED, completion_time=self.now, message=str(exc)[:1024])
-        self.record("StageFailed", f"stage {name}: {exc}", reason=exc.reason, stage=name)
+        self.record(Transition.STAGE_FAILED, f"stage {name}: {exc}", reason=exc.reason, stage=name)
         self.fail_job(Reason.STAGE_FAILED, f"stage {name}: {exc}")
 
     def track(self, view: _StageView, last: Attempt) -> None:
@@ -617,7 +556,7 @@ class _Pass:
                 )
                 view.replace_last(last)
                 self.record(
-                    "AttemptRunning",
+                    Transition.ATTEMPT_RUNNING,
                     f"stage {stage.name} attempt {last.attempt} running",
                     stage=stage.name,
                     attempt=last,
@@ -684,7 +623,7 @@ class _Pass:
         )
         view.replace_last(failed)
         self.record(
-            "AttemptFailed",
+            Transition.ATTEMPT_FAILED,
             f"stage {view.status.name} attempt {failed.attempt} failed: {failure.message}",
             reason=failure.reason.value,
             stage=view.status.name,
@@ -717,14 +656,14 @@ class _Pass:
         view.replace_last(done)
         view.update(state=StageState.SUCCEEDED, completion_time=self.now, outputs=outputs, message=problem)
         self.record(
-            "AttemptSucceeded",
+            Transition.ATTEMPT_SUCCEEDED,
             f"stage {stage.name} attempt {done.attempt} succeeded",
             reason="Completed",  # the attempt's own reason, as for a failure
             stage=stage.name,
             attempt=done,
             detail={"outputs": outputs} if outputs else None,
         )
-        self.record("StageSucceeded", f"stage {stage.name} succeeded", stage=stage.name)
+        self.record(Transition.STAGE_SUCCEEDED, f"stage {stage.name} succeeded", stage=stage.name)
         self.keep_pod = None
 
     def attempt_failed(self, view: _StageView, failure: Failure, pod: PodObservation | None) -> None:
@@ -753,7 +692,7 @@ class _Pass:
         view.update(charged_failures=used)
         code = f" (exit {failure.exit_code})" if failure.exit_code is not None else ""
         self.record(
-            "AttemptFailed",
+            Transition.ATTEMPT_FAILED,
             f"stage {stage.name} attempt {failed.attempt} failed: {failure.reason.value}{code}"
             + (f": {failure.message}" if failure.message else ""),
             reason=failure.reason.value,
@@ -802,7 +741,7 @@ class _Pass:
         view.update(state=StageState.BACKOFF_WAITING, next_attempt_time=due, last_retry_decision=decision)
         left = f"{decision.retries_left} {'retry' if decision.retries_left == 1 else 'retries'} left"
         self.record(
-            "RetryScheduled",
+            Transition.RETRY_SCHEDULED,
             f"stage {name} attempt {failed.attempt + 1} in {delay:g}s ({decision.rule}: {decision.action.value}, "
             f"{left})",
             stage=name,
@@ -822,15 +761,16 @@ class _Pass:
             next_attempt_time=None,
             message=message,
         )
-        self.record("StageFailed", message, reason=reason.value, stage=view.status.name, detail=decision.to_api())
+        self.record(
+            Transition.STAGE_FAILED, message, reason=reason.value, stage=view.status.name, detail=decision.to_api()
+        )
         self.fail_job(reason, message)
 
     # ------------------------------------------------------------------------------- cleanup
     def gc_pods(self) -> None:
         """Finished jobs: stop anything live; delete finished pods as podGC says."""
         policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
-        current = self.condition_reason()
-        succeeded = current is not None and current[0] == ConditionStatus.TRUE
+        succeeded = succeeded_condition(self.status.conditions)[0] == ConditionStatus.TRUE
         collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
         for pod in self.pods.values():
             if pod.live or (collect and not pod.deleting):
@@ -866,7 +806,7 @@ class _Pass:
         if summarize and self.spec is not None:
             status = self.summarize(status)
         elif summarize:  # an unparsable spec: no stages to summarize, only the condition to show
-            succeeded = next((c for c in status.conditions if c.type == "Succeeded"), None)
+            succeeded = next((c for c in status.conditions if c.type == SUCCEEDED), None)
             status = status.model_copy(
                 update={
                     "observed_generation": self.job.meta.generation,
@@ -920,7 +860,7 @@ class _Pass:
                 "attempts": sum(s.attempt_count for s in stages),
             }
         )
-        cond = next(c for c in conditions if c.type == "Succeeded")
+        cond = next(c for c in conditions if c.type == SUCCEEDED)
         duration = None
         if status.start_time and status.completion_time:
             duration = human_duration(status.completion_time - status.start_time)

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from procjob.models.transitions import Transition
+
 
 class AuditEntry(BaseModel):
     """One transition, as kept in the status outbox until PostgreSQL has it."""
@@ -21,8 +23,7 @@ class AuditEntry(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True, extra="forbid")
 
     seq: int = Field(ge=1, description="Per-job sequence number: 1, 2, 3... without gaps.")
-    type: str = Field(
-        max_length=64,
+    type: Transition = Field(
         description="What happened, e.g. JobStarted, AttemptStarted, AttemptFailed, RetryScheduled.",
     )
     reason: str = Field(default="", max_length=128, description="CamelCase reason of the transition.")

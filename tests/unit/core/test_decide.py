@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from procjob.core.config import CoreConfig
-from procjob.core.decide import EVENTS, MAX_ATTEMPTS_PER_STAGE, decide
+from procjob.core.decide import MAX_ATTEMPTS_PER_STAGE, decide
 from procjob.core.decision import DeletePod, Event, EventType, FinalizerAction
 from procjob.core.naming import pod_name
+from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER
 from procjob.models.status import AUDIT_BACKLOG_LIMIT, MAX_ATTEMPTS_KEPT
 from tests.unit.core.builders import (
@@ -1214,7 +1215,7 @@ def test_a_full_audit_backlog_holds_new_attempts_until_it_is_trimmed() -> None:
     run = Run(spec_of(image_stage(retry={"limit": 3, "delaysSeconds": [0]})), config=AUDITED)
     run.decide()
     filler = [
-        {"seq": n, "type": "Filler", "time": iso(NOW)} for n in range(5, AUDIT_BACKLOG_LIMIT + 1)
+        {"seq": n, "type": "JobQueued", "time": iso(NOW)} for n in range(5, AUDIT_BACKLOG_LIMIT + 1)
     ]  # as if PostgreSQL had been down for a while
     audit = run.status["audit"]
     run.status["audit"] = {**audit, "pending": [*audit["pending"], *filler], "lastSeq": AUDIT_BACKLOG_LIMIT}
@@ -1292,20 +1293,24 @@ def test_deletion_without_audit_removes_a_leftover_finalizer_at_once() -> None:
 # Events, bounds, determinism
 
 
+def event_type(entry: AuditEntry) -> EventType:
+    return EventType.WARNING if entry.type.meaning.warning else EventType.NORMAL
+
+
 def test_events_mirror_every_posted_transition_one_event_per_type_and_pass() -> None:
     run = Run(spec_of(image_stage(retry=quick(1))))
     for step in [D, R, D, fail(), D, tick(1), D, R, D, fail(), D]:
         step(run)
     for decision in run.decisions:
-        posted = [t for t in decision.transitions if t.type in EVENTS]
-        assert len(decision.events) == len({EVENTS[t.type][1] for t in posted})
+        posted = [t for t in decision.transitions if t.type.meaning.event_reason is not None]
+        assert len(decision.events) == len({event_type(t) for t in posted})
         for type_ in EventType:
-            group = [t for t in posted if EVENTS[t.type][1] == type_]
+            group = [t for t in posted if event_type(t) == type_]
             event = next((e for e in decision.events if e.type == type_), None)
             assert (event is None) == (not group)
             if event is not None:
                 assert event.message == "; ".join(dict.fromkeys(t.message for t in group))
-                assert event.reason in {EVENTS[t.type][0] for t in group}
+                assert event.reason in {t.type.meaning.event_reason for t in group}
     events = [(e.type, e.reason) for d in run.decisions for e in d.events]
     assert events == [
         (EventType.NORMAL, "Started"),

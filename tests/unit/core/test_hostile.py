@@ -21,6 +21,7 @@ from procjob.core.decide import MAX_RETRY_REQUEST, TERMINATING_PATIENCE, decide,
 from procjob.core.decision import DeletePod
 from procjob.core.failsafe import fail_unprocessable
 from procjob.core.naming import pod_name
+from procjob.core.observe import PodObservation
 from procjob.models.status import AUDIT_BACKLOG_LIMIT, AUDIT_OUTBOX_HARD_LIMIT, ProcessingJobStatus
 from tests.unit.core.builders import JOB_NAME, JOB_UID, NOW, Run, image_stage, spec_of
 
@@ -357,3 +358,9 @@ def test_templated_specs_never_escape_decide(args: list[str], size: int) -> None
     assert run.stage("a").state == "Succeeded"
     assert run.stage("b").state in ("Running", "Failed")
     assert len(json.dumps(decision.status.to_api())) < MAX_STATUS_BYTES
+
+
+def test_pod_text_enters_the_core_as_valid_unicode() -> None:
+    pod = PodObservation(name="p", uid="u", termination_message="a\ud800b\x00", waiting_message="ok")
+    assert pod.termination_message == "a\ufffdb\ufffd"
+    assert pod.waiting_message == "ok"
