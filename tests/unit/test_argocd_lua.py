@@ -25,6 +25,7 @@ import yaml
 from lupa import lua51
 
 from procjob.models.job import ProcessingJob
+from procjob.models.lifecycle import finished, retryable
 from procjob.models.status import ProcessingJobStatus
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -194,3 +195,33 @@ def test_fixtures_parse_with_the_operator_models(path: Path) -> None:
     job = ProcessingJob.from_api({**body, "status": status})
     assert job.spec_error is None
     assert job.meta.name == "hello"
+
+
+LIFECYCLE_TABLE = [
+    (None, None),
+    ("Unknown", "Running"),
+    ("Unknown", "Queued"),
+    ("True", "Succeeded"),
+    ("False", "StageFailed"),
+    ("False", "BackoffLimitExceeded"),
+    ("False", "DeadlineExceeded"),
+    ("False", "Cancelled"),
+    ("False", "InvalidSpec"),
+    ("False", "ReconcileError"),
+]
+
+
+@pytest.mark.parametrize(("status", "reason"), LIFECYCLE_TABLE)
+def test_the_lua_copies_of_finished_and_retryable_match_the_operators(status: str | None, reason: str | None) -> None:
+    """The Lua scripts cannot import procjob.models.lifecycle: this table pins them to it."""
+    conditions = [] if status is None else [{"type": "Succeeded", "status": status, "reason": reason}]
+    obj = {"metadata": {"name": "j", "generation": 1}, "spec": {}, "status": {"conditions": conditions}}
+    actions = from_lua(Argo().run(script(ACTIONS_DIR / "discovery.lua"), obj))
+    assert actions["cancel"]["disabled"] is finished(status)
+    assert actions["retry"]["disabled"] is not retryable(status, reason)
+    try:
+        Argo().run(script(ACTIONS_DIR / "retry" / "action.lua"), obj)
+        allowed = True
+    except lua51.LuaError:
+        allowed = False
+    assert allowed is retryable(status, reason)

@@ -3,7 +3,7 @@
 --   cancel   while the job has not finished and no cancel is requested yet
 --   suspend  while the job has not finished and is not suspended (spec.suspend)
 --   resume   while the job has not finished and spec.suspend is true
---   retry    when the job Failed (not Cancelled, not InvalidSpec: the operator ignores a retry of
+--   retry    when the job Failed (not Cancelled, InvalidSpec or ReconcileError: the operator ignores a retry of
 --            those) and no retry request is waiting for the operator
 local actions = {}
 
@@ -17,8 +17,9 @@ if obj.status ~= nil and obj.status.conditions ~= nil then
 end
 
 local finished = succeeded ~= nil and (succeeded.status == "True" or succeeded.status == "False")
+-- procjob.models.lifecycle.retryable, pinned by tests/unit/test_argocd_lua.py
 local retryable = succeeded ~= nil and succeeded.status == "False"
-  and succeeded.reason ~= "Cancelled" and succeeded.reason ~= "InvalidSpec"
+  and succeeded.reason ~= "Cancelled" and succeeded.reason ~= "InvalidSpec" and succeeded.reason ~= "ReconcileError"
 local cancelRequested = obj.spec.cancel == true
 local suspendRequested = obj.spec.suspend == true
 
