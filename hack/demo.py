@@ -71,27 +71,39 @@ def start_postgres() -> str:
     return cluster.dsn_for("procjob")
 
 
-def up() -> int:
-    DEMO.mkdir(parents=True, exist_ok=True)
-    if STATE.exists():
-        down(quiet=True)
-        DEMO.mkdir(parents=True, exist_ok=True)
+FINAL_PHASES = {"Succeeded", "BackoffLimitExceeded", "StageFailed", "Cancelled", "DeadlineExceeded", "InvalidSpec"}
+WATCH_SECONDS = 120
+
+
+def operator_env(dsn_file: Path) -> dict[str, str]:
+    """The environment of every `procjob` command the demo runs: the rig's and the audit database's."""
+    return {**env(), "PROCJOB_DATABASE_URL_FILE": str(dsn_file)}
+
+
+def start_rig() -> None:
     say("the rig: etcd, kube-apiserver, controller-manager, scheduler, kwok (a cold build takes minutes)")
     subprocess.run([PY, str(ROOT / "hack" / "rig" / "rig.py"), "up"], check=True, cwd=ROOT)
+
+
+def install_crd() -> None:
     say("the ProcessingJob CRD")
     run("kubectl", "apply", "--server-side", "--force-conflicts", "-f", "crds/processingjob.yaml")
     run("kubectl", "wait", "--for=condition=Established", "crd/processingjobs.procjob.dev", "--timeout=60s")
+
+
+def prepare_audit_database() -> Path:
+    """Start PostgreSQL, migrate the audit schema; returns the file holding the DSN (owner-only)."""
     say("a throw-away PostgreSQL for the audit, and its schema")
     dsn = start_postgres()
     dsn_file = DEMO / "database-url"
     dsn_file.write_text(dsn)
     dsn_file.chmod(0o600)
-    subprocess.run(
-        [PY, "-m", "procjob.cli.main", "db", "migrate"],
-        check=True,
-        cwd=ROOT,
-        env={**env(), "PROCJOB_DATABASE_URL_FILE": str(dsn_file)},
-    )
+    subprocess.run([PY, "-m", "procjob.cli.main", "db", "migrate"], check=True, cwd=ROOT, env=operator_env(dsn_file))
+    return dsn_file
+
+
+def start_operator(dsn_file: Path) -> None:
+    """Run the operator in the background, record its pid for `down`, and fail if it exits at once."""
     say("the operator (log: .rig/logs/operator.log; metrics: http://127.0.0.1:18080/metrics)")
     log = (ROOT / ".rig" / "logs" / "operator.log").open("ab")
     operator = subprocess.Popen(
@@ -107,7 +119,7 @@ def up() -> int:
             "--worker-image",
             "ghcr.io/procjob/procjob:0.1.0",
         ],
-        env={**env(), "PROCJOB_DATABASE_URL_FILE": str(dsn_file)},
+        env=operator_env(dsn_file),
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=ROOT,
@@ -119,32 +131,42 @@ def up() -> int:
     time.sleep(2)
     if operator.poll() is not None:
         sys.exit("demo: the operator exited at once; see .rig/logs/operator.log")
+
+
+def all_final(table: str) -> bool:
+    """True when `kubectl get pj -o wide` lists jobs and each one's phase column is a final phase."""
+    rows = table.splitlines()[1:]
+    return bool(rows) and all(r.split()[1] in FINAL_PHASES for r in rows if len(r.split()) > 1)
+
+
+def run_examples() -> None:
+    """Apply examples/ and print the jobs table every 2 s until all are final (at most WATCH_SECONDS)."""
     say(f"the examples, in namespace {NAMESPACE}")
     run("kubectl", "create", "namespace", NAMESPACE, check=False, quiet=True)
     run("kubectl", "apply", "-n", NAMESPACE, "-f", "examples/")
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + WATCH_SECONDS
     while time.monotonic() < deadline:
         table = run("kubectl", "get", "pj", "-n", NAMESPACE, "-o", "wide", quiet=True).stdout
         print(
             f"\n$ kubectl get pj -n {NAMESPACE} -o wide   ({time.strftime('%H:%M:%S')})\n{table.rstrip()}", flush=True
         )
-        rows = table.splitlines()[1:]
-        if rows and all(
-            r.split()[1]
-            in {"Succeeded", "BackoffLimitExceeded", "StageFailed", "Cancelled", "DeadlineExceeded", "InvalidSpec"}
-            for r in rows
-            if len(r.split()) > 1
-        ):
+        if all_final(table):
             break
         time.sleep(2)
+
+
+def show_history(dsn_file: Path) -> None:
     time.sleep(3)  # let the audit relay catch up before reading PostgreSQL
     say("the audit of record: procjob history retry-backoff -n demo (from PostgreSQL)")
     subprocess.run(
         [PY, "-m", "procjob.cli.main", "history", "retry-backoff", "-n", NAMESPACE],
         cwd=ROOT,
-        env={**env(), "PROCJOB_DATABASE_URL_FILE": str(dsn_file)},
+        env=operator_env(dsn_file),
         check=False,
     )
+
+
+def print_next_steps() -> None:
     print(
         "\nThe demo keeps running. Try:\n"
         f"  export KUBECONFIG=$PWD/.rig/kubeconfig PATH=$PWD/.rig/bin:$PWD/.venv/bin:$PATH\n"
@@ -153,6 +175,21 @@ def up() -> int:
         "  curl -s 127.0.0.1:18080/metrics | grep ^procjob_\n"
         "Stop it with: make demo-down"
     )
+
+
+def up() -> int:
+    """Each step in turn; a demo left from an earlier `up` is stopped first (but not its rig)."""
+    DEMO.mkdir(parents=True, exist_ok=True)
+    if STATE.exists():
+        down(quiet=True)
+        DEMO.mkdir(parents=True, exist_ok=True)
+    start_rig()
+    install_crd()
+    dsn_file = prepare_audit_database()
+    start_operator(dsn_file)
+    run_examples()
+    show_history(dsn_file)
+    print_next_steps()
     return 0
 
 
