@@ -147,7 +147,6 @@ class _Pass:
         self.delete: dict[str, DeletePod] = {}
         self.timers: list[datetime | None] = []
         self.stages: list[_StageView] = []
-        self.keep_pod: str | None = None  # the one pod allowed to live
         self.backlogged = False  # the audit outbox is full: no new attempts
         if self.spec is not None:
             by_name = {s.name: s for s in job.status.stages}
@@ -508,7 +507,6 @@ class _Pass:
             attempt=attempt,
         )
         self.create.append(CreatePod(stage.name, number, name, manifest))
-        self.keep_pod = name
         self.at(self.now + timedelta(seconds=stage.startup_timeout_seconds))
 
     def template_failed(self, view: _StageView, exc: TemplateError) -> None:
@@ -534,7 +532,6 @@ class _Pass:
             else:  # seen, or seen deleted before its UID was recorded: it may have run
                 self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
             return
-        self.keep_pod = pod.name
         if last.pod_uid is None:
             last = last.model_copy(update={"pod_uid": pod.uid})
             view.replace_last(last)
@@ -603,7 +600,6 @@ class _Pass:
             self.template_failed(view, exc)
             return
         self.create.append(CreatePod(stage.name, last.attempt, last.pod_name, manifest))
-        self.keep_pod = last.pod_name
         self.at(ends)
 
     def pod_rejected(self, view: _StageView, message: str) -> None:
@@ -664,7 +660,6 @@ class _Pass:
             detail={"outputs": outputs} if outputs else None,
         )
         self.record(Transition.STAGE_SUCCEEDED, f"stage {stage.name} succeeded", stage=stage.name)
-        self.keep_pod = None
 
     def attempt_failed(self, view: _StageView, failure: Failure, pod: PodObservation | None) -> None:
         """Record the failure, then apply the first matching rule: retry, ignore, or fail the job."""
@@ -687,7 +682,6 @@ class _Pass:
             }
         )
         view.replace_last(failed)
-        self.keep_pod = None
         used = view.status.charged_failures + (1 if charged else 0)
         view.update(charged_failures=used)
         code = f" (exit {failure.exit_code})" if failure.exit_code is not None else ""
@@ -793,9 +787,15 @@ class _Pass:
             self.at(ends)
 
     def strays(self) -> None:
-        """Invariant: at most one live pod per job, the current attempt's."""
+        """Invariant: at most one live pod per job, the current attempt's — the pod of an attempt
+        still Pending or Running, read from the stage statuses as this pass leaves them."""
+        current = {
+            view.last.pod_name
+            for view in self.stages
+            if view.last is not None and view.last.state in (AttemptState.PENDING, AttemptState.RUNNING)
+        }
         for pod in self.pods.values():
-            if pod.live and pod.name != self.keep_pod and pod.name not in {c.name for c in self.create}:
+            if pod.live and pod.name not in current:
                 self.delete_pod(pod, "not the current attempt")
 
     # -------------------------------------------------------------------------------- result

@@ -308,7 +308,11 @@ def test_a_pod_first_seen_finished_is_recorded_without_a_running_step() -> None:
 
 
 def test_success_starts_the_next_stage_in_the_same_pass_with_outputs_templated() -> None:
-    fetch = {"name": "fetch", "uses": "fetch", "with": {"url": "https://example.org/{{ job.name }}.jpg"}}
+    fetch = {
+        "name": "fetch",
+        "uses": "fetch",
+        "with": {"url": "https://example.org/{{ job.name }}.jpg", "bucket": "media", "key": "raw/{{ job.name }}.jpg"},
+    }
     resize = image_stage(
         "resize",
         args=["--key={{ stages.fetch.outputs.key }}", "--size={{ stages.fetch.outputs.size }}"],
