@@ -6,15 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from procjob.adapters.audit import (
-    ENV_DSN,
-    ENV_DSN_FILE,
-    AuditConfigError,
-    check_dsn,
-    redact_dsn,
-    resolve_dsn,
-    scrub,
-)
+from procjob.adapters.audit.dsn import ENV_DSN, ENV_DSN_FILE, check_dsn, redact_dsn, resolve_dsn, scrub
+from procjob.adapters.audit.errors import AuditConfigError
 
 PASSWORD = "s3cr3t-Pa55"
 URL = f"postgresql://procjob:{PASSWORD}@db.example:5432/audit?sslmode=verify-full&sslrootcert=/ca.crt"

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from procjob.adapters.audit import AttemptRow, attempt_timeline
+from procjob.core.timeline import AttemptRow, attempt_timeline
 from procjob.models.audit import AuditEntry
 
 T0 = datetime(2026, 5, 1, 10, 0, 0, tzinfo=UTC)
@@ -102,6 +102,25 @@ CASES = [
         ),
         [("a", 1, "p1", None, None, "Evicted", "Failed")],
         id="an outcome without a start has no duration",
+    ),
+    pytest.param(
+        events(
+            (1, "AttemptStarted", "a", 1, {"podName": "p1"}),
+            (2, "AttemptRunning", "a", 1, {}),
+            (3, "AttemptStopped", "a", 1, {"reason": "Suspended"}),
+            (4, "JobSuspended", None, None, {"reason": "Suspended"}),
+        ),
+        [("a", 1, "p1", 3.0, None, "Suspended", "Interrupted")],
+        id="a stopped attempt stays open until the job's suspension interrupts it",
+    ),
+    pytest.param(
+        events(
+            (1, "AttemptStarted", "a", 1, {"podName": "p1"}),
+            (2, "AttemptFailed", "a", 1, {"exitCode": 1, "reason": "Error"}),
+            (3, "AttemptRunning", "a", 1, {}),
+        ),
+        [("a", 1, "p1", 1.0, 1, "Error", "Failed")],
+        id="a running report after the outcome does not reopen the attempt",
     ),
     pytest.param(
         events((0, "JobCreated", None, None, {}), (1, "InvalidSpec", None, None, {})),

@@ -1,0 +1,85 @@
+"""The attempt timeline: one row per (stage, attempt), projected from a job's audit entries.
+
+Pure (no I/O): the audit store projects what it read from PostgreSQL with it, and anything holding
+a job's entries can do the same. `AttemptRow` is the projection's value; `procjob history` and the
+operator's history endpoint show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import computed_field
+
+from procjob.models.audit import AuditEntry
+from procjob.models.base import ApiModel
+
+AttemptResult = Literal["Pending", "Running", "Succeeded", "Failed", "Interrupted"]
+
+
+class AttemptRow(ApiModel):
+    """One attempt of one stage, derived from its events (AttemptStarted ... AttemptSucceeded/Failed).
+
+    `Interrupted`: the job ended or was suspended while the attempt had no outcome recorded.
+    """
+
+    stage: str
+    attempt: int
+    pod_name: str | None = None
+    start_time: datetime | None = None
+    running_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None
+    reason: str = ""
+    result: AttemptResult = "Pending"
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.start_time is None or self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
+
+
+_INTERRUPTING = frozenset({"JobSuspended", "JobSucceeded", "JobFailed", "JobCancelled", "JobDeleted"})
+
+
+def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
+    """One row per (stage, attempt), in the order the attempts started.
+
+    An attempt starts at AttemptStarted (the pod was created), runs from AttemptRunning and ends at
+    AttemptSucceeded or AttemptFailed, which carry the exit code and reason. A job-level end or
+    suspension closes attempts still open as `Interrupted`; an outcome recorded after that wins.
+    """
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    for event in sorted(events, key=lambda e: e.seq):
+        if event.type in _INTERRUPTING:
+            for row in rows.values():
+                if row["result"] in ("Pending", "Running"):
+                    row.update(end_time=event.time, reason=event.reason or event.type, result="Interrupted")
+            continue
+        if not event.type.startswith("Attempt") or event.stage is None or event.attempt is None:
+            continue
+        row = rows.setdefault(
+            (event.stage, event.attempt),
+            {"stage": event.stage, "attempt": event.attempt, "result": "Pending"},
+        )
+        if event.pod_name and not row.get("pod_name"):
+            row["pod_name"] = event.pod_name
+        if event.type == "AttemptStarted":
+            row.setdefault("start_time", event.time)
+        elif event.type == "AttemptRunning":
+            row.setdefault("running_time", event.time)
+            if row["result"] == "Pending":
+                row["result"] = "Running"
+        elif event.type in ("AttemptSucceeded", "AttemptFailed"):
+            succeeded = event.type == "AttemptSucceeded"
+            row.update(
+                end_time=event.time,
+                exit_code=event.exit_code,
+                reason=event.reason or ("Completed" if succeeded else "Failed"),
+                result="Succeeded" if succeeded else "Failed",
+            )
+    return tuple(AttemptRow.model_validate(row) for row in rows.values())
