@@ -1,0 +1,283 @@
+"""The working state of one reconcile pass (see `procjob.core.decide`): the stage views being
+rewritten, the transitions recorded, the pod actions gathered, the timers; and what every part of
+the pass shares — ending the job, collecting pods, and turning it all into a `Decision`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from procjob.core.conditions import SUCCEEDED, SUSPENDED, job_conditions, phase_of, set_condition
+from procjob.core.config import CoreConfig
+from procjob.core.decision import CreatePod, Decision, DeletePod, FinalizerAction
+from procjob.core.events import mirror_events
+from procjob.core.observe import PodObservation
+from procjob.core.timefmt import earliest, human_duration
+from procjob.models.audit import AuditEntry
+from procjob.models.job import ProcessingJob
+from procjob.models.lifecycle import finished, succeeded_condition
+from procjob.models.spec import PodGC
+from procjob.models.status import (
+    AUDIT_BACKLOG_LIMIT,
+    Attempt,
+    AttemptState,
+    ConditionStatus,
+    ProcessingJobStatus,
+    Reason,
+    StageState,
+    StageStatus,
+)
+from procjob.models.transitions import Transition
+
+# A pod still there this long after its grace period ended (a lost node) is deleted by force.
+TERMINATING_PATIENCE = timedelta(seconds=60)
+
+
+@dataclass
+class StageView:
+    """Mutable working copy of one stage's status during a pass."""
+
+    index: int
+    status: StageStatus
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status.state == StageState.SUCCEEDED
+
+    @property
+    def last(self) -> Attempt | None:
+        return self.status.attempts[-1] if self.status.attempts else None
+
+    def update(self, **changes: Any) -> None:
+        self.status = self.status.model_copy(update=changes)
+
+    def replace_last(self, attempt: Attempt) -> None:
+        self.update(attempts=[*self.status.attempts[:-1], attempt])
+
+
+class PassState:
+    """One reconcile pass's accumulators, and the steps every part of the pass uses."""
+
+    def __init__(
+        self,
+        job: ProcessingJob,
+        pods: list[PodObservation],
+        now: datetime,
+        config: CoreConfig,
+        gone: Mapping[str, str],
+        rejected: Mapping[str, str],
+    ) -> None:
+        self.job = job
+        self.gone = gone
+        self.rejected = rejected
+        self.spec = job.spec
+        self.now = now
+        self.config = config
+        self.pods = {p.name: p for p in pods}
+        self.status = job.status
+        self.outbox = job.status.audit
+        self.transitions: list[AuditEntry] = []
+        self.create: list[CreatePod] = []
+        self.delete: dict[str, DeletePod] = {}
+        self.timers: list[datetime | None] = []
+        self.stages: list[StageView] = []
+        self.backlogged = False  # the audit outbox is full: no new attempts
+        if self.spec is not None:
+            by_name = {s.name: s for s in job.status.stages}
+            self.stages = [
+                StageView(i, by_name.get(s.name) or StageStatus(name=s.name, state=StageState.PENDING))
+                for i, s in enumerate(self.spec.stages)
+            ]
+
+    def record(
+        self,
+        type_: Transition,
+        message: str,
+        *,
+        reason: str = "",
+        stage: str | None = None,
+        attempt: Attempt | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        entry = AuditEntry(
+            seq=self.outbox.last_seq + len(self.transitions) + 1,
+            type=type_,
+            reason=reason or type_,
+            message=message[:1024],
+            stage=stage,
+            attempt=attempt.attempt if attempt else None,
+            pod_name=attempt.pod_name if attempt else None,
+            exit_code=attempt.exit_code if attempt else None,
+            time=self.now,
+            detail=detail or {},
+        )
+        self.transitions.append(entry)
+
+    def delete_pod(self, pod: PodObservation, why: str) -> None:
+        """Delete a pod once per pass; the first, most specific reason is kept (not "not the current attempt")."""
+        if not pod.deleting and pod.name not in self.delete:
+            self.delete[pod.name] = DeletePod(pod.name, pod.uid or None, why)
+
+    def at(self, when: datetime | None) -> None:
+        self.timers.append(when)
+
+    @property
+    def terminal(self) -> bool:
+        return finished(succeeded_condition(self.status.conditions)[0])
+
+    @property
+    def suspended(self) -> bool:
+        return any(c.type == SUSPENDED and c.status == ConditionStatus.TRUE for c in self.status.conditions)
+
+    @property
+    def backlog_full(self) -> bool:
+        """The audit outbox holds AUDIT_BACKLOG_LIMIT entries: from here on only what ends the work
+        in progress is recorded (see AUDIT_OUTBOX_HARD_LIMIT); what a user can repeat at will —
+        suspend and resume, retry requests — and new attempts wait until PostgreSQL catches up."""
+        pending = len(self.outbox.pending) + len(self.transitions)
+        return self.config.audit_enabled and pending >= AUDIT_BACKLOG_LIMIT
+
+    def suspend_wanted(self) -> bool:
+        """spec.suspend, unless changing the suspension now would grow a full outbox."""
+        assert self.spec is not None
+        if self.spec.suspend != self.suspended and self.backlog_full:
+            self.backlogged = True
+            return self.suspended
+        return self.spec.suspend
+
+    def deadline(self) -> datetime | None:
+        assert self.spec is not None
+        if self.spec.active_deadline_seconds is None or self.status.start_time is None:
+            return None
+        return self.status.start_time + timedelta(seconds=self.spec.active_deadline_seconds)
+
+    def fail_job(self, reason: Reason, message: str, *, invalid: bool = False) -> None:
+        if invalid:
+            self.record(Transition.INVALID_SPEC, message, reason=Reason.INVALID_SPEC)
+        self.end_job(ConditionStatus.FALSE, reason, message, Transition.JOB_FAILED)
+
+    def end_job(self, status: ConditionStatus, reason: Reason, message: str, transition: Transition) -> None:
+        self.status = self.status.model_copy(
+            update={
+                "conditions": set_condition(
+                    self.status.conditions,
+                    SUCCEEDED,
+                    status,
+                    reason,
+                    message,
+                    self.now,
+                    self.job.meta.generation,
+                ),
+                "completion_time": self.now,
+                "queue": None,
+            }
+        )
+        self.record(transition, message, reason=reason)
+        self.gc_pods()
+
+    def gc_pods(self) -> None:
+        """Finished jobs: stop anything live; delete finished pods as podGC says."""
+        policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
+        succeeded = succeeded_condition(self.status.conditions)[0] == ConditionStatus.TRUE
+        collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
+        for pod in self.pods.values():
+            if pod.live or (collect and not pod.deleting):
+                self.delete_pod(pod, "podGC" if not pod.live else "job finished")
+
+    def terminating(self) -> bool:
+        """Whether a pod of the job is on its way out but may still run (a new attempt waits)."""
+        leaving = [p for p in self.pods.values() if p.deleting and not p.terminal]
+        for pod in leaving:
+            self.settle(pod)
+        return bool(leaving)
+
+    def settle(self, pod: PodObservation) -> None:
+        """Wait for a terminating pod; one still there TERMINATING_PATIENCE after its grace period
+        ended (its node is gone or stopped answering) is deleted by force, so nothing waits forever."""
+        ends = (pod.deletion_time or self.now) + TERMINATING_PATIENCE
+        if self.now >= ends:
+            self.delete[pod.name] = DeletePod(pod.name, pod.uid or None, "stuck terminating", force=True)
+        else:
+            self.at(ends)
+
+    def strays(self) -> None:
+        """Invariant: at most one live pod per job, the current attempt's — the pod of an attempt
+        still Pending or Running, read from the stage statuses as this pass leaves them."""
+        current = {
+            view.last.pod_name
+            for view in self.stages
+            if view.last is not None and view.last.state in (AttemptState.PENDING, AttemptState.RUNNING)
+        }
+        for pod in self.pods.values():
+            if pod.live and pod.name not in current:
+                self.delete_pod(pod, "not the current attempt")
+
+    def result(self, finalizer: FinalizerAction | None, *, summarize: bool = True) -> Decision:
+        if summarize and not self.terminal:
+            self.strays()
+        status = self.status
+        if summarize and self.spec is not None:
+            status = self.summarize(status)
+        elif summarize:  # an unparsable spec: no stages to summarize, only the condition to show
+            succeeded = next((c for c in status.conditions if c.type == SUCCEEDED), None)
+            status = status.model_copy(
+                update={
+                    "observed_generation": self.job.meta.generation,
+                    "phase": phase_of(status),
+                    "message": succeeded.message if succeeded else None,
+                }
+            )
+        outbox = self.outbox.model_copy(
+            update={
+                "last_seq": self.outbox.last_seq + len(self.transitions),
+                "pending": [*self.outbox.pending, *self.transitions] if self.config.audit_enabled else [],
+            }
+        )
+        if not self.config.audit_enabled:
+            outbox = outbox.model_copy(update={"flushed_seq": outbox.last_seq})
+        status = status.model_copy(update={"audit": outbox})
+        events = mirror_events(self.transitions, routine=self.config.routine_events)
+        return Decision(
+            status=status,
+            create=tuple(self.create),
+            delete=tuple(self.delete.values()),
+            events=events,
+            transitions=tuple(self.transitions),
+            requeue_at=earliest(*(t for t in self.timers if t is not None and t > self.now)),
+            finalizer=finalizer,
+        )
+
+    def summarize(self, status: ProcessingJobStatus) -> ProcessingJobStatus:
+        """Conditions, phase, printer-column fields, all derived from the stage statuses."""
+        assert self.spec is not None
+        stages = [v.status for v in self.stages]
+        current = next((s for s in stages if s.state != StageState.SUCCEEDED), None)
+        reached = sum(1 for s in stages if s.state != StageState.PENDING)
+        conditions = job_conditions(
+            status.conditions,
+            stages,
+            current,
+            self.now,
+            self.job.meta.generation,
+            queued=status.start_time is None,
+            suspended=self.suspend_wanted(),
+            backlogged=self.backlogged,
+        )
+        status = status.model_copy(
+            update={
+                "stages": stages,
+                "conditions": conditions,
+                "observed_generation": self.job.meta.generation,
+                "current_stage": current.name if current and not self.terminal else None,
+                "progress": f"{max(reached, 1 if status.start_time else 0)}/{len(stages)}",
+                "attempts": sum(s.attempt_count for s in stages),
+            }
+        )
+        cond = next(c for c in conditions if c.type == SUCCEEDED)
+        duration = None
+        if status.start_time and status.completion_time:
+            duration = human_duration(status.completion_time - status.start_time)
+        return status.model_copy(update={"phase": phase_of(status), "message": cond.message, "duration": duration})
