@@ -38,9 +38,12 @@ class AttemptRow(ApiModel):
     @computed_field  # type: ignore[prop-decorator]
     @property
     def duration_seconds(self) -> float | None:
-        if self.start_time is None or self.end_time is None:
-            return None
-        return (self.end_time - self.start_time).total_seconds()
+        return seconds_between(self.start_time, self.end_time)
+
+
+def seconds_between(start: datetime | None, end: datetime | None) -> float | None:
+    """How long from `start` to `end`; None while either is unknown (a duration never guesses)."""
+    return None if start is None or end is None else (end - start).total_seconds()
 
 
 _INTERRUPTING = frozenset({"JobSuspended", "JobSucceeded", "JobFailed", "JobCancelled", "JobDeleted"})

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, computed_field
 
-from procjob.core.timeline import AttemptRow
+from procjob.core.timeline import AttemptRow, seconds_between
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
 
@@ -40,9 +40,7 @@ class JobSummary(ApiModel):
     @property
     def duration_seconds(self) -> float | None:
         """Run time from start to finish (the same value as the `jobs.duration_seconds` column)."""
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return (self.finished_at - self.started_at).total_seconds()
+        return seconds_between(self.started_at, self.finished_at)
 
 
 class JobHistory(ApiModel):
