@@ -113,19 +113,12 @@ class StageMachine(PassState):
 
     def track(self, view: StageView, last: Attempt) -> None:
         """Follow the live attempt's pod: running, finished, vanished, timed out."""
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
         pod = self.pods.get(last.pod_name)
         if pod is not None and last.pod_uid is not None and pod.uid != last.pod_uid:
             self.delete_pod(pod, "not the pod this attempt created")
             pod = None
         if pod is None:
-            if last.pod_name in self.rejected:
-                self.pod_rejected(view, self.rejected[last.pod_name])
-            elif last.pod_uid is None and last.pod_name not in self.gone:
-                self.recreate_missing(view, last)
-            else:  # seen, or seen deleted before its UID was recorded: it may have run
-                self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
+            self.pod_missing(view, last)
             return
         if last.pod_uid is None:
             last = last.model_copy(update={"pod_uid": pod.uid})
@@ -138,44 +131,58 @@ class StageMachine(PassState):
             self.settle(pod)  # the watch will tell us when it is gone
         elif pod.phase == "Running" or (pod.phase == "Unknown" and last.state == AttemptState.RUNNING):
             # Unknown: the node stopped reporting; the attempt is still running as far as we know.
-            if last.state == AttemptState.PENDING:
-                last = last.model_copy(
-                    update={
-                        "state": AttemptState.RUNNING,
-                        "start_time": pod.started or self.now,
-                        "message": None,
-                    }
-                )
-                view.replace_last(last)
-                self.record(
-                    Transition.ATTEMPT_RUNNING,
-                    f"stage {stage.name} attempt {last.attempt} running",
-                    stage=stage.name,
-                    attempt=last,
-                )
-            if stage.timeout_seconds is not None:
-                ends = (last.start_time or self.now) + timedelta(seconds=stage.timeout_seconds)
-                if self.now >= ends:
-                    self.delete_pod(pod, "attempt timeout")
-                    too_long = f"attempt ran longer than timeoutSeconds ({stage.timeout_seconds}s)"
-                    self.attempt_failed(view, Failure(FailureReason.DEADLINE_EXCEEDED, None, too_long), None)
-                else:
-                    self.at(ends)
+            self.running(view, last, pod)
         else:
-            waiting = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else None)
-            detail = pod.waiting_message or pod.unschedulable or ""
-            message = f"{waiting}: {detail}".rstrip(": ")[:1024] if waiting else None  # schedulers write long ones
-            if message != last.message:
-                view.replace_last(last.model_copy(update={"message": message}))
-            ends = last.create_time + timedelta(seconds=stage.startup_timeout_seconds)
-            if self.now >= ends:
-                self.delete_pod(pod, "startup timeout")
-                why = f"pod not running after startupTimeoutSeconds ({stage.startup_timeout_seconds}s)"
-                if message:
-                    why += f": {message}"
-                self.attempt_failed(view, Failure(FailureReason.STARTUP_TIMEOUT, None, why), None)
-            else:
-                self.at(ends)
+            self.pending(view, last, pod)
+
+    def pod_missing(self, view: StageView, last: Attempt) -> None:
+        """The attempt's pod is not there: refused, never created, or gone after it was seen."""
+        if last.pod_name in self.rejected:
+            self.pod_rejected(view, self.rejected[last.pod_name])
+        elif last.pod_uid is None and last.pod_name not in self.gone:
+            self.recreate_missing(view, last)
+        else:  # seen, or seen deleted before its UID was recorded: it may have run
+            self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
+
+    def running(self, view: StageView, last: Attempt, pod: PodObservation) -> None:
+        """A running attempt: recorded once as running, stopped at timeoutSeconds."""
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        if last.state == AttemptState.PENDING:
+            last = last.model_copy(
+                update={"state": AttemptState.RUNNING, "start_time": pod.started or self.now, "message": None}
+            )
+            view.replace_last(last)
+            message = f"stage {stage.name} attempt {last.attempt} running"
+            self.record(Transition.ATTEMPT_RUNNING, message, stage=stage.name, attempt=last)
+        if stage.timeout_seconds is None:
+            return
+        ends = (last.start_time or self.now) + timedelta(seconds=stage.timeout_seconds)
+        if self.now >= ends:
+            self.delete_pod(pod, "attempt timeout")
+            too_long = f"attempt ran longer than timeoutSeconds ({stage.timeout_seconds}s)"
+            self.attempt_failed(view, Failure(FailureReason.DEADLINE_EXCEEDED, None, too_long), None)
+        else:
+            self.at(ends)
+
+    def pending(self, view: StageView, last: Attempt, pod: PodObservation) -> None:
+        """A pod not running yet: its waiting reason shown, stopped at startupTimeoutSeconds."""
+        assert self.spec is not None
+        stage = self.spec.stages[view.index]
+        waiting = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else None)
+        detail = pod.waiting_message or pod.unschedulable or ""
+        message = f"{waiting}: {detail}".rstrip(": ")[:1024] if waiting else None  # schedulers write long ones
+        if message != last.message:
+            view.replace_last(last.model_copy(update={"message": message}))
+        ends = last.create_time + timedelta(seconds=stage.startup_timeout_seconds)
+        if self.now >= ends:
+            self.delete_pod(pod, "startup timeout")
+            why = f"pod not running after startupTimeoutSeconds ({stage.startup_timeout_seconds}s)"
+            if message:
+                why += f": {message}"
+            self.attempt_failed(view, Failure(FailureReason.STARTUP_TIMEOUT, None, why), None)
+        else:
+            self.at(ends)
 
     def recreate_missing(self, view: StageView, last: Attempt) -> None:
         """The attempt was recorded but its pod never seen: (re)issue the create; 409 adopts."""

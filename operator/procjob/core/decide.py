@@ -27,6 +27,7 @@ from procjob.core.config import CoreConfig
 from procjob.core.decision import Decision, FinalizerAction
 from procjob.core.observe import PodObservation
 from procjob.core.passstate import TERMINATING_PATIENCE
+from procjob.core.sanitize import clean_text
 from procjob.core.validation import validate_spec
 from procjob.models.job import FINALIZER, ProcessingJob
 from procjob.models.lifecycle import retryable, succeeded_condition
@@ -75,9 +76,9 @@ def decide(
 
 def retry_ack(request: str) -> str:
     """How a procjob.dev/retry value is acknowledged in status.lastRetryRequest (at most 64
-    characters): as it is, or a digest of a longer value, which is refused (RetryIgnored)."""
+    characters, valid text): as it is, or a digest of a longer value, which is refused (RetryIgnored)."""
     if len(request) <= MAX_RETRY_REQUEST:
-        return request
+        return clean_text(request)
     return "sha256:" + hashlib.sha256(request.encode("utf-8", "replace")).hexdigest()[:56]
 
 
@@ -98,68 +99,72 @@ class _Pass(StageMachine):
     retry requests, deletion); the stage machine and the shared state are its bases."""
 
     def run(self, admitted: bool) -> Decision:
-        finalizer: FinalizerAction | None = None
         if self.job.meta.deletion_time is not None:
             return self.deleting()
+        finalizer = None
         if self.config.audit_enabled and FINALIZER not in self.job.meta.finalizers:
             finalizer = FinalizerAction.ADD
         retried = self.retry_requested()
         if self.terminal and not retried:
             self.gc_pods()
-            return self.result(finalizer)
+        elif self.started(admitted, retried):
+            self.go_on()
+        return self.result(finalizer)
+
+    def started(self, admitted: bool, retried: bool) -> bool:
+        """Invalid spec, cancel, the queue and the start: False when the pass ends here."""
         if not self.status.audit.last_seq and not self.status.conditions:
             self.record(Transition.JOB_CREATED, "job created")
         if self.spec is None:
             self.fail_job(Reason.INVALID_SPEC, self.job.spec_error or "invalid spec", invalid=True)
-            return self.result(finalizer)
+            return False
         problems = validate_spec(self.spec, self.config)
         if problems:
             self.fail_job(Reason.INVALID_SPEC, "; ".join(problems), invalid=True)
-            return self.result(finalizer)
+            return False
         if self.spec.cancel:
             self.stop_current("Cancelled", StageState.CANCELLED)
             self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", Transition.JOB_CANCELLED)
-            return self.result(finalizer)
+            return False
         if self.status.start_time is None:
             if self.suspend_wanted():  # suspended before it started, or again: it holds no queue slot
                 self.suspend()
-                return self.result(finalizer)
+                return False
             if not admitted:
                 self.queued()
-                return self.result(finalizer)
+                return False
             self.status = self.status.model_copy(update={"start_time": self.now, "queue": None})
             resuming = self.suspended and any(v.status.attempt_count for v in self.stages)
             if not retried and not resuming:
                 self.record(Transition.JOB_STARTED, "job started")
+        return True
+
+    def go_on(self) -> None:
+        """A started job: its deadline, suspend and resume, then the stage machine."""
+        assert self.spec is not None
         deadline = self.deadline()
         if deadline is not None and self.now >= deadline:
             self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True)
-            self.fail_job(
-                Reason.DEADLINE_EXCEEDED,
-                f"job ran past activeDeadlineSeconds ({self.spec.active_deadline_seconds}s)",
-            )
-            return self.result(finalizer)
+            limit = self.spec.active_deadline_seconds
+            self.fail_job(Reason.DEADLINE_EXCEEDED, f"job ran past activeDeadlineSeconds ({limit}s)")
+            return
         self.at(deadline)
         if self.suspend_wanted():
             self.suspend()
-            return self.result(finalizer)
+            return
         if self.suspended:
-            self.status = self.status.model_copy(
-                update={
-                    "conditions": set_condition(
-                        self.status.conditions,
-                        SUSPENDED,
-                        ConditionStatus.FALSE,
-                        "Resumed",
-                        "resumed",
-                        self.now,
-                        self.job.meta.generation,
-                    )
-                }
+            conditions = set_condition(
+                self.status.conditions,
+                SUSPENDED,
+                ConditionStatus.FALSE,
+                "Resumed",
+                "resumed",
+                self.now,
+                self.job.meta.generation,
             )
+            self.status = self.status.model_copy(update={"conditions": conditions})
             self.record(Transition.JOB_RESUMED, "job resumed")
         self.advance()
-        return self.result(finalizer)
 
     def retry_requested(self) -> bool:
         """A new procjob.dev/retry value on a terminal job: re-run a Failed job from its failed stage.
@@ -170,12 +175,13 @@ class _Pass(StageMachine):
         fresh retry budget; the job queues again (see `needs_admission`) and its deadline clock
         restarts when it starts. A value over 64 characters is acknowledged by digest and ignored.
         """
-        request = self.job.meta.retry_request
-        if not request or retry_ack(request) == self.status.last_retry_request or self.backlog_full:
+        raw = self.job.meta.retry_request
+        if not raw or retry_ack(raw) == self.status.last_retry_request or self.backlog_full:
             return False
-        self.status = self.status.model_copy(update={"last_retry_request": retry_ack(request)})
-        if len(request) > MAX_RETRY_REQUEST:
-            size = len(request)
+        request = retry_ack(raw)  # what is shown and stored: at most 64 characters of valid text
+        self.status = self.status.model_copy(update={"last_retry_request": request})
+        if len(raw) > MAX_RETRY_REQUEST:
+            size = len(raw)
             message = f"procjob.dev/retry ignored: the value has {size} characters (at most {MAX_RETRY_REQUEST})"
             self.record(Transition.RETRY_IGNORED, message, reason="RetryIgnored")
             return False
