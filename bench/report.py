@@ -57,14 +57,17 @@ def _ratio(a: Any, b: Any) -> float | None:
     return round(a / b, 2) if isinstance(a, int | float) and isinstance(b, int | float) and b else None
 
 
-def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Ratios and the targets (reported, never asserted)."""
+def _best(results: dict[str, Any], key: str) -> float | None:
+    """The better of the two B0 runs for `key`: the ceiling the other systems are compared with."""
+    values = [_get(results, k, key) for k in ("b0", "b0_repeat")]
+    return max((c for c in values if isinstance(c, int | float)), default=None)
+
+
+def _judge_ratios(results: dict[str, Any]) -> dict[str, Any]:
+    """procjob's throughput over B1's and over the B0 ceiling, and B0's drift over the run."""
     pj = "procjob"
-    ceilings = [_get(results, k, "stages_per_s") for k in ("b0", "b0_repeat")]
-    ceiling = max((c for c in ceilings if isinstance(c, int | float)), default=None)
-    overall = [_get(results, k, "stages_per_s_overall") for k in ("b0", "b0_repeat")]
-    ceiling_overall = max((c for c in overall if isinstance(c, int | float)), default=None)
-    ratios = {
+    ceiling = _best(results, "stages_per_s")
+    return {
         "procjob_over_b1_tuned": _ratio(_get(results, pj, "stages_per_s"), _get(results, "b1_tuned", "stages_per_s")),
         "procjob_over_b1_default": _ratio(
             _get(results, pj, "stages_per_s"), _get(results, "b1_default", "stages_per_s")
@@ -73,47 +76,62 @@ def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
         "procjob_over_b1_tuned_overall": _ratio(
             _get(results, pj, "stages_per_s_overall"), _get(results, "b1_tuned", "stages_per_s_overall")
         ),
-        "procjob_over_b0_overall": _ratio(_get(results, pj, "stages_per_s_overall"), ceiling_overall),
+        "procjob_over_b0_overall": _ratio(
+            _get(results, pj, "stages_per_s_overall"), _best(results, "stages_per_s_overall")
+        ),
         "b0_ceiling_stages_per_s": ceiling,
         "b0_drift": _ratio(_get(results, "b0_repeat", "stages_per_s"), _get(results, "b0", "stages_per_s")),
     }
+
+
+def _target(name: str, measured: Any, goal: float | None, higher: bool, note: str = "") -> dict[str, Any]:
+    met = None if measured is None or goal is None else (measured >= goal if higher else measured <= goal)
+    return {"target": name, "measured": measured, "goal": goal, "met": met, "note": note}
+
+
+def _rss_target(results: dict[str, Any]) -> dict[str, Any]:
+    """Operator RSS at 5,000 jobs, from the matrix or the main run; only the full profile gets there."""
+    pj = "procjob"
     runs = [*(results.get("procjob_matrix") or []), {"n": _get(results, pj, "chains") or 0, **(results.get(pj) or {})}]
     big = [m for m in runs if m.get("n", 0) >= 5000 and m.get("rss_peak_mib")]
     rss_5000 = max((m["rss_peak_mib"] for m in big), default=None)
     rss_note = (
         "" if big else f"full profile only; at N={_get(results, pj, 'chains')}: {_get(results, pj, 'rss_peak_mib')} MiB"
     )
+    return _target("operator RSS <= 200 MiB at 5,000 jobs", rss_5000, 200.0, False, rss_note)
 
-    def target(name: str, measured: Any, goal: float | None, higher: bool, note: str = "") -> dict[str, Any]:
-        met = None if measured is None or goal is None else (measured >= goal if higher else measured <= goal)
-        return {"target": name, "measured": measured, "goal": goal, "met": met, "note": note}
 
+def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Ratios and the targets (reported, never asserted)."""
+    pj = "procjob"
+    ratios = _judge_ratios(results)
     b1t = _get(results, "b1_tuned", "stages_per_s")
+    exact = _get(results, pj, "audit_exact")
     targets = [
-        target(
+        _target(
             "procjob stages/s >= B1 tuned",
             _get(results, pj, "stages_per_s"),
             b1t if isinstance(b1t, int | float) else None,
             True,
         ),
-        target("procjob stages/s >= 60 % of B0 (ratio)", ratios["procjob_over_b0"], 0.6, True),
-        target(
+        _target("procjob stages/s >= 60 % of B0 (ratio)", ratios["procjob_over_b0"], 0.6, True),
+        _target(
             "transition p99 <= 1 s at half the ceiling (paced run)",
             _get(results, "procjob_paced", "transition_p99_s"),
             1.0,
             False,
         ),
-        target(
+        _target(
             "transition p99 <= 1 s at half procjob's own burst rate (informational)",
             _get(results, "procjob_paced_own", "transition_p99_s"),
             1.0,
             False,
         ),
-        target("operator RSS <= 200 MiB at 5,000 jobs", rss_5000, 200.0, False, rss_note),
-        target("audit lag p99 <= 5 s", _get(results, pj, "audit_lag_p99_s"), 5.0, False),
-        target(
+        _rss_target(results),
+        _target("audit lag p99 <= 5 s", _get(results, pj, "audit_lag_p99_s"), 5.0, False),
+        _target(
             "audit exact (seq 1..lastSeq, no gap, no duplicate)",
-            1.0 if _get(results, pj, "audit_exact") else (0.0 if _get(results, pj, "audit_exact") is False else None),
+            1.0 if exact else (0.0 if exact is False else None),
             1.0,
             True,
         ),
@@ -129,17 +147,24 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return str(value)
 
 
-def markdown(results: dict[str, Any]) -> str:
+def _header(results: dict[str, Any]) -> list[str]:
+    """The title and the machine the run was measured on."""
     m = results["machine"]
     load_before = " / ".join(map(str, m["load_average_before"]))
     load_after = " / ".join(map(str, m.get("load_average_after", [])))
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items())
-    lines = [
+    return [
         f"# procjob benchmark — {results['profile']} profile, {results['date']}",
         "",
         f"{m['cores']} cores ({m['cpu_model']}), {m['memory_gib']} GiB, load average before {load_before}, "
         f"after {load_after}; {versions}; commit {m['git_commit']}.",
         "",
+    ]
+
+
+def _systems_table(results: dict[str, Any]) -> list[str]:
+    """One row per system that ran (or why it did not)."""
+    lines = [
         "| System | NxS | stages/s steady | stages/s overall | jobs/s | makespan s | first pod p50 / p99 s "
         "| transition p50 / p99 s | API writes / stage | apiserver CPU s / 1k stages |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -160,13 +185,18 @@ def markdown(results: dict[str, Any]) -> str:
             f"| {_fmt(row.get('apiserver_writes_per_stage'), 1)} "
             f"| {_fmt(row.get('apiserver_cpu_s_per_1000_stages'), 1)} |"
         )
+    return lines
+
+
+def _settings(results: dict[str, Any]) -> list[str]:
+    """The operator's settings and who else used the rig while a system ran."""
     settings = results.get("settings") or {}
     shared = {
         key: sorted(set(row.get("foreign_load_at_start") or []) | set(row.get("foreign_load_at_end") or []))
         for key, row in results.items()
         if isinstance(row, dict) and (row.get("foreign_load_at_start") or row.get("foreign_load_at_end"))
     }
-    lines += [
+    return [
         "",
         f"Settings: operator `--workers {settings.get('operator_workers')} --events "
         f"{settings.get('operator_events', 'all')}`, variants: "
@@ -175,8 +205,11 @@ def markdown(results: dict[str, Any]) -> str:
         + ("; ".join(f"{k}: {', '.join(v)}" for k, v in shared.items()) if shared else "none")
         + ".",
     ]
+
+
+def _ratios(results: dict[str, Any]) -> list[str]:
     ratios = results.get("ratios") or {}
-    lines += [
+    return [
         "",
         "Ratios (steady-state stages/s): "
         f"procjob / B1 tuned = {_fmt(ratios.get('procjob_over_b1_tuned'))}, "
@@ -186,6 +219,12 @@ def markdown(results: dict[str, Any]) -> str:
         f"and {_fmt(ratios.get('procjob_over_b0_overall'))}). B0 ceiling = the better of the two B0 runs, "
         f"{_fmt(ratios.get('b0_ceiling_stages_per_s'))} stages/s; second B0 / first = {_fmt(ratios.get('b0_drift'))}.",
         "",
+    ]
+
+
+def _writes_by_resource(results: dict[str, Any]) -> list[str]:
+    """Per system, the API writes per stage by verb and resource (those at 0.05 or more)."""
+    lines = [
         "API server writes per stage, all clients (harness, controllers, scheduler, kwok), by verb and resource:",
         "",
     ]
@@ -201,67 +240,77 @@ def markdown(results: dict[str, Any]) -> str:
         ]
         lines.append(f"- {title(key, default, row)}: {', '.join(top)}")
     lines.append("")
+    return lines
+
+
+def _operator_costs(results: dict[str, Any]) -> list[str]:
+    """The procjob operator's own costs and its audit, when the run measured them."""
     pj = results.get("procjob") or {}
-    if "rss_peak_mib" in pj:
-        verbs = ", ".join(f"{k} {v}" for k, v in (pj.get("operator_api_requests_per_stage") or {}).items())
-        lines += [
-            f"procjob operator ({pj.get('operator_workers')} workers): peak RSS {pj['rss_peak_mib']} MiB, "
-            f"{pj['cpu_s_per_1000_jobs']} CPU-s per 1,000 jobs ({pj['cpu_s_per_1000_stages']} per 1,000 stages, "
-            f"{pj['operator_cpu_utilisation']} cores busy), "
-            f"API requests per stage {pj['operator_api_requests_per_stage_total']} "
-            f"({verbs}), {pj['operator_reconciles_per_stage']} reconciles per stage; audit lag p50 / p99 "
-            f"{_fmt(pj.get('audit_lag_p50_s'))} / {_fmt(pj.get('audit_lag_p99_s'))} s, exact: {pj.get('audit_exact')} "
-            f"({pj.get('audit_exact_jobs')} jobs, {pj.get('audit_rows')} rows).",
-            "",
-        ]
+    if "rss_peak_mib" not in pj:
+        return []
+    verbs = ", ".join(f"{k} {v}" for k, v in (pj.get("operator_api_requests_per_stage") or {}).items())
+    return [
+        f"procjob operator ({pj.get('operator_workers')} workers): peak RSS {pj['rss_peak_mib']} MiB, "
+        f"{pj['cpu_s_per_1000_jobs']} CPU-s per 1,000 jobs ({pj['cpu_s_per_1000_stages']} per 1,000 stages, "
+        f"{pj['operator_cpu_utilisation']} cores busy), "
+        f"API requests per stage {pj['operator_api_requests_per_stage_total']} "
+        f"({verbs}), {pj['operator_reconciles_per_stage']} reconciles per stage; audit lag p50 / p99 "
+        f"{_fmt(pj.get('audit_lag_p50_s'))} / {_fmt(pj.get('audit_lag_p99_s'))} s, exact: {pj.get('audit_exact')} "
+        f"({pj.get('audit_exact_jobs')} jobs, {pj.get('audit_rows')} rows).",
+        "",
+    ]
+
+
+def _matrix(results: dict[str, Any]) -> list[str]:
+    """procjob at several N and S (the full profile's matrix), one row each."""
     matrix = results.get("procjob_matrix") or []
-    if matrix:
-        lines += [
-            "| procjob N | S | stages/s steady | overall | transition p99 s | first pod p99 s | RSS MiB "
-            "| CPU-s / 1k jobs | audit lag p99 s |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for row in matrix:
-            lines.append(
-                f"| {row['n']} | {row['s']} | {_fmt(row.get('stages_per_s'))} "
-                f"| {_fmt(row.get('stages_per_s_overall'))} "
-                f"| {_fmt(row.get('transition_p99_s'))} | {_fmt(row.get('first_pod_p99_s'))} "
-                f"| {_fmt(row.get('rss_peak_mib'), 1)} | {_fmt(row.get('cpu_s_per_1000_jobs'), 1)} "
-                f"| {_fmt(row.get('audit_lag_p99_s'))} |"
-            )
-        lines.append("")
-    lines += ["| Target | Measured | Met |", "|---|---|---|"]
+    if not matrix:
+        return []
+    lines = [
+        "| procjob N | S | stages/s steady | overall | transition p99 s | first pod p99 s | RSS MiB "
+        "| CPU-s / 1k jobs | audit lag p99 s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in matrix:
+        lines.append(
+            f"| {row['n']} | {row['s']} | {_fmt(row.get('stages_per_s'))} "
+            f"| {_fmt(row.get('stages_per_s_overall'))} "
+            f"| {_fmt(row.get('transition_p99_s'))} | {_fmt(row.get('first_pod_p99_s'))} "
+            f"| {_fmt(row.get('rss_peak_mib'), 1)} | {_fmt(row.get('cpu_s_per_1000_jobs'), 1)} "
+            f"| {_fmt(row.get('audit_lag_p99_s'))} |"
+        )
+    lines.append("")
+    return lines
+
+
+def _targets(results: dict[str, Any]) -> list[str]:
+    lines = ["| Target | Measured | Met |", "|---|---|---|"]
     for t in results.get("targets") or []:
         met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
         note = f" ({t['note']})" if t.get("note") else ""
         lines.append(f"| {t['target']} | {_fmt(t['measured'])}{note} | {met} |")
     lines.append("")
-    return "\n".join(lines)
+    return lines
 
 
-def plot(results: dict[str, Any], path: Path) -> None:
-    import matplotlib
+def markdown(results: dict[str, Any]) -> str:
+    """The report's .md: the machine, the systems table, settings, ratios, costs, matrix, targets."""
+    sections = (_header, _systems_table, _settings, _ratios, _writes_by_resource, _operator_costs, _matrix, _targets)
+    return "\n".join(line for section in sections for line in section(results))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    rows = [
-        (short(key, results[key]), results[key])
-        for key, _ in SYSTEMS
-        if isinstance(results.get(key), dict) and results[key].get("stages_per_s") is not None
-    ]
-    if not rows:
-        return
-    names = [name for name, _ in rows]
-    fig, (lat, thr) = plt.subplots(1, 2, figsize=(17, 6.4))
-    series = [
-        ("first pod p50", "first_pod_p50_s", "#9ecae1"),
-        ("first pod p99", "first_pod_p99_s", "#3182bd"),
-        ("transition p50", "transition_p50_s", "#fdae6b"),
-        ("transition p99", "transition_p99_s", "#e6550d"),
-    ]
+LATENCY_SERIES = (
+    ("first pod p50", "first_pod_p50_s", "#9ecae1"),
+    ("first pod p99", "first_pod_p99_s", "#3182bd"),
+    ("transition p50", "transition_p50_s", "#fdae6b"),
+    ("transition p99", "transition_p99_s", "#e6550d"),
+)
+
+
+def _latency_panel(lat: Any, rows: list[tuple[str, dict[str, Any]]]) -> None:
+    """Left panel: first-pod and transition percentiles per system, log scale, a line at 1 s."""
     width = 0.2
-    for i, (label, key, color) in enumerate(series):
+    for i, (label, key, color) in enumerate(LATENCY_SERIES):
         xs = [j + (i - 1.5) * width for j in range(len(rows))]
         values = [max(row.get(key) or 0.0, 1e-3) for _, row in rows]
         bars = lat.bar(xs, values, width, label=label, color=color)
@@ -269,13 +318,16 @@ def plot(results: dict[str, Any], path: Path) -> None:
     lat.set_yscale("log")
     lat.axhline(1.0, color="grey", linestyle="--", linewidth=1)
     lat.text(-0.45, 1.05, "1 s", color="grey", fontsize=8, ha="left", va="bottom")
-    lat.set_xticks(range(len(rows)), names, fontsize=8)
+    lat.set_xticks(range(len(rows)), [name for name, _ in rows], fontsize=8)
     lat.set_ylabel("seconds (log scale)")
     lat.set_title("Latency percentiles (observer, ms client stamps)")
     lat.legend(fontsize=8, loc="upper center", ncol=4)
-    top = max(max(row.get(key) or 0.0 for _, key, _ in series) for _, row in rows)
+    top = max(max(row.get(key) or 0.0 for _, key, _ in LATENCY_SERIES) for _, row in rows)
     lat.set_ylim(top=max(top, 1.0) * 30)
 
+
+def _throughput_panel(thr: Any, rows: list[tuple[str, dict[str, Any]]], ceiling: float | None) -> None:
+    """Right panel: steady and overall stages/s per system, the offered rate, a line at 60 % of B0."""
     steady = [row.get("stages_per_s") or 0.0 for _, row in rows]
     overall = [row.get("stages_per_s_overall") or 0.0 for _, row in rows]
     xs = list(range(len(rows)))
@@ -287,7 +339,6 @@ def plot(results: dict[str, Any], path: Path) -> None:
     offered = [(x, v) for x, v in offered if v]
     if offered:
         thr.scatter([x for x, _ in offered], [v for _, v in offered], marker="_", s=900, color="black", label="offered")
-    ceiling = (results.get("b0") or {}).get("stages_per_s")
     if ceiling:
         thr.axhline(0.6 * ceiling, color="#756bb1", linestyle="--", linewidth=1)
         thr.text(
@@ -300,11 +351,30 @@ def plot(results: dict[str, Any], path: Path) -> None:
             va="bottom",
             bbox={"facecolor": "white", "edgecolor": "none", "pad": 1},
         )
-    thr.set_xticks(xs, names, fontsize=8)
+    thr.set_xticks(xs, [name for name, _ in rows], fontsize=8)
     thr.set_ylabel("stages per second")
     thr.set_title("Throughput")
     thr.legend(fontsize=8, loc="upper center", ncol=3)
     thr.set_ylim(top=max(*steady, *overall, 1.0) * 1.3)
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    """The report's .png: latency percentiles (left) and throughput (right) of every system that ran."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [
+        (short(key, results[key]), results[key])
+        for key, _ in SYSTEMS
+        if isinstance(results.get(key), dict) and results[key].get("stages_per_s") is not None
+    ]
+    if not rows:
+        return
+    fig, (lat, thr) = plt.subplots(1, 2, figsize=(17, 6.4))
+    _latency_panel(lat, rows)
+    _throughput_panel(thr, rows, (results.get("b0") or {}).get("stages_per_s"))
     m = results["machine"]
     fig.suptitle(
         f"procjob benchmark, {results['profile']} profile (N={results['settings']['chains']}, "

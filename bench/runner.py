@@ -23,13 +23,13 @@ from tests.support.postgres import PostgresCluster
 from bench import report
 from bench.analysis import analyse, percentile, r
 from bench.api import JOBS, Api, BenchError
-from bench.auditdb import check, fresh_database, wait_drained
-from bench.costs import diff, snapshot
+from bench.auditdb import AuditCheck, check, fresh_database, wait_drained
+from bench.costs import Snapshot, diff, snapshot
 from bench.observer import Observer
 from bench.operatorproc import MIB, OperatorProcess
 from bench.profiles import Profile
 from bench.rigctl import KUBECONFIG, Rig
-from bench.systems import System, b0, b1, drive, procjob
+from bench.systems import Load, System, b0, b1, drive, procjob
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REQUIRED = ("stages_per_s", "transition_p50_s", "transition_p99_s", "first_pod_p99_s")
@@ -122,9 +122,38 @@ async def last_seqs(api: Api, namespace: str, chains: set[str]) -> dict[str, int
     }
 
 
-async def run_system(
-    ctx: Context, kind: str, n: int, stages: int, *, rate: float | None = None, label: str | None = None
-) -> dict[str, Any]:
+@dataclass
+class SystemRun:
+    """One system's run in progress: what runs where, and the result each step fills in."""
+
+    kind: str
+    label: str
+    n: int
+    stages: int
+    rate: float | None
+    namespace: str
+    chains: list[str]
+    result: dict[str, Any]
+    operator: OperatorProcess | None = None
+    dsn: str | None = None  # the operator's audit database (procjob only)
+    seqs: dict[str, int] = field(default_factory=dict)  # job UID -> last audit sequence number
+
+    @property
+    def stage_count(self) -> int:
+        return self.n * self.stages
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What the measured load gives the analysis: the jobs driven and the API costs around them."""
+
+    load: Load
+    before: Snapshot
+    after: Snapshot
+
+
+def new_run(kind: str, n: int, stages: int, rate: float | None, label: str | None) -> SystemRun:
+    """Name the run's namespace and chains, and say what is about to run."""
     label = label or kind
     namespace = f"bench-{kind}-{secrets.token_hex(3)}"
     chains = [f"c{i:05d}" for i in range(n)]
@@ -133,123 +162,189 @@ async def run_system(
     result: dict[str, Any] = {"system": kind, "namespace": namespace}
     if rate:
         result["arrival_rate_jobs_per_s"] = round(rate, 3)
-    api = ctx.api
-    if ctx.rig is not None:
-        others = await asyncio.to_thread(ctx.rig.wait_quiet, ctx.wait_quiet)
-        result["foreign_load_at_start"] = others
-        if others:
-            log(f"{label}: note: sharing the rig with {', '.join(others)}")
-    await api.create_namespace(namespace)
-    ctx.namespaces.append(namespace)
-    operator: OperatorProcess | None = None
+    return SystemRun(kind, label, n, stages, rate, namespace, chains, result)
+
+
+async def note_foreign_load(ctx: Context, run: SystemRun) -> None:
+    """Wait (bounded) for other users of the rig to go quiet, and record who was still there."""
+    if ctx.rig is None:
+        return
+    others = await asyncio.to_thread(ctx.rig.wait_quiet, ctx.wait_quiet)
+    run.result["foreign_load_at_start"] = others
+    if others:
+        log(f"{run.label}: note: sharing the rig with {', '.join(others)}")
+
+
+async def start_operator(ctx: Context, run: SystemRun) -> None:
+    """A fresh audit database and an operator watching the run's namespace only."""
+    assert ctx.pg is not None
+    run.dsn = await asyncio.to_thread(fresh_database, ctx.pg)
+    prof = ctx.workdir / f"operator-{run.label}.prof" if ctx.profile_operator else None
+    operator = run.operator = OperatorProcess(
+        run.namespace,
+        ctx.workdir / f"operator-{run.label}.log",
+        workers=ctx.workers,
+        database_url=run.dsn,
+        profile_out=prof,
+        variants=ctx.variants,
+        events=ctx.events,
+    )
+    await asyncio.to_thread(operator.start)
+    log(f"{run.label}: operator ready (pid {operator.proc.pid if operator.proc else '?'}, metrics :{operator.port})")
+    run.result["operator_workers"] = ctx.workers or 8
+    run.result["operator_events"] = ctx.events or "all"
+    run.result["operator_profiled"] = prof is not None
+    run.result["operator_variants"] = list(ctx.variants)
+
+
+async def warm_up(ctx: Context, run: SystemRun) -> None:
+    """A one-stage warm-up chain: connections open, the operator's watches established."""
+    warm = make(run.kind, 1, ctx.nodes)
+    await drive(
+        ctx.api,
+        warm,
+        run.namespace,
+        ["warm"],
+        1,
+        rate=None,
+        stall_timeout=60,
+        deadline=time.monotonic() + 90,
+        progress=log,
+    )
+
+
+async def drain_audit(ctx: Context, run: SystemRun, dsn: str) -> None:
+    """Wait until every job's last transition is in PostgreSQL; record how long that took."""
+    run.seqs = await last_seqs(ctx.api, run.namespace, set(run.chains))
+    drained = await asyncio.to_thread(wait_drained, dsn, run.seqs, 120.0)
+    run.result["audit_drain_after_last_job_s"] = round(drained, 2)
+    log(f"{run.label}: all jobs done; audit drained {drained:.1f}s later")
+
+
+async def save_allocations(ctx: Context, run: SystemRun, operator: OperatorProcess) -> None:
+    """With the tracemalloc variant: the operator's allocation sites, into the results directory."""
+    if "tracemalloc" not in ctx.variants:
+        return
+    if await asyncio.to_thread(operator.dump_allocations, operator.allocations):
+        target = ctx.out / f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{run.label}-allocations.txt"
+        target.write_text(report.scrub_paths(operator.allocations.read_text()))
+        log(f"{run.label}: operator allocation sites in {target}")
+
+
+def operator_costs(
+    operator: OperatorProcess, run: SystemRun, op_before: dict[str, float], cpu_before: float, window_s: float
+) -> dict[str, Any]:
+    """The operator's memory, CPU and API use over the measured load, per job and per stage."""
+    cpu = operator.cpu_seconds() - cpu_before
+    op_after = operator.metrics()
+    return {
+        "rss_peak_mib": round(operator.high_water_mark() / MIB, 1),
+        "rss_end_mib": round(operator.rss() / MIB, 1),
+        "cpu_s": round(cpu, 2),
+        "cpu_s_per_1000_jobs": round(cpu * 1000 / run.n, 1),
+        "cpu_s_per_1000_stages": round(cpu * 1000 / run.stage_count, 1),
+        "operator_cpu_utilisation": round(cpu / max(1e-9, window_s), 2),
+        **operator_numbers(op_before, op_after, run.stage_count),
+    }
+
+
+async def apply_load(ctx: Context, run: SystemRun, system: System) -> Measured:
+    """Drive the N chains (paced or all at once), then take the costs around them."""
+    operator = run.operator
+    before = await snapshot(ctx.api)
+    op_before = operator.metrics() if operator else {}
+    cpu_before = operator.cpu_seconds() if operator else 0.0
+    load = await drive(
+        ctx.api,
+        system,
+        run.namespace,
+        run.chains,
+        run.stages,
+        rate=run.rate,
+        stall_timeout=ctx.profile.stall_timeout,
+        deadline=time.monotonic() + ctx.profile.run_timeout,
+        progress=log,
+    )
+    if operator is not None and run.dsn is not None:
+        await drain_audit(ctx, run, run.dsn)
+    after = await snapshot(ctx.api)
+    run.result["foreign_load_at_end"] = Rig.foreign_load()
+    if operator is not None:
+        await save_allocations(ctx, run, operator)
+        run.result.update(operator_costs(operator, run, op_before, cpu_before, after.at - before.at))
+    return Measured(load, before, after)
+
+
+def audit_numbers(audit: AuditCheck) -> dict[str, Any]:
+    """The audit's completeness and lag, as the report shows them."""
+    return {
+        "audit_rows": audit.rows,
+        "audit_lag_p50_s": r(percentile(audit.lags, 50)),
+        "audit_lag_p99_s": r(percentile(audit.lags, 99)),
+        "audit_lag_max_s": r(max(audit.lags) if audit.lags else None),
+        "audit_exact": audit.exact,
+        "audit_exact_jobs": f"{audit.exact_jobs}/{audit.jobs}",
+        "audit_problems": audit.problems,
+    }
+
+
+async def measure(ctx: Context, run: SystemRun) -> None:
+    """Warm up, then run the load under the observer and analyse what it recorded."""
+    system = make(run.kind, run.stages, ctx.nodes)
+    await warm_up(ctx, run)
+    observer = Observer(KUBECONFIG, run.namespace, WATCHED[run.kind], ctx.workdir / f"observer-{run.label}.jsonl")
+    await observer.start()
+    log(f"{run.label}: warmed up, observer watching; creating {run.n} chains")
     try:
-        dsn = None
-        if kind == "procjob":
-            assert ctx.pg is not None
-            dsn = await asyncio.to_thread(fresh_database, ctx.pg)
-            prof = ctx.workdir / f"operator-{label}.prof" if ctx.profile_operator else None
-            operator = OperatorProcess(
-                namespace,
-                ctx.workdir / f"operator-{label}.log",
-                workers=ctx.workers,
-                database_url=dsn,
-                profile_out=prof,
-                variants=ctx.variants,
-                events=ctx.events,
-            )
-            await asyncio.to_thread(operator.start)
-            log(
-                f"{label}: operator ready (pid {operator.proc.pid if operator.proc else '?'}, metrics :{operator.port})"
-            )
-            result["operator_workers"] = ctx.workers or 8
-            result["operator_events"] = ctx.events or "all"
-            result["operator_profiled"] = prof is not None
-            result["operator_variants"] = list(ctx.variants)
-        system, warm = make(kind, stages, ctx.nodes), make(kind, 1, ctx.nodes)
-        # A one-stage warm-up chain: connections open, the operator's watches established.
-        await drive(
-            api, warm, namespace, ["warm"], 1, rate=None, stall_timeout=60, deadline=time.monotonic() + 90, progress=log
-        )
-        observer = Observer(KUBECONFIG, namespace, WATCHED[kind], ctx.workdir / f"observer-{label}.jsonl")
-        await observer.start()
-        log(f"{label}: warmed up, observer watching; creating {n} chains")
-        try:
-            before = await snapshot(api)
-            op_before = operator.metrics() if operator else {}
-            cpu_before = operator.cpu_seconds() if operator else 0.0
-            load = await drive(
-                api,
-                system,
-                namespace,
-                chains,
-                stages,
-                rate=rate,
-                stall_timeout=ctx.profile.stall_timeout,
-                deadline=time.monotonic() + ctx.profile.run_timeout,
-                progress=log,
-            )
-            if operator is not None and dsn is not None:
-                seqs = await last_seqs(api, namespace, set(chains))
-                drained = await asyncio.to_thread(wait_drained, dsn, seqs, 120.0)
-                result["audit_drain_after_last_job_s"] = round(drained, 2)
-                log(f"{label}: all jobs done; audit drained {drained:.1f}s later")
-            after = await snapshot(api)
-            result["foreign_load_at_end"] = Rig.foreign_load()
-            probe = operator is not None and "tracemalloc" in ctx.variants
-            if probe and operator and await asyncio.to_thread(operator.dump_allocations, operator.allocations):
-                target = ctx.out / f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{label}-allocations.txt"
-                target.write_text(report.scrub_paths(operator.allocations.read_text()))
-                log(f"{label}: operator allocation sites in {target}")
-            if operator is not None:
-                cpu_after = operator.cpu_seconds()
-                op_after = operator.metrics()
-                result.update(
-                    {
-                        "rss_peak_mib": round(operator.high_water_mark() / MIB, 1),
-                        "rss_end_mib": round(operator.rss() / MIB, 1),
-                        "cpu_s": round(cpu_after - cpu_before, 2),
-                        "cpu_s_per_1000_jobs": round((cpu_after - cpu_before) * 1000 / n, 1),
-                        "cpu_s_per_1000_stages": round((cpu_after - cpu_before) * 1000 / (n * stages), 1),
-                        "operator_cpu_utilisation": round(
-                            (cpu_after - cpu_before) / max(1e-9, after.at - before.at), 2
-                        ),
-                        **operator_numbers(op_before, op_after, n * stages),
-                    }
-                )
-        finally:
-            records = await observer.stop()
-        result.update(analyse(records, load, chains, stages, system.kind))
-        result.update(diff(before, after, n * stages, n))
-        if operator is not None and dsn is not None:
-            audit = await asyncio.to_thread(check, dsn, seqs)
-            result.update(
-                {
-                    "audit_rows": audit.rows,
-                    "audit_lag_p50_s": r(percentile(audit.lags, 50)),
-                    "audit_lag_p99_s": r(percentile(audit.lags, 99)),
-                    "audit_lag_max_s": r(max(audit.lags) if audit.lags else None),
-                    "audit_exact": audit.exact,
-                    "audit_exact_jobs": f"{audit.exact_jobs}/{audit.jobs}",
-                    "audit_problems": audit.problems,
-                }
-            )
-        log(
-            f"{label}: {result['stages_per_s']} stages/s steady, {result['stages_per_s_overall']} overall, "
-            f"makespan {result['makespan_s']}s, transition p50/p99 {result['transition_p50_s']}/"
-            f"{result['transition_p99_s']}s, first pod p99 {result['first_pod_p99_s']}s"
-        )
+        measured = await apply_load(ctx, run, system)
     finally:
-        log(f"{label}: deleting the objects of namespace {namespace}")
-        try:
-            result["cleanup_s"] = round(await api.empty_namespace(namespace, within=ctx.profile.cleanup_timeout), 1)
-            await api.request("DELETE", f"/api/v1/namespaces/{namespace}", ok404=True)
-            log(f"{label}: pods gone after {result['cleanup_s']}s; namespace deletion under way")
-        finally:
-            if operator is not None:
-                await asyncio.to_thread(operator.stop)
-                if ctx.profile_operator:
-                    summarise_profile(ctx, label)
-    return result
+        records = await observer.stop()
+    run.result.update(analyse(records, measured.load, run.chains, run.stages, system.kind))
+    run.result.update(diff(measured.before, measured.after, run.stage_count, run.n))
+    if run.operator is not None and run.dsn is not None:
+        run.result.update(audit_numbers(await asyncio.to_thread(check, run.dsn, run.seqs)))
+
+
+def log_summary(run: SystemRun) -> None:
+    result = run.result
+    log(
+        f"{run.label}: {result['stages_per_s']} stages/s steady, {result['stages_per_s_overall']} overall, "
+        f"makespan {result['makespan_s']}s, transition p50/p99 {result['transition_p50_s']}/"
+        f"{result['transition_p99_s']}s, first pod p99 {result['first_pod_p99_s']}s"
+    )
+
+
+async def clean_up(ctx: Context, run: SystemRun) -> None:
+    """Empty and delete the namespace; stop the operator (and summarise its profile) whatever happened."""
+    log(f"{run.label}: deleting the objects of namespace {run.namespace}")
+    try:
+        emptied = await ctx.api.empty_namespace(run.namespace, within=ctx.profile.cleanup_timeout)
+        run.result["cleanup_s"] = round(emptied, 1)
+        await ctx.api.request("DELETE", f"/api/v1/namespaces/{run.namespace}", ok404=True)
+        log(f"{run.label}: pods gone after {run.result['cleanup_s']}s; namespace deletion under way")
+    finally:
+        if run.operator is not None:
+            await asyncio.to_thread(run.operator.stop)
+            if ctx.profile_operator:
+                summarise_profile(ctx, run.label)
+
+
+async def run_system(
+    ctx: Context, kind: str, n: int, stages: int, *, rate: float | None = None, label: str | None = None
+) -> dict[str, Any]:
+    """One system's run, step by step; the namespace is cleaned up and the operator stopped whatever fails."""
+    run = new_run(kind, n, stages, rate, label)
+    await note_foreign_load(ctx, run)
+    await ctx.api.create_namespace(run.namespace)
+    ctx.namespaces.append(run.namespace)
+    try:
+        if kind == "procjob":
+            await start_operator(ctx, run)
+        await measure(ctx, run)
+        log_summary(run)
+    finally:
+        await clean_up(ctx, run)
+    return run.result
 
 
 def summarise_profile(ctx: Context, label: str) -> None:

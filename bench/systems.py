@@ -176,6 +176,122 @@ def _key(obj: dict[str, Any], system: System, stages: int) -> tuple[str, int] | 
     return chain, int(stage) if system.chained else stages - 1
 
 
+@dataclass
+class Driver:
+    """One `drive()`: the chains' progress as the harness's own watch reports it, the creates in flight.
+
+    The watch calls `sink`; a done stage spawns the chain's next create (chained systems) or marks the
+    chain done. Create errors and failed stages are collected here and raised by `check`.
+    """
+
+    api: Api
+    system: System
+    namespace: str
+    chains: list[str]
+    stages: int
+    load: Load = field(default_factory=Load)
+    handled: set[tuple[str, int]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    errors: list[str] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    last_progress: float = field(default_factory=time.monotonic)
+    wanted: set[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.wanted = set(self.chains)
+
+    async def create(self, chain: str, stage: int) -> None:
+        path, body = self.system.build(self.namespace, chain, stage)
+
+        def sent() -> None:
+            self.load.requested.setdefault((chain, stage), time.time())
+
+        try:
+            await self.api.create(path, body, on_send=sent)
+            self.load.created += 1
+        except ApiError as exc:
+            if exc.status != 409:  # 409: a retried create that had already succeeded
+                self.errors.append(str(exc))
+        except BenchError as exc:
+            self.errors.append(str(exc))
+
+    def spawn(self, chain: str, stage: int) -> None:
+        task = asyncio.create_task(self.create(chain, stage))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def sink(self, now: float, etype: str, obj: dict[str, Any]) -> None:
+        key = _key(obj, self.system, self.stages)
+        if key is None or key[0] not in self.wanted or key in self.handled:
+            return
+        if self.system.failed(obj):
+            self.handled.add(key)
+            self.failures.append(f"{key[0]} stage {key[1]}")
+            return
+        if not self.system.done(obj):
+            return
+        self.handled.add(key)
+        self.last_progress = time.monotonic()
+        chain, stage = key
+        if stage + 1 < self.stages:
+            self.spawn(chain, stage + 1)
+        else:
+            self.load.done[chain] = now
+
+    async def start_chains(self, rate: float | None) -> None:
+        """Create every chain's first object: all at once, or `rate` chains per second."""
+        started = time.monotonic()
+        interval = 1.0 / rate if rate else 0.0
+        for i, chain in enumerate(self.chains):
+            if interval:
+                delay = started + i * interval - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            self.spawn(chain, 0)
+
+    def counts(self) -> str:
+        return f"{len(self.load.done)}/{len(self.chains)} chains done, {len(self.handled)} stages done"
+
+    def check_failures(self, watcher: asyncio.Task[None]) -> None:
+        """Raise when the run cannot finish: the harness's watch gone, failed creates or failed stages."""
+        name = self.system.name
+        if watcher.done():
+            watcher.result()
+            raise BenchError(f"{name}: the harness's watch ended")
+        if self.errors:
+            raise BenchError(f"{name}: {len(self.errors)} creates failed, e.g. {self.errors[0]}")
+        if self.failures:
+            raise BenchError(f"{name}: {len(self.failures)} stages failed, e.g. {self.failures[0]}")
+
+    def check_time(self, now: float, stall_timeout: float, deadline: float) -> None:
+        """Raise when no stage finished for `stall_timeout` seconds or the deadline has passed."""
+        name = self.system.name
+        if now - self.last_progress > stall_timeout:
+            raise BenchError(f"{name}: no progress for {stall_timeout:.0f}s ({self.counts()})")
+        if now > deadline:
+            raise BenchError(f"{name}: deadline passed with {len(self.load.done)}/{len(self.chains)} chains done")
+
+    async def wait_done(
+        self, watcher: asyncio.Task[None], stall_timeout: float, deadline: float, progress: Callable[[str], None]
+    ) -> None:
+        """Poll every 0.2 s until every chain is done, reporting progress every 5 s."""
+        last_report = time.monotonic()
+        while len(self.load.done) < len(self.chains):
+            await asyncio.sleep(0.2)
+            now = time.monotonic()
+            self.check_failures(watcher)
+            if now - last_report >= 5:
+                last_report = now
+                progress(f"{self.system.name}: {self.counts()}")
+            self.check_time(now, stall_timeout, deadline)
+
+    async def cancel(self, watcher: asyncio.Task[None]) -> None:
+        watcher.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(watcher, *self.tasks, return_exceptions=True)
+
+
 async def drive(
     api: Api,
     system: System,
@@ -189,93 +305,17 @@ async def drive(
     progress: Callable[[str], None],
 ) -> Load:
     """Run the chains to completion; `rate` (chains/s) paces the first creates, None = all at once."""
-    load = Load()
-    wanted = set(chains)
-    handled: set[tuple[str, int]] = set()
-    tasks: set[asyncio.Task[None]] = set()
-    errors: list[str] = []
-    failures: list[str] = []
-    last_progress = time.monotonic()
-
-    async def create(chain: str, stage: int) -> None:
-        path, body = system.build(namespace, chain, stage)
-
-        def sent() -> None:
-            load.requested.setdefault((chain, stage), time.time())
-
-        try:
-            await api.create(path, body, on_send=sent)
-            load.created += 1
-        except ApiError as exc:
-            if exc.status != 409:  # 409: a retried create that had already succeeded
-                errors.append(str(exc))
-        except BenchError as exc:
-            errors.append(str(exc))
-
-    def spawn(chain: str, stage: int) -> None:
-        task = asyncio.create_task(create(chain, stage))
-        tasks.add(task)
-        task.add_done_callback(tasks.discard)
-
-    def sink(now: float, etype: str, obj: dict[str, Any]) -> None:
-        nonlocal last_progress
-        key = _key(obj, system, stages)
-        if key is None or key[0] not in wanted or key in handled:
-            return
-        if system.failed(obj):
-            handled.add(key)
-            failures.append(f"{key[0]} stage {key[1]}")
-            return
-        if not system.done(obj):
-            return
-        handled.add(key)
-        last_progress = time.monotonic()
-        chain, stage = key
-        if stage + 1 < stages:
-            spawn(chain, stage + 1)
-        else:
-            load.done[chain] = now
-
+    driver = Driver(api, system, namespace, chains, stages)
     ready = asyncio.Event()
-    watcher = asyncio.create_task(api.watch(system.watch.format(ns=namespace), sink, ready=ready))
+    watcher = asyncio.create_task(api.watch(system.watch.format(ns=namespace), driver.sink, ready=ready))
     try:
         await asyncio.wait_for(ready.wait(), 30)
-        load.first_request = time.time()
-        started = time.monotonic()
-        interval = 1.0 / rate if rate else 0.0
-        for i, chain in enumerate(chains):
-            if interval:
-                delay = started + i * interval - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-            spawn(chain, 0)
-        last_report = time.monotonic()
-        while len(load.done) < len(chains):
-            await asyncio.sleep(0.2)
-            now = time.monotonic()
-            if watcher.done():
-                watcher.result()
-                raise BenchError(f"{system.name}: the harness's watch ended")
-            if errors:
-                raise BenchError(f"{system.name}: {len(errors)} creates failed, e.g. {errors[0]}")
-            if failures:
-                raise BenchError(f"{system.name}: {len(failures)} stages failed, e.g. {failures[0]}")
-            if now - last_report >= 5:
-                last_report = now
-                progress(f"{system.name}: {len(load.done)}/{len(chains)} chains done, {len(handled)} stages done")
-            if now - last_progress > stall_timeout:
-                raise BenchError(
-                    f"{system.name}: no progress for {stall_timeout:.0f}s "
-                    f"({len(load.done)}/{len(chains)} chains done, {len(handled)} stages done)"
-                )
-            if now > deadline:
-                raise BenchError(f"{system.name}: deadline passed with {len(load.done)}/{len(chains)} chains done")
-        load.last_done = max(load.done.values())
-        return load
+        driver.load.first_request = time.time()
+        await driver.start_chains(rate)
+        await driver.wait_done(watcher, stall_timeout, deadline, progress)
+        driver.load.last_done = max(driver.load.done.values())
+        return driver.load
     except TimeoutError:
         raise BenchError(f"{system.name}: the harness's watch did not start within 30s") from None
     finally:
-        watcher.cancel()
-        for task in list(tasks):
-            task.cancel()
-        await asyncio.gather(watcher, *tasks, return_exceptions=True)
+        await driver.cancel(watcher)
