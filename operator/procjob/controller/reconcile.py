@@ -26,6 +26,7 @@ from procjob.core.config import CoreConfig
 from procjob.core.decide import decide, needs_admission
 from procjob.core.decision import Decision, FinalizerAction
 from procjob.core.failsafe import fail_unprocessable
+from procjob.core.outbox import plan_write, trimmed
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
 from procjob.models.lifecycle import body_state, finished, outcome, succeeded_condition
@@ -35,7 +36,6 @@ from procjob.models.transitions import Transition
 log = logging.getLogger("procjob.reconcile")
 
 CRASHES_TO_FAIL = 3  # reconciles in a row that raise a bug before the job is failed (ReconcileError)
-TRIM_DELAY = 2.0  # seconds a status write that only trims the audit outbox may wait for company
 EVENT_CONCURRENCY = 16
 
 
@@ -93,10 +93,6 @@ def owner_of(pod: dict[str, Any]) -> str | None:
     """The UID of a pod's controller ownerReference."""
     refs = (pod.get("metadata") or {}).get("ownerReferences") or []
     return next((r.get("uid") for r in refs if r.get("controller")), None)
-
-
-def _without_audit(status: ProcessingJobStatus) -> ProcessingJobStatus:
-    return status.model_copy(update={"audit": None})
 
 
 class Reconciler:
@@ -197,30 +193,19 @@ class Reconciler:
     def _trimmed(self, job: ProcessingJob) -> ProcessingJob:
         """Drop outbox entries PostgreSQL has confirmed (known to this process)."""
         assert self.audit is not None
-        confirmed = self.audit.confirmed(job.meta.uid)
-        outbox = job.status.audit
-        if confirmed <= outbox.flushed_seq:
-            return job
-        pending = [e for e in outbox.pending if e.seq > confirmed]
-        trimmed = outbox.model_copy(update={"flushed_seq": min(confirmed, outbox.last_seq), "pending": pending})
-        return ProcessingJob(job.meta, job.spec, job.status.model_copy(update={"audit": trimmed}), job.spec_error)
+        status = trimmed(job.status, self.audit.confirmed(job.meta.uid))
+        return job if status is job.status else ProcessingJob(job.meta, job.spec, status, job.spec_error)
 
     def _must_write(self, key: str, stored: ProcessingJobStatus, decision: Decision) -> bool:
-        """Write when anything but the outbox trim changed; a trim alone waits up to TRIM_DELAY."""
-        new = decision.status
-        if new == stored:
-            self._trim_due.pop(key, None)
-            return False
-        if decision.transitions or _without_audit(new) != _without_audit(stored):
-            return True
-        if decision.finalizer == FinalizerAction.REMOVE:
-            return False  # the object is about to go; its trimmed outbox needs no write
+        """See core.outbox.plan_write; a trim-only write not yet due is requeued for its time."""
         loop_now = asyncio.get_running_loop().time()
-        due = self._trim_due.setdefault(key, loop_now + TRIM_DELAY)
-        if loop_now >= due:
-            return True
-        self.queue.add_after(key, due - loop_now)
-        return False
+        plan = plan_write(stored, decision, now=loop_now, due=self._trim_due.get(key))
+        if plan.due is not None:
+            self._trim_due[key] = plan.due
+            self.queue.add_after(key, plan.due - loop_now)
+        else:
+            self._trim_due.pop(key, None)
+        return plan.write
 
     async def apply(
         self,
