@@ -9,12 +9,13 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from procjob.models.contract import EXIT_PERMANENT
 from procjob.models.spec import Backoff, FailureReason, RetryAction, RetryPolicy, RetryRule
 
 DEFAULT_LIMIT = 3
 DEFAULT_BACKOFF = Backoff()
 DEFAULT_RULES: tuple[RetryRule, ...] = (
-    RetryRule(on_exit_codes=[2], action=RetryAction.FAIL_JOB),
+    RetryRule(on_exit_codes=[EXIT_PERMANENT], action=RetryAction.FAIL_JOB),  # the worker contract's "do not retry"
     RetryRule(on_reasons=[FailureReason.EVICTED, FailureReason.DISRUPTION], action=RetryAction.IGNORE),
 )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from procjob.models.status import MAX_OUTPUT_BYTES
+from procjob.models.contract import MAX_OUTPUT_BYTES
 
 MAX_OUTPUT_DEPTH = 8
 

@@ -15,6 +15,9 @@ from typing import Any
 from procjob.core.config import CoreConfig
 from procjob.core.naming import pod_name
 from procjob.core.templating import Context, PodTooLarge, render, render_value
+from procjob.models import contract
+from procjob.models.builtin.base import Setting
+from procjob.models.builtin.registry import BUILTIN_STAGES
 from procjob.models.job import (
     API_VERSION,
     KIND,
@@ -27,7 +30,6 @@ from procjob.models.job import (
 from procjob.models.spec import Stage
 
 CONTAINER = "main"
-TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 def container_security_context() -> dict[str, Any]:
@@ -52,49 +54,66 @@ def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
     }
 
 
-S3_CREDENTIALS_ENV = "PROCJOB_S3_CREDENTIALS"  # secret | node | none: where a built-in stage's S3 keys come from
 MAX_POD_BYTES = 512 * 1024  # a rendered pod manifest over this is refused (PodTooLarge)
 
+Env = list[dict[str, Any]]
 
-def _operator_env(
-    stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig
-) -> list[dict[str, Any]]:
-    """The worker contract's variables, and for built-in stages their parameters and S3 settings."""
-    env: list[dict[str, Any]] = [
-        {"name": "PROCJOB_JOB_NAME", "value": job.meta.name},
-        {"name": "PROCJOB_JOB_NAMESPACE", "value": job.meta.namespace},
-        {"name": "PROCJOB_JOB_UID", "value": job.meta.uid},
-        {"name": "PROCJOB_STAGE", "value": stage.name},
-        {"name": "PROCJOB_ATTEMPT", "value": str(attempt)},
-        {"name": "PROCJOB_TERMINATION_MESSAGE_PATH", "value": TERMINATION_MESSAGE_PATH},
+
+def _s3_env(config: CoreConfig) -> Env:
+    """Where the platform's S3 is and where its keys come from (a Secret, the node, or none)."""
+    s3 = config.s3
+    env: Env = []
+    if s3.endpoint_url:
+        env.append({"name": contract.ENV_AWS_ENDPOINT_URL, "value": s3.endpoint_url})
+    if s3.region:
+        env.append({"name": contract.ENV_AWS_REGION, "value": s3.region})
+    if s3.force_path_style:
+        env.append({"name": contract.ENV_S3_FORCE_PATH_STYLE, "value": "true"})
+    if s3.credentials_secret:
+        env.append({"name": contract.ENV_S3_CREDENTIALS, "value": contract.S3Credentials.SECRET.value})
+        for key in (contract.ENV_AWS_ACCESS_KEY_ID, contract.ENV_AWS_SECRET_ACCESS_KEY):
+            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3.credentials_secret, "key": key}}})
+    else:
+        mode = contract.S3Credentials.NODE if config.s3_node_credentials else contract.S3Credentials.NONE
+        env.append({"name": contract.ENV_S3_CREDENTIALS, "value": mode.value})
+    return env
+
+
+def _fetch_allowed_networks_env(config: CoreConfig) -> Env:
+    networks = config.fetch_allowed_networks
+    return [{"name": contract.ENV_FETCH_ALLOWED_NETWORKS, "value": ",".join(networks)}] if networks else []
+
+
+# Each operator setting a built-in stage may ask for (BuiltinStage.settings), as pod env.
+SETTING_ENV = {Setting.S3: _s3_env, Setting.FETCH_ALLOWED_NETWORKS: _fetch_allowed_networks_env}
+
+
+def _operator_env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> Env:
+    """The worker contract's variables; for a built-in stage also its parameters and the operator
+    settings its descriptor asks for, and no others (fetch's SSRF exceptions go to fetch alone)."""
+    env: Env = [
+        {"name": contract.ENV_JOB_NAME, "value": job.meta.name},
+        {"name": contract.ENV_JOB_NAMESPACE, "value": job.meta.namespace},
+        {"name": contract.ENV_JOB_UID, "value": job.meta.uid},
+        {"name": contract.ENV_STAGE, "value": stage.name},
+        {"name": contract.ENV_ATTEMPT, "value": str(attempt)},
+        {"name": contract.ENV_TERMINATION_MESSAGE_PATH, "value": contract.TERMINATION_MESSAGE_PATH},
     ]
     if stage.uses is None:
         return env
     params = render_value(stage.with_ or {}, ctx, f"spec.stages[{stage.name}].with")
-    env.append({"name": "PROCJOB_STAGE_PARAMS", "value": json.dumps(params, separators=(",", ":"))})
-    if config.fetch_allowed_networks:
-        env.append({"name": "PROCJOB_FETCH_ALLOWED_NETWORKS", "value": ",".join(config.fetch_allowed_networks)})
-    s3 = config.s3
-    if s3.endpoint_url:
-        env.append({"name": "AWS_ENDPOINT_URL", "value": s3.endpoint_url})
-    if s3.region:
-        env.append({"name": "AWS_REGION", "value": s3.region})
-    if s3.force_path_style:
-        env.append({"name": "PROCJOB_S3_FORCE_PATH_STYLE", "value": "true"})
-    if s3.credentials_secret:
-        env.append({"name": S3_CREDENTIALS_ENV, "value": "secret"})
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-            env.append({"name": key, "valueFrom": {"secretKeyRef": {"name": s3.credentials_secret, "key": key}}})
-    else:
-        env.append({"name": S3_CREDENTIALS_ENV, "value": "node" if config.s3_node_credentials else "none"})
+    env.append({"name": contract.ENV_STAGE_PARAMS, "value": json.dumps(params, separators=(",", ":"))})
+    builtin = BUILTIN_STAGES.get(stage.uses)  # None only for a spec validation did not see
+    for setting in sorted(builtin.settings if builtin else ()):
+        env += SETTING_ENV[setting](config)
     return env
 
 
-def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> list[dict[str, Any]]:
+def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> Env:
     """The job's variables first, the operator's last: for a repeated name the last one wins in a
     container, so a job can never override the worker contract or a built-in stage's settings (the
     schema refuses those names too; this holds even for an object stored under an older schema)."""
-    env: list[dict[str, Any]] = []
+    env: Env = []
     for index, var in enumerate(stage.env or []):
         if var.value_from is not None:
             env.append({"name": var.name, "valueFrom": var.value_from.to_api()})
@@ -129,7 +148,7 @@ def build_pod(
         "name": CONTAINER,
         "image": image,
         "env": _env(stage, job, attempt, ctx, config),
-        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
         "securityContext": container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir

@@ -1,5 +1,12 @@
-"""What the schema cannot check about a spec: problems only the operator's settings or a whole-spec
-walk can find. Each problem names its field; any problem makes the job InvalidSpec before a pod runs.
+"""What the schema cannot check about a spec: problems only the operator's settings, its registry of
+built-in stages or a whole-spec walk can find. Each problem names its field; any problem makes the
+job InvalidSpec before a pod runs.
+
+Built-in stages: `uses` must name a registered stage and `with` must validate against its params
+model. `with` strings may hold {{ templates }} that only render when the pod is built, so a problem
+with a value that holds a template is left to the worker (which validates the rendered parameters
+and exits 2); a missing or unknown parameter is reported all the same, since no template can
+supply or remove a key.
 
 The schema (and the same pydantic models) already bound the spec's size and shape, so this walk is
 short and never raises on a spec that parsed: it returns problems, it does not throw them.
@@ -7,10 +14,14 @@ short and never raises on a spec that parsed: it returns problems, it does not t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from procjob.core.config import CoreConfig
-from procjob.core.templating import check_spec
+from procjob.core.templating import TEMPLATE, check_spec
+from procjob.models.builtin.base import ParamProblem, param_problems
+from procjob.models.builtin.registry import BUILTIN_STAGES, known_stages
 from procjob.models.spec import ProcessingJobSpec
 
 # Kubernetes' own label and annotation domains: keys there change how Kubernetes and its add-ons
@@ -58,10 +69,55 @@ def _metadata(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
     return problems
 
 
+# Problems no template can cause: a required parameter left out, a parameter the stage does not know.
+_KEY_PROBLEMS = frozenset({"missing", "extra_forbidden"})
+
+
+def value_at(value: Any, path: tuple[str | int, ...]) -> Any:
+    """The part of a JSON-like value a problem's path names, or None where the path leads nowhere."""
+    for part in path:
+        if isinstance(value, Mapping) and isinstance(part, str):
+            value = value.get(part)
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return None
+    return value
+
+
+def rendered_later(problem: ParamProblem, params: Mapping[str, Any]) -> bool:
+    """Whether the problem's value holds a template, so only the rendered value can be judged."""
+    if problem.kind in _KEY_PROBLEMS:
+        return False
+    return TEMPLATE.search(json.dumps(value_at(params, problem.path), default=str)) is not None
+
+
+def builtin_stage_problems(spec: ProcessingJobSpec) -> list[str]:
+    """An unknown `uses`, and each `with` field its stage's params model refuses (values that hold a
+    template excepted: they are judged when rendered, by the worker)."""
+    problems: list[str] = []
+    for index, stage in enumerate(spec.stages):
+        if stage.uses is None:
+            continue
+        where = f"spec.stages[{index}]"
+        builtin = BUILTIN_STAGES.get(stage.uses)
+        if builtin is None:
+            problems.append(f"{where}.uses: unknown built-in stage {stage.uses!r} (known: {known_stages()})")
+            continue
+        params = stage.with_ or {}
+        for problem in param_problems(builtin.params, params):
+            if not rendered_later(problem, params):
+                field = f"{where}.with.{problem.field}" if problem.field else f"{where}.with"
+                problems.append(f"{field}: {problem.message}")
+    return problems
+
+
 def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
-    """Problems the schema cannot see: templates, service accounts allowed by this operator, pod label
-    and annotation keys in the Kubernetes domains that the operator's settings do not allow."""
+    """Problems the schema cannot see: templates, built-in stages and their parameters, service
+    accounts allowed by this operator, pod label and annotation keys in the Kubernetes domains that
+    the operator's settings do not allow."""
     problems = check_spec(spec)
+    problems += builtin_stage_problems(spec)
     account = spec.service_account_name
     if account is not None and account not in config.allowed_service_accounts:
         allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from procjob.models import contract
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
 from procjob.models.spec import RetryAction
@@ -25,7 +26,7 @@ AUDIT_BACKLOG_LIMIT = 100
 # end, its stage's and the job's (or a cancel, a deadline, the deletion), never a new attempt, a
 # suspend or resume, or a retry request. That is at most this many entries in all, in every path.
 AUDIT_OUTBOX_HARD_LIMIT = AUDIT_BACKLOG_LIMIT + 16
-MAX_OUTPUT_BYTES = 4096
+MAX_OUTPUT_BYTES = contract.MAX_OUTPUT_BYTES  # the worker contract's; kept here for its importers
 
 Message = Annotated[str, Field(max_length=1024)]
 

@@ -12,6 +12,7 @@ an exit code and a small termination message ``{"error": str(exc), "kind": exc.k
     │   │                          spoke broken HTTP
     │   ├── WrongContentType       the Content-Type matches none of `contentTypes`
     │   ├── TooLarge               declared or streamed size over `maxBytes`
+    │   ├── ChecksumMismatch       the object's sha256 is not `expectSha256`
     │   └── StorageRejected        S3 refused the request (4xx: no bucket, access denied, ...)
     └── TransientError             exit 75, kind "transient": the same attempt may work later
         ├── SourceUnavailable      5xx, 429, timeouts, refused or reset connections, DNS hiccups
@@ -19,6 +20,7 @@ an exit code and a small termination message ``{"error": str(exc), "kind": exc.k
         └── Terminated             SIGTERM arrived (pod deleted or evicted)
 
 Any other exception is a bug in the worker: exit 1, kind "unknown", handled by the job's rules.
+The exit codes are the worker contract's (`procjob.models.contract`).
 Messages must be safe to show and log: never a credential, a header value or a URL's query string.
 """
 
@@ -26,12 +28,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-Kind = Literal["permanent", "transient"]
+from procjob.models.contract import EXIT_PERMANENT, EXIT_TRANSIENT
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_PERMANENT = 2
-EXIT_TRANSIENT = 75  # EX_TEMPFAIL from sysexits.h
+Kind = Literal["permanent", "transient"]
 
 
 class WorkerError(Exception):
@@ -72,6 +71,10 @@ class WrongContentType(PermanentError):
 
 
 class TooLarge(PermanentError):
+    pass
+
+
+class ChecksumMismatch(PermanentError):
     pass
 
 

@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from procjob.models.builtin.fetch import MIB, PART_SIZE, FetchParams
 from procjob.worker import s3
 from procjob.worker.errors import SourceRejected, SourceUnavailable, TooLarge, WrongContentType
 from procjob.worker.http import GuardedTransport
 from procjob.worker.log import event, redact_url
-from procjob.worker.params import MIB, PART_SIZE, FetchParams, parse_fetch_params
+from procjob.worker.params import parse_fetch_params, resolved_headers
 from procjob.worker.ssrf import allowed_networks_from_env
 
 if TYPE_CHECKING:
@@ -177,7 +178,7 @@ def download_to_s3(
 def run(raw_params: Mapping[str, object], env: Mapping[str, str]) -> dict[str, object]:
     """The stage entry point: validated parameters in, outputs out, a WorkerError on failure."""
     params = parse_fetch_params(raw_params)
-    headers = params.resolved_headers(env)
+    headers = resolved_headers(params, env)
     allowed = allowed_networks_from_env(env)
     storage = s3.client_from_env(env)
     event(

@@ -1,10 +1,13 @@
 """`procjob worker STAGE`: run one built-in stage inside a worker pod, under the worker contract.
 
-The contract (see README.md beside this file): parameters arrive as a JSON object in
-``PROCJOB_STAGE_PARAMS``; outputs leave as one JSON object (at most 4 KiB) in the termination
-message file (``PROCJOB_TERMINATION_MESSAGE_PATH``, default ``/dev/termination-log``); the exit
-code says how it went: 0 success, 2 permanent failure, 75 transient failure, 1 a worker bug.
-A failure also leaves ``{"error": ..., "kind": ...}`` in the termination message.
+The contract (`procjob.models.contract`; README.md beside this file): parameters arrive as a JSON
+object in ``PROCJOB_STAGE_PARAMS``; outputs leave as one JSON object (at most 4 KiB) in the
+termination message file (``PROCJOB_TERMINATION_MESSAGE_PATH``, default ``/dev/termination-log``);
+the exit code says how it went: 0 success, 2 permanent failure, 75 transient failure, 1 a worker
+bug. A failure also leaves ``{"error": ..., "kind": ...}`` in the termination message.
+
+Stages are found through the registry of built-in stages (`procjob.models.builtin.registry`):
+each descriptor names its run function, whose module is imported only when that stage runs.
 """
 
 from __future__ import annotations
@@ -20,52 +23,60 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping
 from types import FrameType
 
-from procjob.worker.errors import EXIT_FAILED, EXIT_OK, Terminated, UsageError, WorkerError
+from procjob.models.builtin.registry import BUILTIN_STAGES
+from procjob.models.contract import (
+    ENV_STAGE_PARAMS,
+    ENV_TERMINATION_MESSAGE_PATH,
+    EXIT_FAILED,
+    EXIT_OK,
+    MAX_OUTPUT_BYTES,
+    TERMINATION_MESSAGE_PATH,
+)
+from procjob.worker.errors import Terminated, UsageError, WorkerError
 from procjob.worker.log import event
-
-PARAMS_ENV = "PROCJOB_STAGE_PARAMS"
-TERMINATION_PATH_ENV = "PROCJOB_TERMINATION_MESSAGE_PATH"
-DEFAULT_TERMINATION_PATH = "/dev/termination-log"
-MAX_MESSAGE_BYTES = 4096  # the kubelet keeps at most 4 KiB of a termination message
 
 Stage = Callable[[Mapping[str, object], Mapping[str, str]], dict[str, object]]
 
-# Stage name -> "module:function"; modules are imported only when their stage runs.
-STAGES: dict[str, str] = {"fetch": "procjob.worker.fetch:run"}
+# Stage name -> "module:function" of its run function, as the descriptors say.
+STAGES: dict[str, str] = {name: stage.runner for name, stage in BUILTIN_STAGES.items()}
 
-USAGE = f"usage: procjob worker STAGE   (stages: {', '.join(sorted(STAGES))}; parameters in ${PARAMS_ENV})"
+USAGE = f"usage: procjob worker STAGE   (stages: {', '.join(STAGES)}; parameters in ${ENV_STAGE_PARAMS})"
+
+
+def unknown_stage(name: str) -> str:
+    return f"unknown stage {name!r}; known stages: {', '.join(STAGES)}"
 
 
 def load_stage(name: str) -> Stage:
     if name not in STAGES:
-        raise UsageError(f"unknown stage {name!r}; known stages: {', '.join(sorted(STAGES))}")
+        raise UsageError(unknown_stage(name))
     module_name, function = STAGES[name].split(":")
     stage: Stage = getattr(importlib.import_module(module_name), function)
     return stage
 
 
 def read_params(env: Mapping[str, str]) -> dict[str, object]:
-    raw = env.get(PARAMS_ENV, "").strip() or "{}"
+    raw = env.get(ENV_STAGE_PARAMS, "").strip() or "{}"
     try:
         params = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"{PARAMS_ENV} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
+        raise UsageError(f"{ENV_STAGE_PARAMS} is not valid JSON (line {exc.lineno}, column {exc.colno})") from None
     if not isinstance(params, dict):
-        raise UsageError(f"{PARAMS_ENV} must be a JSON object, not {type(params).__name__}")
+        raise UsageError(f"{ENV_STAGE_PARAMS} must be a JSON object, not {type(params).__name__}")
     return params
 
 
 def error_message(error: str, kind: str) -> str:
     """``{"error", "kind"}`` as JSON, the error shortened so the whole fits in 4 KiB."""
     message = json.dumps({"error": error, "kind": kind}, separators=(",", ":"))
-    while len(message.encode()) > MAX_MESSAGE_BYTES:
-        error = error[: max(0, len(error) - (len(message.encode()) - MAX_MESSAGE_BYTES) - 4)] + "..."
+    while len(message.encode()) > MAX_OUTPUT_BYTES:
+        error = error[: max(0, len(error) - (len(message.encode()) - MAX_OUTPUT_BYTES) - 4)] + "..."
         message = json.dumps({"error": error, "kind": kind}, separators=(",", ":"))
     return message
 
 
 def write_termination_message(env: Mapping[str, str], message: str) -> None:
-    path = env.get(TERMINATION_PATH_ENV) or DEFAULT_TERMINATION_PATH
+    path = env.get(ENV_TERMINATION_MESSAGE_PATH) or TERMINATION_MESSAGE_PATH
     try:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(message)
@@ -98,7 +109,7 @@ def run_stage(name: str, env: Mapping[str, str]) -> tuple[int, str]:
         with sigterm_raises():
             outputs = stage(params, env)
         message = json.dumps(outputs, separators=(",", ":"))
-        if len(message.encode()) > MAX_MESSAGE_BYTES:
+        if len(message.encode()) > MAX_OUTPUT_BYTES:
             raise RuntimeError(f"stage {name!r} produced {len(message.encode())} bytes of outputs")
     except WorkerError as exc:
         event("worker.failed", stage=name, kind=exc.kind, exitCode=exc.exit_code, error=str(exc))
@@ -123,7 +134,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         problem = "no stage given" if not argv else f"expected one stage, got {len(argv)} arguments"
     elif argv[0] not in STAGES:
-        problem = f"unknown stage {argv[0]!r}; known stages: {', '.join(sorted(STAGES))}"
+        problem = unknown_stage(argv[0])
     if problem is not None:
         error = UsageError(f"procjob worker: {problem}; {USAGE}")
         sys.stderr.write(f"{error}\n")

@@ -32,6 +32,15 @@ from botocore.exceptions import (
     PartialCredentialsError,
 )
 
+from procjob.models.contract import (
+    ENV_AWS_ACCESS_KEY_ID,
+    ENV_AWS_ENDPOINT_URL,
+    ENV_AWS_REGION,
+    ENV_AWS_SECRET_ACCESS_KEY,
+    ENV_S3_CREDENTIALS,
+    ENV_S3_FORCE_PATH_STYLE,
+    S3Credentials,
+)
 from procjob.worker.errors import StorageRejected, StorageUnavailable
 from procjob.worker.log import event
 
@@ -39,8 +48,6 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
-FORCE_PATH_STYLE_ENV = "PROCJOB_S3_FORCE_PATH_STYLE"
-CREDENTIALS_ENV = "PROCJOB_S3_CREDENTIALS"
 _THROTTLING = frozenset(
     {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "ServiceUnavailable", "InternalError"}
 )
@@ -48,25 +55,26 @@ _THROTTLING = frozenset(
 
 def client_from_env(env: Mapping[str, str]) -> S3Client:
     """An S3 client configured from AWS_* variables; no network traffic yet."""
-    path_style = env.get(FORCE_PATH_STYLE_ENV, "").strip().lower() in ("1", "true", "yes")
-    mode = env.get(CREDENTIALS_ENV, "node").strip().lower()
+    path_style = env.get(ENV_S3_FORCE_PATH_STYLE, "").strip().lower() in ("1", "true", "yes")
+    mode = env.get(ENV_S3_CREDENTIALS, S3Credentials.NODE).strip().lower()
+    keys = mode != S3Credentials.NONE
     session = boto3.session.Session(
-        aws_access_key_id=env.get("AWS_ACCESS_KEY_ID") or None if mode != "none" else None,
-        aws_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY") or None if mode != "none" else None,
-        aws_session_token=env.get("AWS_SESSION_TOKEN") or None if mode != "none" else None,
-        region_name=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        aws_access_key_id=env.get(ENV_AWS_ACCESS_KEY_ID) or None if keys else None,
+        aws_secret_access_key=env.get(ENV_AWS_SECRET_ACCESS_KEY) or None if keys else None,
+        aws_session_token=env.get("AWS_SESSION_TOKEN") or None if keys else None,
+        region_name=env.get(ENV_AWS_REGION) or env.get("AWS_DEFAULT_REGION") or "us-east-1",
     )
-    if mode == "secret" and not (env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY")):
+    if mode == S3Credentials.SECRET and not (env.get(ENV_AWS_ACCESS_KEY_ID) and env.get(ENV_AWS_SECRET_ACCESS_KEY)):
         raise StorageRejected("S3 credentials: the operator's Secret did not provide AWS_ACCESS_KEY_ID/SECRET")
     config = Config(
-        signature_version=UNSIGNED if mode == "none" else None,
+        signature_version=UNSIGNED if not keys else None,
         s3={"addressing_style": "path" if path_style else "auto"},
         retries={"mode": "standard", "max_attempts": 3},
         connect_timeout=10,
         read_timeout=60,
         user_agent_extra="procjob-worker",
     )
-    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
+    endpoint = env.get("AWS_ENDPOINT_URL_S3") or env.get(ENV_AWS_ENDPOINT_URL) or None
     return session.client("s3", endpoint_url=endpoint, config=config)
 
 
@@ -183,3 +191,18 @@ class StreamingUpload:
             )
         self._parts.append({"PartNumber": number, "ETag": part["ETag"]})
         event("s3.part_uploaded", part=number, bytes=len(body))
+
+
+@contextlib.contextmanager
+def reading(client: S3Client, bucket: str, key: str, chunk_size: int) -> Iterator[tuple[str, Iterator[bytes]]]:
+    """Open s3://bucket/key for reading: its ETag (without quotes) and its bytes in chunks of at most
+    `chunk_size`, streamed with constant memory. A failure opening or reading it, inside the block,
+    is StorageRejected or StorageUnavailable as for writes: a missing object is permanent, a body
+    cut short transient."""
+    with translated("GetObject", bucket, key):
+        response = client.get_object(Bucket=bucket, Key=key)
+        body = response["Body"]
+        try:
+            yield response["ETag"].strip('"'), body.iter_chunks(chunk_size)
+        finally:
+            body.close()

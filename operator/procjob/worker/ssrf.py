@@ -17,9 +17,8 @@ import ipaddress
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 
+from procjob.models.contract import ENV_FETCH_ALLOWED_NETWORKS as ALLOWED_NETWORKS_ENV
 from procjob.worker.errors import AddressRefused, InvalidParams, SourceUnavailable
-
-ALLOWED_NETWORKS_ENV = "PROCJOB_FETCH_ALLOWED_NETWORKS"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

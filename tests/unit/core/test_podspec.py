@@ -233,6 +233,43 @@ def test_a_uses_stage_without_storage_settings_gets_only_its_params() -> None:
     assert variables["PROCJOB_S3_CREDENTIALS"] == "none"  # not the node's ambient credentials
 
 
+STORAGE_CONFIG = CoreConfig(
+    fetch_allowed_networks=("10.0.0.0/8",),
+    s3=S3Settings(endpoint_url="http://s3.local:7070", region="eu-1", force_path_style=True, credentials_secret="s3"),
+)
+S3_ENV = {
+    "AWS_ENDPOINT_URL",
+    "AWS_REGION",
+    "PROCJOB_S3_FORCE_PATH_STYLE",
+    "PROCJOB_S3_CREDENTIALS",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+}
+CONTRACT_ENV = {
+    "PROCJOB_JOB_NAME",
+    "PROCJOB_JOB_NAMESPACE",
+    "PROCJOB_JOB_UID",
+    "PROCJOB_STAGE",
+    "PROCJOB_ATTEMPT",
+    "PROCJOB_TERMINATION_MESSAGE_PATH",
+    "PROCJOB_STAGE_PARAMS",
+}
+
+
+@pytest.mark.parametrize(
+    ("uses", "expected"),
+    [
+        pytest.param("fetch", CONTRACT_ENV | S3_ENV | {"PROCJOB_FETCH_ALLOWED_NETWORKS"}, id="fetch: S3 and SSRF"),
+        pytest.param("checksum", CONTRACT_ENV | S3_ENV, id="checksum: S3 only, no SSRF exceptions"),
+        pytest.param("upload", CONTRACT_ENV, id="a stage no descriptor describes gets no settings"),
+    ],
+)
+def test_each_built_in_stage_gets_only_the_settings_its_descriptor_asks_for(uses: str, expected: set[str]) -> None:
+    pod = manifest(make_job(spec_of({"name": "s", "uses": uses})), config=STORAGE_CONFIG)
+    assert container(pod)["command"] == ["procjob", "worker", uses]
+    assert env(pod).keys() == expected
+
+
 def test_the_nodes_credentials_are_used_only_when_the_platform_opts_in() -> None:
     pod = manifest(make_job(spec_of({"name": "fetch", "uses": "fetch"})), config=CoreConfig(s3_node_credentials=True))
     assert env(pod)["PROCJOB_S3_CREDENTIALS"] == "node"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from procjob.core.config import CoreConfig
-from procjob.core.validation import is_kubernetes_key, validate_spec
+from procjob.core.validation import is_kubernetes_key, validate_spec, value_at
 from procjob.models.spec import ProcessingJobSpec
 from tests.unit.core.builders import image_stage, spec_of
 
@@ -122,16 +122,19 @@ keys = (
 
 @settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
-    params=st.dictionaries(st.text(max_size=8), values, max_size=6),
+    uses=st.sampled_from(["fetch", "checksum", "upload"]),
+    params=st.dictionaries(
+        st.text(max_size=8) | st.sampled_from(["url", "bucket", "key", "maxBytes"]), values, max_size=6
+    ),
     labels=st.dictionaries(keys, st.text(max_size=10), max_size=4),
     annotations=st.dictionaries(keys, st.text(max_size=10), max_size=4),
     allowed=st.lists(st.sampled_from(["kubernetes.io/", "k8s.io/", "a.k8s.io/x"]), max_size=2),
 )
 def test_validate_spec_never_raises_on_a_spec_that_parsed(
-    params: dict[str, Any], labels: dict[str, str], annotations: dict[str, str], allowed: list[str]
+    uses: str, params: dict[str, Any], labels: dict[str, str], annotations: dict[str, str], allowed: list[str]
 ) -> None:
     body = spec_of(
-        {"name": "f", "uses": "fetch", "with": params},
+        {"name": "f", "uses": uses, "with": params},
         image_stage(podMetadata={"labels": labels, "annotations": annotations}),
     )
     try:
@@ -147,4 +150,105 @@ def test_validate_spec_never_raises_on_a_spec_that_parsed(
 def test_the_deepest_with_the_model_accepts_is_walked_without_trouble() -> None:
     deep = {"h": {"a": ["{{ job.name }}", "{{ job.bad }}"]}, "l": ["x"], "s": "{{ job.uid }}"}
     spec = ProcessingJobSpec.model_validate(spec_of({"name": "f", "uses": "fetch", "with": deep}))
-    assert validate_spec(spec, CoreConfig()) == ["spec.stages[0].with.h.a[1]: unknown template {{ job.bad }}"]
+    found = validate_spec(spec, CoreConfig())
+    assert [p for p in found if "template" in p] == ["spec.stages[0].with.h.a[1]: unknown template {{ job.bad }}"]
+    # fetch knows none of these parameters: each is named as well, after the template problem
+    assert found[1:] == [
+        "spec.stages[0].with.url: Field required",
+        "spec.stages[0].with.bucket: Field required",
+        "spec.stages[0].with.key: Field required",
+        "spec.stages[0].with.h: Extra inputs are not permitted",
+        "spec.stages[0].with.l: Extra inputs are not permitted",
+        "spec.stages[0].with.s: Extra inputs are not permitted",
+    ]
+
+
+# -- built-in stages: `uses` names a registered stage, `with` fits its parameters ------------------
+FETCH_WITH = {"url": "https://example.org/{{ job.name }}.jpg", "bucket": "media", "key": "raw/{{ job.uid }}"}
+
+
+def stage_problems(*stages: dict[str, Any]) -> list[str]:
+    return validate_spec(ProcessingJobSpec.model_validate(spec_of(*stages)), CoreConfig())
+
+
+def test_an_unknown_built_in_stage_is_named_with_the_known_ones() -> None:
+    assert stage_problems(image_stage(), {"name": "up", "uses": "upload", "with": {"to": "x"}}) == [
+        "spec.stages[1].uses: unknown built-in stage 'upload' (known: fetch, checksum)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("uses", "params", "expected"),
+    [
+        pytest.param("fetch", FETCH_WITH, [], id="a valid fetch with templates passes"),
+        pytest.param(
+            "checksum",
+            {"bucket": "{{ stages.a.outputs.bucket }}", "key": "{{ stages.a.outputs.key }}"},
+            [],
+            id="values that are templates wait for the worker",
+        ),
+        pytest.param(
+            "fetch",
+            {**FETCH_WITH, "maxBytes": "{{ stages.a.outputs.size }}", "contentTypes": ["{{ stages.a.outputs.t }}"]},
+            [],
+            id="a templated number or list item waits for the worker too",
+        ),
+        pytest.param(
+            "fetch",
+            {**FETCH_WITH, "url": "ftp://example.org/x?sig=secret"},
+            ["spec.stages[1].with.url: only http and https URLs can be fetched"],
+            id="a bad url is named without its value",
+        ),
+        pytest.param(
+            "fetch",
+            {"url": "https://e.org/a", "key": "k"},
+            ["spec.stages[1].with.bucket: Field required"],
+            id="a missing parameter is named",
+        ),
+        pytest.param(
+            "fetch",
+            {**FETCH_WITH, "mxBytes": "{{ stages.a.outputs.size }}"},
+            ["spec.stages[1].with.mxBytes: Extra inputs are not permitted"],
+            id="a misspelt parameter is named even when its value is a template",
+        ),
+        pytest.param(
+            "fetch",
+            {**FETCH_WITH, "contentTypes": [5, "{{ stages.a.outputs.t }}"]},
+            ["spec.stages[1].with.contentTypes[0]: Input should be a valid string"],
+            id="a list item is named by its index",
+        ),
+        pytest.param(
+            "checksum",
+            {"bucket": "media", "key": "k", "expectSha256": "abc"},
+            ["spec.stages[1].with.expectSha256: a sha256 digest is 64 hexadecimal digits"],
+            id="checksum checks its digest",
+        ),
+        pytest.param(
+            "checksum",
+            None,
+            ["spec.stages[1].with.bucket: Field required", "spec.stages[1].with.key: Field required"],
+            id="no with at all is an empty one",
+        ),
+    ],
+)
+def test_with_is_checked_against_the_stages_parameters(
+    uses: str, params: dict[str, Any] | None, expected: list[str]
+) -> None:
+    fetch_a = {"name": "a", "uses": "fetch", "with": FETCH_WITH}
+    stage = {"name": "b", "uses": uses, **({"with": params} if params is not None else {})}
+    assert stage_problems(fetch_a, stage) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        pytest.param((), {"a": [1, {"b": 2}]}, id="no path is the whole value"),
+        pytest.param(("a", 1, "b"), 2, id="keys and indexes"),
+        pytest.param(("a", 5), None, id="an index past the end"),
+        pytest.param(("a", "b"), None, id="a key into a list"),
+        pytest.param(("z",), None, id="a missing key"),
+        pytest.param(("a", 0, "c"), None, id="a key into a number"),
+    ],
+)
+def test_value_at_follows_a_problems_path(path: tuple[str | int, ...], expected: Any) -> None:
+    assert value_at({"a": [1, {"b": 2}]}, path) == expected

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from procjob.models.contract import MAX_OUTPUT_BYTES
 from procjob.worker import errors
-from procjob.worker.main import MAX_MESSAGE_BYTES, STAGES, error_message, main
+from procjob.worker.main import STAGES, error_message, main
 
 
 @pytest.fixture
@@ -43,7 +44,7 @@ def crashing_stage(params: Mapping[str, object], env: Mapping[str, str]) -> dict
 
 
 def huge_stage(params: Mapping[str, object], env: Mapping[str, str]) -> dict[str, object]:
-    return {"blob": "x" * MAX_MESSAGE_BYTES}
+    return {"blob": "x" * MAX_OUTPUT_BYTES}
 
 
 def sigterm_stage(params: Mapping[str, object], env: Mapping[str, str]) -> dict[str, object]:
@@ -106,7 +107,7 @@ def test_failures_leave_an_error_message(
     ("argv", "params", "text"),
     [
         pytest.param([], None, "no stage given", id="no stage"),
-        pytest.param(["nope"], None, "unknown stage 'nope'; known stages: fetch", id="an unknown stage"),
+        pytest.param(["nope"], None, "unknown stage 'nope'; known stages: fetch, checksum", id="an unknown stage"),
         pytest.param(["fetch", "extra"], None, "expected one stage", id="extra arguments"),
         pytest.param(["fetch"], "{not json", "PROCJOB_STAGE_PARAMS is not valid JSON", id="params not JSON"),
         pytest.param(["fetch"], "[1, 2]", "must be a JSON object, not list", id="params not an object"),
@@ -146,7 +147,7 @@ def test_an_unwritable_termination_path_is_logged_not_fatal(
 
 def test_a_long_error_is_cut_to_fit_4_kib() -> None:
     message = error_message("é" * 10_000, "transient")
-    assert len(message.encode()) <= MAX_MESSAGE_BYTES
+    assert len(message.encode()) <= MAX_OUTPUT_BYTES
     decoded = json.loads(message)
     assert decoded["kind"] == "transient"
     assert decoded["error"].endswith("...")
