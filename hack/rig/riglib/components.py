@@ -229,6 +229,21 @@ def default_service_account_exists(ctx: Context) -> bool:
     return http(url, ctx.admin_tls)[0] == 200
 
 
+def controller_process(
+    name: str, args: Callable[[Context], list[str]], ready_line: Callable[[Context], str] | None = None
+) -> Component:
+    """The controller-manager or the scheduler: an apiserver client with a /healthz on its own port."""
+    return Component(
+        name=name,
+        binary=name,
+        args=args,
+        needs=("kube-apiserver",),
+        port=name,
+        checks=(Check(lambda ctx: f"{name} /healthz", lambda ctx: healthz_ok(ctx.ports[name])),),
+        ready_line=ready_line,
+    )
+
+
 COMPONENTS: tuple[Component, ...] = (
     Component(
         name="etcd",
@@ -248,27 +263,9 @@ COMPONENTS: tuple[Component, ...] = (
         ready_line=lambda ctx: f"kube-apiserver ready on {LOOPBACK}:{ctx.ports['apiserver']}",
         on_ready=write_admin_kubeconfig,
     ),
-    Component(
-        name="kube-controller-manager",
-        binary="kube-controller-manager",
-        args=controller_manager_args,
-        needs=("kube-apiserver",),
-        port="kube-controller-manager",
-        checks=(
-            Check(
-                lambda ctx: "kube-controller-manager /healthz",
-                lambda ctx: healthz_ok(ctx.ports["kube-controller-manager"]),
-            ),
-        ),
-    ),
-    Component(
-        name="kube-scheduler",
-        binary="kube-scheduler",
-        args=scheduler_args,
-        needs=("kube-apiserver",),
-        port="kube-scheduler",
-        checks=(Check(lambda ctx: "kube-scheduler /healthz", lambda ctx: healthz_ok(ctx.ports["kube-scheduler"])),),
-        ready_line=lambda ctx: "kube-controller-manager and kube-scheduler healthy",
+    controller_process("kube-controller-manager", controller_manager_args),
+    controller_process(
+        "kube-scheduler", scheduler_args, ready_line=lambda ctx: "kube-controller-manager and kube-scheduler healthy"
     ),
     Component(
         name="kwok",

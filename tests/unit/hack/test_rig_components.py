@@ -113,3 +113,22 @@ def test_a_non_integer_knob_fails_before_anything_starts(monkeypatch: pytest.Mon
     monkeypatch.setenv("RIG_NODES", "two")
     with pytest.raises(RigError, match="RIG_NODES='two' is not an integer"):
         validate_knobs()
+
+
+def test_each_component_waits_for_its_own_readiness_signal(ctx: Context) -> None:
+    waits = {c.name: [check.what(ctx) for check in c.checks] for c in COMPONENTS}
+    assert waits == {
+        "etcd": ["etcd /health"],
+        "kube-apiserver": ["kube-apiserver /readyz"],
+        "kube-controller-manager": ["kube-controller-manager /healthz"],
+        "kube-scheduler": ["kube-scheduler /healthz"],
+        "kwok": ["2 fake Node(s) Ready and untainted", "the default ServiceAccount"],
+    }
+    ports = {c.name: c.port for c in COMPONENTS}
+    assert ports == {
+        "etcd": "etcd",
+        "kube-apiserver": "apiserver",
+        "kube-controller-manager": "kube-controller-manager",
+        "kube-scheduler": "kube-scheduler",
+        "kwok": None,
+    }
