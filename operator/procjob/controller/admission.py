@@ -10,7 +10,7 @@ cleared) and queues again when resumed; a retried job queues like a new one (see
 Position and ETA are written to a queued job's status, but not on every change: a job's shown
 position is rewritten when it changes and the job is among the next 10, or when the last write
 is older than POSITION_REFRESH seconds. The estimated start comes from the finish rate of the
-last THROUGHPUT_WINDOW seconds.
+last THROUGHPUT_WINDOW seconds (the pure rules: core.queueing.position_stale, eta_seconds).
 """
 
 from __future__ import annotations
@@ -24,16 +24,13 @@ from datetime import datetime, timedelta
 from procjob.adapters.metrics import Metrics
 from procjob.controller.cache import Cache
 from procjob.controller.settings import OperatorSettings
-from procjob.core.queueing import Waiting, admissible, queue_order
+from procjob.core.queueing import THROUGHPUT_WINDOW, Waiting, admissible, eta_seconds, position_stale, queue_order
 from procjob.core.timefmt import parse_time
 from procjob.models.job import ProcessingJob
 from procjob.models.lifecycle import body_finished
 from procjob.models.status import QueueStatus
 
 RECOMPUTE_INTERVAL = 0.1  # seconds between recomputations of the queue order
-POSITION_REFRESH = 5.0  # seconds before a changed far-back position is rewritten
-NEAR_FRONT = 10
-THROUGHPUT_WINDOW = 300.0
 RESERVATION_TTL = 30.0  # an admitted job counts as running until its start shows in the cache
 
 
@@ -110,22 +107,17 @@ class QueueAdmission:
             return QueueStatus()
         now = self.monotonic()
         shown = self._shown.get(key)
-        if shown is not None and shown[0] != position and position > NEAR_FRONT and now - shown[1] < POSITION_REFRESH:
-            position = shown[0]  # keep the written value a little longer
-        elif shown is None or shown[0] != position:
+        if position_stale(position, shown, now):
             self._shown[key] = (position, now)
-        return QueueStatus(position=position, estimated_start_time=self._eta(position))
+        elif shown is not None:
+            position = shown[0]  # keep the written value a little longer
+        return QueueStatus(position=position, estimated_start_time=self._eta(position, now))
 
-    def _eta(self, position: int) -> datetime | None:
-        now = self.monotonic()
+    def _eta(self, position: int, now: float) -> datetime | None:
         while self._finishes and self._finishes[0] < now - THROUGHPUT_WINDOW:
             self._finishes.popleft()
-        if len(self._finishes) < 2:
-            return None
-        span = max(now - self._finishes[0], 1.0)
-        rate = len(self._finishes) / span  # jobs per second
-        seconds = position / rate
-        return (self.clock() + timedelta(seconds=round(seconds / 5) * 5)).replace(microsecond=0)
+        seconds = eta_seconds(position, self._finishes, now)
+        return None if seconds is None else (self.clock() + timedelta(seconds=seconds)).replace(microsecond=0)
 
     # ------------------------------------------------------------------------------ the order
     def _recompute(self, *, force: bool = False) -> None:
@@ -190,10 +182,7 @@ class QueueAdmission:
         self._recompute(force=True)
         keys = list(self._chosen)
         now = self.monotonic()
-        for key, position in self._positions.items():
-            shown = self._shown.get(key)
-            if shown is None or (
-                shown[0] != position and (position <= NEAR_FRONT or now - shown[1] >= POSITION_REFRESH)
-            ):
-                keys.append(key)
+        keys.extend(
+            key for key, position in self._positions.items() if position_stale(position, self._shown.get(key), now)
+        )
         return keys

@@ -72,3 +72,29 @@ def admissible(
         if free is not None:
             free -= 1
     return chosen
+
+
+# How a queued job's shown position and estimated start are kept current without a status write
+# per change: positions near the front are rewritten when they change, far ones at most every
+# POSITION_REFRESH seconds; the estimate comes from the finish rate of the last THROUGHPUT_WINDOW.
+NEAR_FRONT = 10
+POSITION_REFRESH = 5.0
+THROUGHPUT_WINDOW = 300.0
+
+
+def position_stale(position: int, shown: tuple[int, float] | None, now: float) -> bool:
+    """Whether the position written to a queued job's status (value, when) should be rewritten."""
+    if shown is None:
+        return True
+    written, at = shown
+    return written != position and (position <= NEAR_FRONT or now - at >= POSITION_REFRESH)
+
+
+def eta_seconds(position: int, finishes: Sequence[float], now: float) -> float | None:
+    """Seconds until the job at `position` starts, rounded to 5 s, from the jobs that finished
+    within THROUGHPUT_WINDOW before `now` (their monotonic times); None with fewer than two."""
+    recent = [t for t in finishes if t >= now - THROUGHPUT_WINDOW]
+    if len(recent) < 2:
+        return None
+    rate = len(recent) / max(now - recent[0], 1.0)  # jobs per second
+    return float(round(position / rate / 5) * 5)

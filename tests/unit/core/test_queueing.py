@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from procjob.core.queueing import Waiting, admissible, queue_order
+from procjob.core.queueing import Waiting, admissible, eta_seconds, position_stale, queue_order
 from tests.unit.core.builders import NOW
 
 
@@ -131,3 +131,27 @@ def test_admitting_the_head_moves_nobody_elses_place() -> None:
     head = before[0]
     after = [w.key for w in queue_order([w for w in waiting if w.key != head], {head.split("/")[0]: 1})]
     assert after == before[1:]
+
+
+@pytest.mark.parametrize(
+    ("position", "shown", "now", "stale"),
+    [
+        pytest.param(3, None, 0.0, True, id="never written: write it"),
+        pytest.param(3, (3, 0.0), 100.0, False, id="unchanged: no write"),
+        pytest.param(3, (4, 99.0), 100.0, True, id="near the front: every change is written"),
+        pytest.param(50, (60, 99.0), 100.0, False, id="far back and fresh: keep the written value"),
+        pytest.param(50, (60, 95.0), 100.0, True, id="far back and old enough: rewrite"),
+    ],
+)
+def test_when_a_shown_position_is_rewritten(
+    position: int, shown: tuple[int, float] | None, now: float, stale: bool
+) -> None:
+    assert position_stale(position, shown, now) is stale
+
+
+def test_the_estimated_start_comes_from_recent_finishes() -> None:
+    assert eta_seconds(10, [], 1000.0) is None
+    assert eta_seconds(10, [999.0], 1000.0) is None  # one finish says no rate
+    assert eta_seconds(10, [600.0, 990.0], 1000.0) is None  # the old one is outside the window
+    # 10 finishes over 100 s: 0.1 jobs/s; position 10 starts in about 100 s
+    assert eta_seconds(10, [900.0 + 10 * i for i in range(10)], 1000.0) == 100.0
