@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from botocore import UNSIGNED
-from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+    ResponseStreamingError,
+)
 
 from procjob.worker.errors import StorageRejected, StorageUnavailable, WorkerError
-from procjob.worker.s3 import client_from_env, translated
+from procjob.worker.s3 import client_from_env, reading, translated
 
 
 def client_error(code: str, status: int) -> ClientError:
@@ -72,3 +80,39 @@ def test_secret_mode_signs_with_the_secrets_keys() -> None:
     )
     credentials = client._request_signer._credentials
     assert (credentials.access_key, credentials.secret_key) == ("k", "s")
+
+
+class CutShortBody:
+    """A GetObject body that gives one chunk, then loses the connection (and records its close)."""
+
+    closed = False
+
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
+        yield b"x" * chunk_size
+        raise ResponseStreamingError(error="Connection broken: IncompleteRead")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class OneObject:
+    def __init__(self) -> None:
+        self.body = CutShortBody()
+
+    def get_object(self, **_: str) -> dict[str, object]:
+        return {"ETag": '"abc"', "Body": self.body}
+
+
+def test_a_body_cut_short_while_reading_is_transient_and_the_body_closed() -> None:
+    client = OneObject()
+    seen: list[bytes] = []
+
+    def read_all() -> str:
+        with reading(client, "bucket", "key", 4) as (etag, chunks):  # type: ignore[arg-type]
+            seen.extend(chunks)
+        return etag
+
+    with pytest.raises(StorageUnavailable, match=r"^S3 GetObject s3://bucket/key: ResponseStreamingError"):
+        read_all()
+    assert seen == [b"xxxx"]
+    assert client.body.closed
