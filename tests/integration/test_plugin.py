@@ -8,6 +8,9 @@ Logs: the rig's nodes are kwok's, with no kubelet to serve logs, and asking the 
 a live pod's logs makes it resolve the fake node's hostname (traffic off this machine). So the
 log tests ask for pods that are gone (the job's podGC deleted them): the API's 404 is the error
 path, and its message names the pod the plugin picked from the job's status.
+
+The plugin's pure parts (kubeconfig loading, the job's JSON, describe's text, the lifecycle table)
+are tested without the rig in tests/unit/cli/.
 """
 
 from __future__ import annotations
@@ -25,10 +28,9 @@ from typing import Any
 import pytest
 import yaml
 
-from procjob.cli import audit, plugin
+from procjob.cli import audit
+from procjob.cli.pj_api import RETRY_ANNOTATION
 from procjob.core.naming import pod_name
-from procjob.core.podspec import CONTAINER
-from procjob.models import job as job_model
 from tests.e2e.jobs import job, stage
 from tests.integration.test_history_auth import (
     admin_credentials,
@@ -87,131 +89,6 @@ def running(kube: Kube, namespace: str, name: str, stage_name: str) -> Callable[
 
 def long_job(name: str, seconds: int = 600) -> dict[str, Any]:
     return job(name, stage("work", rig={"run_seconds": seconds}), stage("after", rig={"run_seconds": 1}))
-
-
-# ------------------------------------------------------------------------ pure (no rig needed)
-def test_the_plugin_spells_the_api_as_the_models_do() -> None:
-    assert (plugin.GROUP, plugin.VERSION, plugin.PLURAL) == (job_model.GROUP, job_model.VERSION, job_model.PLURAL)
-    assert plugin.LABEL_JOB_UID == job_model.LABEL_JOB_UID
-    assert plugin.RETRY_ANNOTATION == job_model.ANNOTATION_RETRY
-    assert plugin.CONTAINER == CONTAINER
-
-
-def test_the_plugin_does_not_load_kopf_or_pydantic() -> None:
-    code = (
-        "import sys, procjob.cli.plugin; print(sorted(m for m in ('kopf', 'pydantic', 'psycopg') if m in sys.modules))"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT / "operator")},
-    )
-    assert out.stdout.strip() == "[]"
-
-
-def _job_with_attempts() -> dict[str, Any]:
-    """Stage work made 12 attempts; status lists only the latest 10 (3..12)."""
-    listed = [
-        {"attempt": n, "podName": f"work-{n}", "state": "Failed", "createTime": "2026-03-01T10:00:00Z"}
-        for n in range(3, 13)
-    ]
-    return {
-        "metadata": {"name": "flaky", "namespace": "demo", "uid": "6f1c2d3e-4a5b-4c6d-8e7f-90a1b2c3d4e5"},
-        "spec": {"stages": [{"name": "fetch"}, {"name": "work"}]},
-        "status": {
-            "stages": [
-                {
-                    "name": "fetch",
-                    "state": "Succeeded",
-                    "attemptCount": 1,
-                    "attempts": [{"attempt": 1, "podName": "f1"}],
-                },
-                {"name": "work", "state": "Failed", "attemptCount": 12, "attempts": listed},
-            ]
-        },
-    }
-
-
-def test_logs_picks_the_latest_attempt_of_the_last_stage_that_ran() -> None:
-    assert plugin.pick_attempt(_job_with_attempts(), None, None) == ("work", 12, "work-12")
-
-
-def test_logs_picks_a_listed_attempt_by_number_and_names_older_ones_with_the_pod_name_helper() -> None:
-    body = _job_with_attempts()
-    assert plugin.pick_attempt(body, "work", 5) == ("work", 5, "work-5")
-    uid = body["metadata"]["uid"]
-    assert plugin.pick_attempt(body, "work", 1) == ("work", 1, pod_name("flaky", uid, "work", 1))
-    assert plugin.pick_attempt(body, "fetch", None) == ("fetch", 1, "f1")
-
-
-@pytest.mark.parametrize(
-    ("stage_name", "attempt", "message"),
-    [
-        ("nope", None, "processingjob demo/flaky has no stage 'nope' (stages: fetch, work)"),
-        ("work", 13, "processingjob demo/flaky: stage work has no attempt 13 (attempts made: 12)"),
-        ("work", 0, "processingjob demo/flaky: stage work has no attempt 0 (attempts made: 12)"),
-    ],
-)
-def test_logs_refuses_unknown_stages_and_attempts(stage_name: str, attempt: int | None, message: str) -> None:
-    with pytest.raises(plugin.PluginError) as raised:
-        plugin.pick_attempt(_job_with_attempts(), stage_name, attempt)
-    assert raised.value.message == message
-
-
-def test_a_kubeconfig_context_namespace_is_the_default(tmp_path: Path) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"token": "t0ken"}}],
-        "contexts": [
-            {"name": "one", "context": {"cluster": "c", "user": "u", "namespace": "team-x"}},
-            {"name": "two", "context": {"cluster": "c", "user": "u"}},
-        ],
-        "current-context": "one",
-    }
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump(config))
-    access = plugin.load_access(str(path), None, None, {})
-    assert (access.server, access.namespace) == ("https://127.0.0.1:1", "team-x")
-    assert access.headers == {"Authorization": "Bearer t0ken"}
-    assert plugin.load_access(str(path), None, "other", {}).namespace == "other"
-    merged = {"KUBECONFIG": f"{tmp_path / 'missing'}{os.pathsep}{path}"}
-    assert plugin.load_access(None, "two", None, merged).namespace == "default"
-    with pytest.raises(plugin.PluginError, match="context 'nope' not found"):
-        plugin.load_access(str(path), "nope", None, {})
-
-
-def test_an_exec_credential_plugin_provides_the_token(tmp_path: Path) -> None:
-    helper = tmp_path / "get-token"
-    helper.write_text(
-        "#!/bin/sh\n"
-        'test "$EXTRA" = yes || exit 3\n'
-        'echo \'{"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential",'
-        ' "status": {"token": "from-exec"}}\'\n'
-    )
-    helper.chmod(0o755)
-    exec_spec = {
-        "apiVersion": "client.authentication.k8s.io/v1",
-        "command": "./get-token",
-        "env": [{"name": "EXTRA", "value": "yes"}],
-    }
-    config = {
-        "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:1", "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "u", "user": {"exec": exec_spec}}],
-        "contexts": [{"name": "one", "context": {"cluster": "c", "user": "u"}}],
-        "current-context": "one",
-    }
-    path = tmp_path / "config"
-    path.write_text(yaml.safe_dump(config))
-    access = plugin.load_access(str(path), None, None, {"PATH": os.environ.get("PATH", "")})
-    assert access.headers == {"Authorization": "Bearer from-exec"}
-    exec_spec["env"] = []
-    path.write_text(yaml.safe_dump(config))
-    with pytest.raises(plugin.PluginError, match=r"credential plugin .* failed: exit 3"):
-        plugin.load_access(str(path), None, None, {"PATH": os.environ.get("PATH", "")})
 
 
 # ------------------------------------------------------------------------------- with the rig
@@ -381,7 +258,7 @@ def test_retry_is_refused_unless_the_job_failed(pj: Run, kube: Kube, namespace: 
     assert out.returncode == 1
     assert out.stderr.startswith(f"kubectl-pj: error: processingjob {namespace}/busy is Running: stage work (1/2)")
     assert out.stderr.endswith(": only a Failed job can be retried\n")
-    assert plugin.RETRY_ANNOTATION not in (kube.job(namespace, "busy")["metadata"].get("annotations") or {})
+    assert RETRY_ANNOTATION not in (kube.job(namespace, "busy")["metadata"].get("annotations") or {})
 
 
 def test_retry_reruns_a_failed_job_from_its_failed_stage(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
@@ -403,7 +280,7 @@ def test_retry_reruns_a_failed_job_from_its_failed_stage(pj: Run, kube: Kube, na
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"processingjob {namespace}/once: retry requested (procjob.dev/retry=")
     assert lines[1].startswith(f"processingjob {namespace}/once: retry acknowledged; ")
-    token = kube.job(namespace, "once")["metadata"]["annotations"][plugin.RETRY_ANNOTATION]
+    token = kube.job(namespace, "once")["metadata"]["annotations"][RETRY_ANNOTATION]
     assert datetime.strptime(token, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC) <= datetime.now(UTC)
 
     done = wait_for("once to finish again", finished(kube, namespace, "once"), timeout=60)

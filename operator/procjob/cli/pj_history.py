@@ -34,7 +34,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from procjob.cli import audit
-from procjob.cli.plugin import EXIT_USAGE, Access, Api, PluginError
+from procjob.cli.pj_api import Api
+from procjob.cli.pj_connect import Access
+from procjob.cli.pj_errors import EXIT_USAGE, PluginError
 from procjob.core.timefmt import parse_time
 
 if TYPE_CHECKING:

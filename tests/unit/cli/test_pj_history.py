@@ -15,7 +15,9 @@ import pytest
 from procjob.adapters import web
 from procjob.adapters.audit import AttemptRow, JobHistory, JobSummary
 from procjob.cli import audit, pj_history
-from procjob.cli.plugin import EXIT_USAGE, Access, Api, PluginError
+from procjob.cli.pj_api import Api
+from procjob.cli.pj_connect import Access
+from procjob.cli.pj_errors import EXIT_USAGE, PluginError
 
 T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -1,0 +1,220 @@
+"""The `kubectl pj` commands: each checks the job's state, makes its request, and waits for the
+operator's acknowledgement.
+
+Cancel, suspend and resume change the spec and then wait (up to --timeout; --no-wait to skip)
+until the operator has observed the new generation. Retry sets the annotation `procjob.dev/retry`
+to an RFC 3339 timestamp and waits until the operator copies it into `status.lastRetryRequest`.
+Each command gets a `Context` (arguments, an API client factory, streams, clock and sleep), so
+that tests drive it without a server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from procjob.cli.pj_api import CONTAINER, RETRY_ANNOTATION, Api
+from procjob.cli.pj_connect import load_access
+from procjob.cli.pj_describe import render_describe
+from procjob.cli.pj_errors import EXIT_OK, ApiError, PluginError
+from procjob.cli.pj_state import (
+    condition,
+    is_finished,
+    is_retryable,
+    is_suspended,
+    job_key,
+    observed,
+    pick_attempt,
+    retry_token,
+    same_time,
+    state_of,
+    status_of,
+)
+from procjob.models.lifecycle import SUCCEEDED
+
+POLL_SECONDS = 0.5
+# Why a job that is not retryable is refused, by the Succeeded condition's reason.
+NOT_RETRYABLE_BECAUSE = {
+    "InvalidSpec": "its spec is invalid, a retry would fail the same way",
+    "ReconcileError": "the operator could not process it, a retry would be ignored",
+}
+
+
+@dataclass
+class Context:
+    """What every command gets: the parsed arguments, an API client factory, output streams."""
+
+    args: argparse.Namespace
+    connect: Callable[[], tuple[Api, str]]
+    out: Any = sys.stdout
+    err: Any = sys.stderr
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    sleep: Callable[[float], None] = time.sleep
+    environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+
+    def say(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+Command = Callable[[Context], int]
+
+
+def _wait(
+    ctx: Context, api: Api, ns: str, name: str, done: Callable[[dict[str, Any]], bool], what: str
+) -> dict[str, Any]:
+    deadline = time.monotonic() + ctx.args.timeout
+    while True:
+        job = api.job(ns, name)
+        if done(job):
+            return job
+        if time.monotonic() >= deadline:
+            raise PluginError(
+                f"{job_key(ns, name)}: {what} was recorded, but the operator did not acknowledge it within "
+                f"{ctx.args.timeout:g}s (is the operator running and watching namespace {ns}?)"
+            )
+        ctx.sleep(POLL_SECONDS)
+
+
+def _change_spec(ctx: Context, spec_field: str, value: bool, verb: str) -> int:
+    api, ns = ctx.connect()
+    name = ctx.args.job
+    key = job_key(ns, name)
+    job = api.job(ns, name)
+    if is_finished(job):
+        raise PluginError(f"{key} has already finished ({state_of(job)}): cannot {verb} it")
+    if verb == "resume" and not is_suspended(job):
+        raise PluginError(f"{key} is not suspended ({state_of(job)}): nothing to resume")
+    if bool((job.get("spec") or {}).get(spec_field)) == value:
+        ctx.say(f"{key}: spec.{spec_field} is already {str(value).lower()}; {state_of(job)}")
+        generation = int((job.get("metadata") or {}).get("generation") or 0)
+    else:
+        patched = api.patch_job(ns, name, {"spec": {spec_field: value}})
+        generation = int((patched.get("metadata") or {}).get("generation") or 0)
+        ctx.say(f"{key}: {verb} requested (spec.{spec_field}={str(value).lower()})")
+    if ctx.args.no_wait:
+        return EXIT_OK
+    job = _wait(ctx, api, ns, name, lambda j: observed(j, generation), f"the {verb} request")
+    ctx.say(f"{key}: {state_of(job)}")
+    return EXIT_OK
+
+
+def cmd_cancel(ctx: Context) -> int:
+    return _change_spec(ctx, "cancel", True, "cancel")
+
+
+def cmd_suspend(ctx: Context) -> int:
+    return _change_spec(ctx, "suspend", True, "suspend")
+
+
+def cmd_resume(ctx: Context) -> int:
+    return _change_spec(ctx, "suspend", False, "resume")
+
+
+def cmd_retry(ctx: Context) -> int:
+    api, ns = ctx.connect()
+    name = ctx.args.job
+    key = job_key(ns, name)
+    job = api.job(ns, name)
+    if not is_retryable(job):
+        reason = (condition(job, SUCCEEDED) or {}).get("reason")
+        because = NOT_RETRYABLE_BECAUSE.get(str(reason), "only a Failed job can be retried")
+        raise PluginError(f"{key} is {state_of(job)}: {because}")
+    previous = ((job.get("metadata") or {}).get("annotations") or {}).get(RETRY_ANNOTATION)
+    token = retry_token(ctx.clock())
+    while token == previous:  # a second retry within the same second: make it a new request
+        ctx.sleep(0.2)
+        token = retry_token(ctx.clock())
+    api.patch_job(ns, name, {"metadata": {"annotations": {RETRY_ANNOTATION: token}}})
+    ctx.say(f"{key}: retry requested ({RETRY_ANNOTATION}={token})")
+    if ctx.args.no_wait:
+        return EXIT_OK
+    job = _wait(
+        ctx, api, ns, name, lambda j: same_time(status_of(j).get("lastRetryRequest"), token), "the retry request"
+    )
+    ctx.say(f"{key}: retry acknowledged; {state_of(job)}")
+    return EXIT_OK
+
+
+def cmd_logs(ctx: Context) -> int:
+    api, ns = ctx.connect()
+    job = api.job(ns, ctx.args.job)
+    stage, attempt, pod = pick_attempt(job, ctx.args.stage, ctx.args.attempt)
+    ctx.err.write(f"==> pod {pod} (stage {stage}, attempt {attempt}) <==\n")
+    ctx.err.flush()
+    params = {"container": CONTAINER}
+    if ctx.args.follow:
+        params["follow"] = "true"
+    if ctx.args.tail is not None:
+        params["tailLines"] = str(ctx.args.tail)
+    out = getattr(ctx.out, "buffer", None)
+    try:
+        for chunk in api.stream_log(ns, pod, params):
+            if out is not None:
+                out.write(chunk)
+                out.flush()
+            else:
+                ctx.out.write(chunk.decode(errors="replace"))
+    except ApiError as exc:
+        hint = ""
+        if exc.status == 404:
+            hint = " (finished pods are deleted by the job's podGC policy; `kubectl pj history` keeps the record)"
+        raise PluginError(f"logs are not available: {exc.message}{hint}") from None
+    return EXIT_OK
+
+
+def cmd_describe(ctx: Context) -> int:
+    api, ns = ctx.connect()
+    job = api.job(ns, ctx.args.job)
+    events: list[dict[str, Any]] | None
+    try:
+        events = api.events(ns, (job.get("metadata") or {}).get("uid", ""))
+    except ApiError:
+        events = None  # e.g. no RBAC to list events: describe the job without them
+    ctx.out.write(render_describe(job, events, ctx.clock()))
+    return EXIT_OK
+
+
+def cmd_history(ctx: Context) -> int:
+    """The history from the operator with the caller's token, or from PostgreSQL with a DSN.
+
+    Imported here: pj_history loads the `procjob history` renderer, which the other commands
+    do not need."""
+    from procjob.cli import pj_history
+
+    args = ctx.args
+    source = pj_history.choose_source(args.history_url, args.database_url, args.operator_service, ctx.environ)
+    if source.kind == "dsn":
+        return _history_from_database(ctx, source.value)
+    api, ns = ctx.connect()
+    token = pj_history.bearer_token(api.access)
+    if source.kind == "url":
+        url = pj_history.check_url(str(source.value), args.allow_insecure_http)
+        document = pj_history.fetch_direct(url, token, ns, args.job)
+    else:
+        document = pj_history.fetch_through_proxy(api, str(source.value), token, ns, args.job)
+    ctx.out.write(pj_history.to_output(document, args.output))
+    return EXIT_OK
+
+
+def _history_from_database(ctx: Context, dsn: str | None) -> int:
+    """`procjob history` for the job, in the kubeconfig's namespace unless -n is given."""
+    from procjob.cli import audit
+
+    args = ctx.args
+    namespace = args.namespace
+    if namespace is None:
+        try:
+            namespace = load_access(args.kubeconfig, args.context, None, ctx.environ).namespace
+        except PluginError:
+            namespace = "default"
+    history_args = argparse.Namespace(
+        name=args.job, namespace=namespace, output=args.output, uid=None, database_url=dsn
+    )
+    return audit._history(history_args)
