@@ -137,11 +137,11 @@ def main(args: argparse.Namespace) -> int:
 
     import kopf
 
-    from procjob import handlers
+    from procjob import handlers  # noqa: F401 - importing registers the kopf handlers
 
     settings = dataclasses.replace(settings, database_url=dsn)
     configure_logging(settings.log_format, settings.log_level)
-    memo = kopf.Memo(runtime=handlers.Runtime(settings=settings))
+    memo = kopf.Memo(settings=settings)  # handlers.startup builds memo.operator from it
     try:
         asyncio.run(
             kopf.operator(

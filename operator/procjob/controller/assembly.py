@@ -1,0 +1,217 @@
+"""The composition root: every part of a running operator, built in one place with no optional
+parts, started and stopped as one.
+
+kopf's startup and cleanup handlers only call `Operator.build`, `start` and `stop`; the watch
+handlers call the few methods below that say what an event means for the operator (a job seen, a
+job deleted, a pod seen, a relist). Background loops run under supervision (controller.supervise)
+and are named after what they do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from procjob.adapters.audit import AuditStore, AuditUnavailable, history_document
+from procjob.adapters.authn import ReviewAuthorizer
+from procjob.adapters.kube import ApiError, Credentials, KubeClient
+from procjob.adapters.metrics import Metrics
+from procjob.adapters.web import build_app, serve
+from procjob.controller.admission import QueueAdmission
+from procjob.controller.cache import Cache
+from procjob.controller.queue import WorkQueue
+from procjob.controller.reconcile import Reconciler, utcnow
+from procjob.controller.relay import AuditRelay
+from procjob.controller.settings import OperatorSettings
+from procjob.controller.supervise import Loops, supervise
+from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
+
+log = logging.getLogger("procjob")
+
+GAUGE_INTERVAL = 5.0
+QUEUE_INTERVAL = 1.0
+# A LIST of jobs and labelled pods (from the API server's watch cache) this often, to drop objects
+# deleted while no watch looked (kopf's relist after a 410 Gone sends no DELETED events); a relist
+# seen by the handlers (events of type None after startup) wakes it early.
+RESYNC_SECONDS = 300.0
+MIGRATE_RETRY_SECONDS = 5.0
+SYNC_RETRY_SECONDS = 2.0
+
+
+@dataclass
+class Operator:
+    settings: OperatorSettings
+    client: KubeClient
+    metrics: Metrics
+    cache: Cache
+    queue: WorkQueue
+    admission: QueueAdmission
+    reconciler: Reconciler
+    store: AuditStore | None  # None: no audit database configured (Events only)
+    relay: AuditRelay | None  # present exactly when `store` is
+    loops: Loops = field(default_factory=Loops)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: bool = False
+    web: Any = None
+
+    @classmethod
+    async def build(cls, settings: OperatorSettings, credentials: Credentials) -> Operator:
+        metrics, cache, queue = Metrics(), Cache(), WorkQueue()
+        requests = metrics.api_requests
+        client = KubeClient(credentials, on_request=lambda verb: requests.labels(verb=verb).inc())
+        store: AuditStore | None = None
+        relay: AuditRelay | None = None
+        if settings.database_url:
+            # wait=False: start even while PostgreSQL is down; the relay keeps the backlog until it is back.
+            store = await AuditStore.open(settings.database_url, connect_timeout=5.0, wait=False)
+            failpoint = "audit-after-insert" in settings.failpoints
+            relay = AuditRelay(store, queue, metrics, utcnow, crash_after_insert=failpoint)
+        admission = QueueAdmission(cache, settings, metrics, utcnow)
+        reconciler = Reconciler(
+            client, cache, queue, settings.core(), metrics, admission=admission, audit=relay, instance=settings.instance
+        )
+        return cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay)
+
+    # ------------------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self.store is not None and self.relay is not None:
+            if self.settings.migrate:
+                self._run("audit-migrate", self._apply_migrations, must_run=False)
+            self._run("audit-relay", self.relay.run)
+            log.info("audit: recording transitions in PostgreSQL")
+        else:
+            log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
+        self._run("start-reconciling", self._start_reconciling, must_run=False)
+        self.web = await serve(self._http_app(), self.settings.metrics_host, self.settings.metrics_port)
+        s = self.settings
+        watched = "namespaces " + ",".join(s.namespaces) if s.namespaces else "all namespaces"
+        log.info(
+            "procjob started: %s, %d reconcile workers, metrics on %s:%d",
+            watched,
+            s.workers,
+            s.metrics_host,
+            s.metrics_port,
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if self.web is not None:
+            await self.web.cleanup()
+        await self.client.close()
+        if self.store is not None:
+            await self.store.close()
+
+    def _run(self, name: str, factory: Callable[[], Coroutine[Any, Any, None]], *, must_run: bool = True) -> None:
+        """A long-lived loop under supervision: restarted when it raises, counted, part of /healthz."""
+        loop = supervise(name, factory, loops=self.loops, metrics=self.metrics, must_run=must_run)
+        self.tasks.append(asyncio.create_task(loop, name=name))
+
+    def _http_app(self) -> Any:
+        store = self.store
+
+        async def history(ns: str, name: str) -> dict[str, Any] | None:
+            return None if store is None else await history_document(store, ns, name)
+
+        return build_app(
+            self.metrics.registry,
+            live=self.loops.live,
+            ready=lambda: (self.ready, "ready" if self.ready else "starting"),
+            history=history if store is not None else None,
+            authorize=ReviewAuthorizer(self.client),
+        )
+
+    # ------------------------------------------------------------------------ the loops
+    async def _start_reconciling(self) -> None:
+        """Reconcile only once the watch caches hold what existed at start (see controller.sync)."""
+        while True:
+            try:
+                await wait_for_sync(self.client, self.cache, self.settings.namespaces)
+                break
+            except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                log.warning("cache sync: listing failed (%s); retrying", exc)
+                await asyncio.sleep(SYNC_RETRY_SECONDS)
+        for i in range(self.settings.workers):
+            self._run(f"reconcile-{i}", self.reconciler.worker)
+        self._run("queue-and-gauges", self._refresh_queue_and_gauges)
+        self._run("resync", self._converge_caches)
+        self.ready = True
+
+    async def _converge_caches(self) -> None:
+        namespaces = self.settings.namespaces
+        await keep_converging(
+            self.client, self.cache, namespaces, self.resynced, every=RESYNC_SECONDS, wake=self.resync_wake
+        )
+
+    async def _apply_migrations(self) -> None:
+        """Apply migrations at start; while PostgreSQL is unreachable, try again every few seconds."""
+        assert self.store is not None
+        while True:
+            try:
+                applied = await self.store.migrate()
+            except AuditUnavailable as exc:
+                log.warning("audit: migrations not applied yet (%s); retrying", exc)
+                await asyncio.sleep(MIGRATE_RETRY_SECONDS)
+                continue
+            log.info("audit: migrations applied: %s", ", ".join(applied) or "none (up to date)")
+            return
+
+    async def _refresh_queue_and_gauges(self) -> None:
+        """Every second: queued jobs whose slot or shown position changed; every few: the gauges."""
+        ticks = 0
+        while True:
+            await asyncio.sleep(QUEUE_INTERVAL)
+            ticks += 1
+            for key in self.admission.due_for_refresh():
+                self.queue.add(key)
+            if ticks % int(GAUGE_INTERVAL / QUEUE_INTERVAL) == 0:
+                self.reconciler.refresh_gauges()
+
+    # --------------------------------------------------------------- what watch events mean
+    def job_seen(self, body: dict[str, Any], *, urgent: bool) -> None:
+        self.queue.add(self.cache.observe_job(body), urgent=urgent)
+
+    def job_deleted(self, body: dict[str, Any]) -> None:
+        key = self.cache.observe_job(body, deleted=True)
+        self.queue.drop(key)
+        if self.relay is not None:
+            self.relay.forget((body.get("metadata") or {}).get("uid", ""))
+        self.admission.forget(key)
+
+    def pod_seen(self, body: dict[str, Any], *, deleted: bool = False, changed: bool = True) -> None:
+        """A pod's change wakes its job, as urgently as a timer: a running job moves on before new
+        jobs are admitted."""
+        if deleted:
+            key = self.cache.observe_pod(body, deleted=True)
+        else:
+            key = self.cache.observe_pod(body) if changed else self.cache.key_of_pod(body)
+        if key is not None:
+            self.queue.add(key, urgent=True)
+
+    def relisted(self) -> None:
+        """kopf re-listed after a 410 Gone (events of type None after startup): converge now."""
+        if self.ready:
+            self.resync_wake.set()
+
+    def resynced(self, result: Resynced) -> None:
+        """Jobs deleted while no watch looked: drop their queue, admission and audit state; requeue
+        the jobs that lost pods (they are then recorded as deleted, with the right reason)."""
+        for key in result.dropped_jobs:
+            self.queue.drop(key)
+            self.admission.forget(key)
+        if self.relay is not None:
+            for uid in result.dropped_job_uids:
+                self.relay.forget(uid)
+        for key in result.dropped_pods:
+            self.queue.add(key, urgent=True)

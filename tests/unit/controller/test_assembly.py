@@ -1,0 +1,92 @@
+"""What watch events mean for the operator (controller.assembly.Operator), with fake parts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from procjob.adapters.metrics import Metrics
+from procjob.controller.admission import QueueAdmission
+from procjob.controller.assembly import Operator
+from procjob.controller.cache import Cache
+from procjob.controller.queue import WorkQueue
+from procjob.controller.reconcile import Reconciler
+from procjob.controller.settings import OperatorSettings
+from procjob.controller.sync import Resynced
+from procjob.core.config import CoreConfig
+from tests.unit.controller.fakes import FakeClock, FakeKube
+from tests.unit.controller.test_reconcile import NS, UID, job_body
+
+
+def operator() -> Operator:
+    kube, cache, queue, metrics, clock = FakeKube(), Cache(), WorkQueue(), Metrics(), FakeClock()
+    settings = OperatorSettings(max_running_jobs=1)
+    admission = QueueAdmission(cache, settings, metrics, clock)
+    reconciler = Reconciler(kube, cache, queue, CoreConfig(), metrics, clock=clock, admission=admission)  # type: ignore[arg-type]
+    return Operator(settings, kube, metrics, cache, queue, admission, reconciler, None, None)  # type: ignore[arg-type]
+
+
+def pod_of(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "name": "p1",
+            "namespace": NS,
+            "uid": "pod-1",
+            "resourceVersion": "5",
+            "labels": {"procjob.dev/job-uid": UID, "procjob.dev/job": body["metadata"]["name"]},
+            "ownerReferences": [
+                {
+                    "apiVersion": "procjob.dev/v1alpha1",
+                    "kind": "ProcessingJob",
+                    "name": "j1",
+                    "uid": UID,
+                    "controller": True,
+                }
+            ],
+        },
+        "status": {"phase": "Running"},
+    }
+
+
+def test_a_job_seen_is_cached_and_queued() -> None:
+    op = operator()
+    body = {**job_body(), "metadata": {**job_body()["metadata"], "resourceVersion": "3"}}
+    op.job_seen(body, urgent=False)
+    assert op.cache.job(f"{NS}/j1") is not None
+    assert f"{NS}/j1" in op.queue._queued
+
+
+async def test_a_deleted_job_leaves_no_state_behind() -> None:
+    op = operator()
+    body = {**job_body(), "metadata": {**job_body()["metadata"], "resourceVersion": "3"}}
+    op.job_seen(body, urgent=False)
+    op.queue.add_after(f"{NS}/j1", 60.0)
+    op.job_deleted(body)
+    assert op.cache.job(f"{NS}/j1") is None
+    assert op.queue.delayed == 0  # its timer is cancelled (a queued key of a gone job is a no-op)
+
+
+def test_a_pods_change_wakes_its_job_urgently_and_a_deleted_pod_is_dropped() -> None:
+    op = operator()
+    body = job_body()
+    op.pod_seen(pod_of(body))
+    assert [p.name for p in op.cache.pods_of(NS, UID)] == ["p1"]
+    op.pod_seen(pod_of(body), deleted=True)
+    assert op.cache.pods_of(NS, UID) == []
+    assert op.cache.gone(NS, UID) == {"p1": "pod-1"}
+
+
+def test_a_relist_wakes_the_resync_only_once_ready() -> None:
+    op = operator()
+    op.relisted()
+    assert not op.resync_wake.is_set()
+    op.ready = True
+    op.relisted()
+    assert op.resync_wake.is_set()
+
+
+async def test_a_resync_drops_ghosts_and_requeues_jobs_that_lost_pods() -> None:
+    op = operator()
+    op.queue.add_after("ns/ghost", 60.0)
+    op.resynced(Resynced(dropped_jobs=frozenset({"ns/ghost"}), dropped_pods=frozenset({"ns/alive"})))
+    assert op.queue.delayed == 0
+    assert op.queue._queued == {"ns/alive": True}  # urgent
