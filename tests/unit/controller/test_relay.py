@@ -24,10 +24,8 @@ from procjob.adapters.audit import (
     AuditError,
     AuditUnavailable,
     JobSummary,
-    _batch,
-    _event_row,
-    _job_row,
 )
+from procjob.adapters.audit.rows import batch, event_row, job_row
 from procjob.adapters.metrics import Metrics
 from procjob.controller import relay as relay_module
 from procjob.controller.queue import WorkQueue
@@ -35,8 +33,8 @@ from procjob.controller.relay import AuditRelay, is_job_specific, spec_snapshot,
 from procjob.core.redact import REDACTED
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.job import ProcessingJob
+from tests.unit.adapters.audit.hostile import hostile, hostile_text, strict_json
 from tests.unit.core.builders import make_job, spec_of
-from tests.unit.test_audit_rows import hostile, hostile_text, strict_json
 
 T0 = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 UIDS = {name: f"00000000-0000-4000-8000-{i:012d}" for i, name in enumerate(("a", "b", "c", "d"), start=1)}
@@ -78,13 +76,13 @@ class FakeStore:
         exc = self.fail(uids)
         if exc is not None:
             raise exc
-        rows = json.loads(_batch(_event_row(r) for r in records))  # what PostgreSQL would parse
+        rows = json.loads(batch(event_row(r) for r in records))  # what PostgreSQL would parse
         new = [row for row in rows if (row["job_uid"], row["seq"]) not in self.events]
         self.events.update({(row["job_uid"], row["seq"]): row for row in rows})
         return len(new)
 
     async def upsert_jobs(self, jobs: Sequence[JobSummary]) -> int:
-        for row in json.loads(_batch(_job_row(job) for job in jobs)):
+        for row in json.loads(batch(job_row(job) for job in jobs)):
             self.jobs[row["uid"]] = row
         return len(jobs)
 
@@ -506,5 +504,5 @@ def test_summary_of_any_with_is_a_valid_redacted_row(params: Any, header: str) -
     stage = base.spec.stages[0].model_copy(update={"with_": {"headers": {"Authorization": header}, "p": params}})
     hostile = dataclasses.replace(base, spec=base.spec.model_copy(update={"stages": [stage]}))
     summary = summary_of(hostile, hostile_entries())
-    row = strict_json(_job_row(summary))
+    row = strict_json(job_row(summary))
     assert row["spec"]["stages"][0]["with"]["headers"] == {"Authorization": REDACTED}

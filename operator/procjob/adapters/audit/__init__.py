@@ -33,7 +33,6 @@ from procjob.core.timeline import AttemptResult, AttemptRow, attempt_timeline
 
 # The names the row builders had before the package split, for callers not yet moved to the
 # public ones (tests/unit/controller/test_relay.py).
-_batch, _event_row, _job_row = batch, event_row, job_row
 
 __all__ = [
     "DEGRADED_KEY",
@@ -53,9 +52,6 @@ __all__ = [
     "JobSummary",
     "Migration",
     "SeqGap",
-    "_batch",
-    "_event_row",
-    "_job_row",
     "attempt_timeline",
     "batch",
     "check_dsn",
