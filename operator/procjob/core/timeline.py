@@ -15,6 +15,7 @@ from pydantic import computed_field
 
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
+from procjob.models.transitions import Level, Transition
 
 AttemptResult = Literal["Pending", "Running", "Succeeded", "Failed", "Interrupted"]
 
@@ -46,7 +47,11 @@ def seconds_between(start: datetime | None, end: datetime | None) -> float | Non
     return None if start is None or end is None else (end - start).total_seconds()
 
 
-_INTERRUPTING = frozenset({"JobSuspended", "JobSucceeded", "JobFailed", "JobCancelled", "JobDeleted"})
+# What closes an attempt still open: the job's end, its suspension, its deletion.
+_INTERRUPTING = frozenset(
+    {Transition.JOB_SUSPENDED, Transition.JOB_SUCCEEDED, Transition.JOB_FAILED, Transition.JOB_CANCELLED}
+    | {Transition.JOB_DELETED}
+)
 
 
 def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
@@ -63,7 +68,7 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
                 if row["result"] in ("Pending", "Running"):
                     row.update(end_time=event.time, reason=event.reason or event.type, result="Interrupted")
             continue
-        if not event.type.startswith("Attempt") or event.stage is None or event.attempt is None:
+        if event.type.meaning.level is not Level.ATTEMPT or event.stage is None or event.attempt is None:
             continue
         row = rows.setdefault(
             (event.stage, event.attempt),
@@ -71,14 +76,14 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
         )
         if event.pod_name and not row.get("pod_name"):
             row["pod_name"] = event.pod_name
-        if event.type == "AttemptStarted":
+        if event.type == Transition.ATTEMPT_STARTED:
             row.setdefault("start_time", event.time)
-        elif event.type == "AttemptRunning":
+        elif event.type == Transition.ATTEMPT_RUNNING:
             row.setdefault("running_time", event.time)
             if row["result"] == "Pending":
                 row["result"] = "Running"
-        elif event.type in ("AttemptSucceeded", "AttemptFailed"):
-            succeeded = event.type == "AttemptSucceeded"
+        elif event.type in (Transition.ATTEMPT_SUCCEEDED, Transition.ATTEMPT_FAILED):
+            succeeded = event.type == Transition.ATTEMPT_SUCCEEDED
             row.update(
                 end_time=event.time,
                 exit_code=event.exit_code,
