@@ -2,11 +2,11 @@
 built-in stages or a whole-spec walk can find. Each problem names its field; any problem makes the
 job InvalidSpec before a pod runs.
 
-Built-in stages: `uses` must name a registered stage and `with` must validate against its params
-model. `with` strings may hold {{ templates }} that only render when the pod is built, so a problem
-with a value that holds a template is left to the worker (which validates the rendered parameters
-and exits 2); a missing or unknown parameter is reported all the same, since no template can
-supply or remove a key.
+Built-in stages: `uses` must name a registered stage, `with` must validate against its params
+model, and a template may name only outputs its descriptor lists. `with` strings may hold
+{{ templates }} that only render when the pod is built, so a problem with a value that holds a
+template is left to the worker (which validates the rendered parameters and exits 2); a missing or
+unknown parameter is reported all the same, since no template can supply or remove a key.
 
 The schema (and the same pydantic models) already bound the spec's size and shape, so this walk is
 short and never raises on a spec that parsed: it returns problems, it does not throw them.
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from procjob.core.config import CoreConfig
-from procjob.core.templating import TEMPLATE, check_spec
+from procjob.core.templating import STAGE_REF, TEMPLATE, check_spec, templated_strings
 from procjob.models.builtin.base import ParamProblem, param_problems
 from procjob.models.builtin.registry import BUILTIN_STAGES, known_stages
 from procjob.models.spec import ProcessingJobSpec
@@ -112,12 +112,32 @@ def builtin_stage_problems(spec: ProcessingJobSpec) -> list[str]:
     return problems
 
 
+def builtin_output_problems(spec: ProcessingJobSpec) -> list[str]:
+    """Each template naming an output a built-in stage never writes (its descriptor lists them all)."""
+    declared = {s.name: BUILTIN_STAGES[s.uses].outputs for s in spec.stages if s.uses in BUILTIN_STAGES}
+    problems: list[str] = []
+    for index in range(len(spec.stages)):
+        for path, text in templated_strings(spec, index):
+            for expr in TEMPLATE.findall(text):
+                match = STAGE_REF.match(expr)
+                if match is None or match.group(1) not in declared:
+                    continue
+                stage, key, outputs = match.group(1), match.group(3), declared[match.group(1)]
+                if key not in outputs:
+                    problems.append(
+                        f"{path}: {{{{ {expr} }}}}: built-in stage {stage!r} has no output {key!r} "
+                        f"(outputs: {', '.join(outputs)})"
+                    )
+    return problems
+
+
 def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
-    """Problems the schema cannot see: templates, built-in stages and their parameters, service
+    """Problems the schema cannot see: templates, built-in stages, their parameters and outputs, service
     accounts allowed by this operator, pod label and annotation keys in the Kubernetes domains that
     the operator's settings do not allow."""
     problems = check_spec(spec)
     problems += builtin_stage_problems(spec)
+    problems += builtin_output_problems(spec)
     account = spec.service_account_name
     if account is not None and account not in config.allowed_service_accounts:
         allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"

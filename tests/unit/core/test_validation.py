@@ -189,7 +189,11 @@ def test_an_unknown_built_in_stage_is_named_with_the_known_ones() -> None:
         ),
         pytest.param(
             "fetch",
-            {**FETCH_WITH, "maxBytes": "{{ stages.a.outputs.size }}", "contentTypes": ["{{ stages.a.outputs.t }}"]},
+            {
+                **FETCH_WITH,
+                "maxBytes": "{{ stages.a.outputs.size }}",
+                "contentTypes": ["{{ stages.a.outputs.contentType }}"],
+            },
             [],
             id="a templated number or list item waits for the worker too",
         ),
@@ -213,7 +217,7 @@ def test_an_unknown_built_in_stage_is_named_with_the_known_ones() -> None:
         ),
         pytest.param(
             "fetch",
-            {**FETCH_WITH, "contentTypes": [5, "{{ stages.a.outputs.t }}"]},
+            {**FETCH_WITH, "contentTypes": [5, "{{ stages.a.outputs.contentType }}"]},
             ["spec.stages[1].with.contentTypes[0]: Input should be a valid string"],
             id="a list item is named by its index",
         ),
@@ -237,6 +241,20 @@ def test_with_is_checked_against_the_stages_parameters(
     fetch_a = {"name": "a", "uses": "fetch", "with": FETCH_WITH}
     stage = {"name": "b", "uses": uses, **({"with": params} if params is not None else {})}
     assert stage_problems(fetch_a, stage) == expected
+
+
+def test_a_template_may_name_only_outputs_a_built_in_stage_writes() -> None:
+    fetch = {"name": "get", "uses": "fetch", "with": FETCH_WITH}
+    stage = image_stage(
+        "use",
+        args=["{{ stages.get.outputs.sha256 }}", "{{ stages.get.outputs.path }}", "{{ job.name }}"],
+        env=[{"name": "K", "value": "{{ stages.other.outputs.anything }}"}],
+    )
+    other = image_stage("other")
+    assert stage_problems(fetch, other, stage) == [
+        "spec.stages[2].args[1]: {{ stages.get.outputs.path }}: built-in stage 'get' has no output 'path' "
+        "(outputs: bucket, key, size, sha256, contentType, etag)"
+    ]
 
 
 @pytest.mark.parametrize(
