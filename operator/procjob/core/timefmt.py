@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from procjob.models.timestamps import parse_time
 
-def parse_time(value: str | None) -> datetime | None:
-    """RFC 3339 as Kubernetes writes it (`...Z`) to an aware datetime."""
-    if not value:
-        return None
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+__all__ = ["earliest", "human_duration", "parse_time", "utc"]  # parse_time is models.timestamps
 
 
 def human_duration(delta: timedelta) -> str:

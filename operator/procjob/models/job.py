@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from procjob.models.spec import ProcessingJobSpec
 from procjob.models.status import ProcessingJobStatus
+from procjob.models.timestamps import parse_time
 
 GROUP = "procjob.dev"
 VERSION = "v1alpha1"
@@ -45,11 +46,7 @@ class JobMeta:
 
     @classmethod
     def from_api(cls, metadata: dict[str, Any]) -> JobMeta:
-        def when(key: str) -> datetime | None:
-            raw = metadata.get(key)
-            return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else None
-
-        created = when("creationTimestamp")
+        created = parse_time(metadata.get("creationTimestamp"))
         if created is None:
             raise ValueError("metadata.creationTimestamp is missing")
         return cls(
@@ -58,7 +55,7 @@ class JobMeta:
             uid=metadata["uid"],
             generation=int(metadata.get("generation", 1)),
             creation_time=created,
-            deletion_time=when("deletionTimestamp"),
+            deletion_time=parse_time(metadata.get("deletionTimestamp")),
             resource_version=metadata.get("resourceVersion"),
             finalizers=tuple(metadata.get("finalizers") or ()),
             retry_request=(metadata.get("annotations") or {}).get(ANNOTATION_RETRY),
