@@ -11,7 +11,9 @@ and the namespace. It adds only what the package leaves out, as kubectl does it:
 - which `current-context` wins when several files set one: the first (the package takes the last);
 - a failed exec credential plugin stops the command with the plugin's error (the package logs it
   and goes on without credentials, which the API server would answer with a bare 401);
-- the in-cluster service account only when no kubeconfig names a context.
+- the in-cluster service account only when no kubeconfig names a context;
+- an empty file in the list is skipped (the package refuses it), and an auth-provider the package
+  does not implement (only `oidc` and `gcp` are) is a usage error rather than an anonymous request.
 
 `kubernetes` (and with it pydantic) is imported by `load_access` only, not with this module:
 `kubectl pj --help` and bad usage stay quick.
@@ -20,6 +22,7 @@ and the namespace. It adds only what the package leaves out, as kubectl does it:
 from __future__ import annotations
 
 import logging
+import os
 import ssl
 import tempfile
 from collections.abc import Iterator, Mapping
@@ -38,6 +41,7 @@ if TYPE_CHECKING:
 IN_CLUSTER_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 DEFAULT_KUBECONFIG = "~/.kube/config"
 DEFAULT_NAMESPACE = "default"
+AUTH_PROVIDERS = frozenset({"oidc", "gcp"})  # those the kubernetes package implements
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ def _from_kubeconfig(files: str, context: str | None, scratch: str) -> tuple[Con
     from kubernetes.client import Configuration
     from kubernetes.config.kube_config import KubeConfigLoader, KubeConfigMerger
 
-    merger: Any = KubeConfigMerger(files)  # type: ignore[no-untyped-call]  # the package has no annotations here
+    merger: Any = KubeConfigMerger(_non_empty(files))  # type: ignore[no-untyped-call]  # no annotations there
     if merger.config is None:
         return None
     name = context or _first_current_context(merger)
@@ -107,10 +111,30 @@ def _from_kubeconfig(files: str, context: str | None, scratch: str) -> tuple[Con
         config_persister=merger.save_changes,  # refreshed OIDC tokens are written back, as kubectl does
         temp_file_path=scratch,
     )
+    _check_auth_provider(merger, loader.current_context)
     configuration = Configuration()
     loader.load_and_set(configuration)
     context_namespace = (loader.current_context.get("context") or {}).get("namespace")
     return configuration, context_namespace
+
+
+def _non_empty(files: str) -> str:
+    """The existing, non-empty files of a KUBECONFIG-style list (kubectl reads an empty file as an
+    empty config; the package raises)."""
+    paths = [Path(p).expanduser() for p in files.split(os.pathsep) if p]
+    return os.pathsep.join(str(p) for p in paths if p.is_file() and p.stat().st_size > 0)
+
+
+def _check_auth_provider(merger: Any, context: Mapping[str, Any]) -> None:
+    """Refuse an auth-provider the package would silently skip (the API server would then see an
+    anonymous request and answer a bare 401)."""
+    user = merger.config["users"].get_with_name((context.get("context") or {}).get("user"), safe=True)
+    provider = ((user.value if user is not None else {}).get("user") or {}).get("auth-provider") or {}
+    name = provider.get("name")
+    if name and name not in AUTH_PROVIDERS:
+        raise PluginError(
+            f"auth-provider {name!r} is not supported by kubectl-pj; use an exec credential plugin", EXIT_USAGE
+        )
 
 
 def _first_current_context(merger: Any) -> str | None:

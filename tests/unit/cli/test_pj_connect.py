@@ -1,5 +1,5 @@
 """`kubectl pj` reads its credentials with the `kubernetes` package's loader (procjob.cli.pj_connect):
-the kubeconfig cases kubectl users have (token, token file, basic auth, client certificate as data
+the kubeconfig cases kubectl users have (token, token file, basic auth, OIDC, client certificate as data
 or file, CA as data or file, exec credential plugins, KUBECONFIG lists, insecure-skip-tls-verify),
 the pod's service account, and the errors, each checked on the `Access` the plugin's client uses."""
 
@@ -291,3 +291,32 @@ def test_a_context_whose_cluster_is_missing_is_a_usage_error(tmp_path: Path) -> 
     with pytest.raises(PluginError, match="gone") as raised:
         load_access(str(path), None, None, {})
     assert raised.value.code == EXIT_USAGE
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part(claims)}.c2ln"
+
+
+def test_an_oidc_id_token_that_has_not_expired_is_sent(tmp_path: Path) -> None:
+    token = jwt({"sub": "alice", "exp": int((datetime.now(UTC) + timedelta(hours=1)).timestamp())})
+    provider = {"name": "oidc", "config": {"id-token": token, "client-id": "k", "idp-issuer-url": "https://idp"}}
+    path = kubeconfig(tmp_path / "config", INSECURE, {"auth-provider": provider})
+    assert load_access(str(path), None, None, {}).headers == {"Authorization": f"Bearer {token}"}
+
+
+def test_an_auth_provider_the_package_does_not_implement_is_a_usage_error(tmp_path: Path) -> None:
+    path = kubeconfig(tmp_path / "config", INSECURE, {"auth-provider": {"name": "azure", "config": {}}})
+    with pytest.raises(PluginError) as raised:
+        load_access(str(path), None, None, {})
+    assert raised.value.code == EXIT_USAGE
+    assert raised.value.message == "auth-provider 'azure' is not supported by kubectl-pj; use an exec credential plugin"
+
+
+def test_an_empty_file_in_the_list_is_skipped_as_kubectl_does(tmp_path: Path) -> None:
+    (tmp_path / "empty").write_text("")
+    path = kubeconfig(tmp_path / "config", INSECURE, {"token": "t"}, namespace="team-x")
+    environ = {"KUBECONFIG": os.pathsep.join([str(tmp_path / "empty"), str(path)])}
+    assert load_access(None, None, None, environ).namespace == "team-x"
