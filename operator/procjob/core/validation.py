@@ -114,7 +114,8 @@ def builtin_stage_problems(spec: ProcessingJobSpec) -> list[str]:
 
 def builtin_output_problems(spec: ProcessingJobSpec) -> list[str]:
     """Each template naming an output a built-in stage never writes (its descriptor lists them all)."""
-    declared = {s.name: BUILTIN_STAGES[s.uses].outputs for s in spec.stages if s.uses in BUILTIN_STAGES}
+    builtins = {stage.name: BUILTIN_STAGES.get(stage.uses or "") for stage in spec.stages}
+    declared = {name: builtin.outputs for name, builtin in builtins.items() if builtin is not None}
     problems: list[str] = []
     for index in range(len(spec.stages)):
         for path, text in templated_strings(spec, index):
