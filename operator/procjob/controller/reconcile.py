@@ -22,6 +22,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import Ticket
 from procjob.controller.cache import Cache
 from procjob.controller.queue import WorkQueue
+from procjob.controller.reporting import EventPoster, active_job_counts, count_pass
 from procjob.core.config import CoreConfig
 from procjob.core.decide import decide, needs_admission
 from procjob.core.decision import Decision, FinalizerAction
@@ -29,14 +30,11 @@ from procjob.core.failsafe import fail_unprocessable
 from procjob.core.outbox import plan_write, trimmed
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
-from procjob.models.lifecycle import body_state, finished, outcome, succeeded_condition
 from procjob.models.status import ProcessingJobStatus
-from procjob.models.transitions import Transition
 
 log = logging.getLogger("procjob.reconcile")
 
 CRASHES_TO_FAIL = 3  # reconciles in a row that raise a bug before the job is failed (ReconcileError)
-EVENT_CONCURRENCY = 16
 
 
 def utcnow() -> datetime:
@@ -118,8 +116,7 @@ class Reconciler:
         self.admission = admission or AdmitAll()
         self.audit = audit
         self.instance = instance
-        self._events = asyncio.Semaphore(EVENT_CONCURRENCY)
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.events = EventPoster(client, metrics, instance)
         self._trim_due: dict[str, float] = {}
         self._rejected: dict[str, dict[str, str]] = {}  # job UID -> pod name -> the API server's refusal
         self._crashes: dict[str, int] = {}  # key -> reconciles in a row that raised a bug
@@ -251,8 +248,8 @@ class Reconciler:
             decided = ProcessingJob(meta, job.spec, decision.status, job.spec_error)
             self.audit.submit(decided, list(decision.status.audit.pending))
             self._report_audit_problem(meta, now)
-        self._post_events(meta, decision, now)
-        if self._count(decision, stored):
+        self.events.post_decision(meta, decision, now)
+        if count_pass(self.metrics, decision, stored):
             for queued in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
                 self.queue.add(queued)
         if decision.finalizer == FinalizerAction.REMOVE:
@@ -358,79 +355,14 @@ class Reconciler:
         if problem is None or self._audit_reported.get(meta.uid) == problem:
             return
         self._audit_reported[meta.uid] = problem
-        task = asyncio.create_task(self._post_event(meta, "Warning", "AuditBlocked", problem[:1024], now))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.events.post(meta, "Warning", "AuditBlocked", problem, now)
 
     def _post_unreadable(self, body: dict[str, Any], message: str) -> None:
-        meta = body.get("metadata") or {}
-        if not meta.get("uid") or not meta.get("name"):
-            return
-        job_meta = JobMeta.from_api(meta)
-        task = asyncio.create_task(
-            self._post_event(job_meta, "Warning", "ReconcileError", message[:1024], self.clock())
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # ------------------------------------------------------------------------ events, metrics
-    def _post_events(self, meta: JobMeta, decision: Decision, now: datetime) -> None:
-        for event in decision.events:
-            task = asyncio.create_task(self._post_event(meta, event.type.value, event.reason, event.message, now))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _post_event(self, meta: JobMeta, type_: str, reason: str, message: str, now: datetime) -> None:
-        async with self._events:
-            try:
-                await self.client.post_event(
-                    namespace=meta.namespace,
-                    name=meta.name,
-                    uid=meta.uid,
-                    type_=type_,
-                    reason=reason,
-                    message=message,
-                    now=now,
-                    instance=self.instance,
-                )
-                self.metrics.events_posted.inc()
-            except (TimeoutError, ApiError, OSError, aiohttp.ClientError) as exc:
-                self.metrics.events_dropped.inc()
-                log.debug("event %s for %s dropped: %s", reason, meta.key, exc)
-
-    def _count(self, decision: Decision, stored: ProcessingJobStatus) -> bool:
-        """Metrics of one applied pass; True when the job has just finished."""
-        m = self.metrics
-        for t in decision.transitions:
-            if t.type == Transition.ATTEMPT_STARTED:
-                m.attempts_started.inc()
-            elif t.type == Transition.ATTEMPT_FAILED:
-                m.attempts_failed.labels(reason=t.reason).inc()
-            elif t.type == Transition.RETRY_SCHEDULED:
-                m.retries.labels(action=str(t.detail.get("action", "Retry"))).inc()
-        status = decision.status
-        state, reason = succeeded_condition(status.conditions)
-        ended = outcome(state, reason)
-        if ended is None or finished(succeeded_condition(stored.conditions)[0]):
-            return False
-        m.jobs_finished.labels(outcome=ended, reason=reason or "").inc()
-        if status.start_time and status.completion_time:
-            m.job_duration.labels(outcome=ended).observe((status.completion_time - status.start_time).total_seconds())
-        for stage in status.stages:
-            if stage.start_time and stage.completion_time:
-                m.stage_duration.labels(outcome=stage.state.value).observe(
-                    (stage.completion_time - stage.start_time).total_seconds()
-                )
-        return True
+        self.events.post_on_body(body, "ReconcileError", message, self.clock())
 
     def refresh_gauges(self) -> None:
         """Jobs by state, from the cache (called periodically, not per reconcile)."""
-        counts: dict[str, int] = {"Queued": 0, "Running": 0, "BackoffWaiting": 0, "Suspended": 0}
-        for body in self.cache.iter_jobs():
-            state, reason = body_state(body)
-            if state == "Unknown":
-                counts[reason if reason in counts else "Running"] += 1
-        for state, count in counts.items():
+        for state, count in active_job_counts(self.cache.iter_jobs()).items():
             self.metrics.jobs_active.labels(state=state).set(count)
         self.metrics.workqueue_depth.set(len(self.queue))
         self.metrics.workqueue_delayed.set(self.queue.delayed)

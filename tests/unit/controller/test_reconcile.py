@@ -105,7 +105,7 @@ def stored_status(kube: FakeKube, name: str = "j1") -> dict[str, Any]:
 async def settle(rec: Reconciler) -> None:
     for _ in range(5):
         await asyncio.sleep(0)
-    await asyncio.gather(*rec._tasks)
+    await asyncio.gather(*rec.events.tasks)
 
 
 async def test_a_new_job_gets_its_status_written_before_its_pod_is_created() -> None:
