@@ -11,9 +11,7 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +20,7 @@ import pytest
 from procjob.worker import checksum
 from procjob.worker import s3 as s3_module
 from procjob.worker.main import main
+from tests.integration.test_fetch import FOREIGN_AWS_ENV, PROCJOB, Result
 from tests.support.http import payload
 from tests.support.s3 import S3Server, free_port
 
@@ -31,17 +30,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.s3, pytest.mark.timeout(60)]
 
 MIB = 1024 * 1024
-PROCJOB = Path(sys.executable).with_name("procjob")
-# Variables that would point boto3 elsewhere if the developer's shell had them set.
-FOREIGN_AWS_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE")
-
-
-@dataclass
-class Result:
-    code: int
-    message: dict[str, Any]
-    logs: str
-
 
 Checksum = Callable[..., Result]
 

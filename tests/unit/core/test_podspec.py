@@ -245,15 +245,16 @@ S3_ENV = {
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
 }
-CONTRACT_ENV = {
+# What every pod gets, in this order (the worker contract), and a built-in stage its parameters too
+EVERY_POD_ENV = [
     "PROCJOB_JOB_NAME",
     "PROCJOB_JOB_NAMESPACE",
     "PROCJOB_JOB_UID",
     "PROCJOB_STAGE",
     "PROCJOB_ATTEMPT",
     "PROCJOB_TERMINATION_MESSAGE_PATH",
-    "PROCJOB_STAGE_PARAMS",
-}
+]
+CONTRACT_ENV = {*EVERY_POD_ENV, "PROCJOB_STAGE_PARAMS"}
 
 
 @pytest.mark.parametrize(
@@ -279,14 +280,7 @@ def test_the_operators_variables_come_last_so_they_win_over_the_jobs() -> None:
     stage = image_stage("work", env=[{"name": "MINE", "value": "1"}])
     names = [v["name"] for v in container(manifest(make_job(spec_of(stage))))["env"]]
     assert names[0] == "MINE"
-    assert names[1:] == [
-        "PROCJOB_JOB_NAME",
-        "PROCJOB_JOB_NAMESPACE",
-        "PROCJOB_JOB_UID",
-        "PROCJOB_STAGE",
-        "PROCJOB_ATTEMPT",
-        "PROCJOB_TERMINATION_MESSAGE_PATH",
-    ]
+    assert names[1:] == EVERY_POD_ENV
 
 
 def test_templates_that_expand_outputs_into_a_huge_pod_are_refused_before_it_is_built() -> None:

@@ -79,19 +79,23 @@ class FetchParams(StageParams):
                 raise ValueError(f"{item!r} is not a media range like 'image/png', 'image/*' or '*/*'")
         return ranges
 
+    @field_validator("headers", "headers_from_env")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        check_header_names(value)
+        return value
+
     @field_validator("headers")
     @classmethod
-    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
-        check_header_names(value)
-        for name, header_value in value.items():
-            if has_line_break(header_value):
-                raise ValueError(f"the value of header {name!r} contains a line break or NUL")
+    def _header_values(cls, value: dict[str, str]) -> dict[str, str]:
+        broken = [name for name, header_value in value.items() if has_line_break(header_value)]
+        if broken:
+            raise ValueError(f"the value of header {broken[0]!r} contains a line break or NUL")
         return value
 
     @field_validator("headers_from_env")
     @classmethod
-    def _headers_from_env(cls, value: dict[str, str]) -> dict[str, str]:
-        check_header_names(value)
+    def _header_variables(cls, value: dict[str, str]) -> dict[str, str]:
         for name, variable in value.items():
             if not _ENV_NAME.match(variable):
                 raise ValueError(f"header {name!r}: {variable!r} is not an environment variable name")
