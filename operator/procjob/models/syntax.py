@@ -16,7 +16,9 @@ import math
 import re
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation, localcontext
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 # A label or annotation key (and a resource name): an optional DNS-subdomain prefix of at most 253
 # characters and '/', then a name of at most 63 characters. RE2 and Python read this regex alike.
@@ -349,3 +351,20 @@ def with_problem(params: Mapping[str, Any]) -> str | None:
     if size > MAX_WITH_BYTES:
         return f"{size} bytes as JSON, more than {MAX_WITH_BYTES}"
     return None
+
+
+# Field types and bounds shared by the spec's models (models.spec, models.retry, models.container).
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ENV_NAME = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+MAX_STAGES = 32
+MAX_RULES = 16
+MAX_STAGE_NAME = 40
+
+CEL = "x-kubernetes-validations"
+ENV_RESERVED = f"names starting with {RESERVED_ENV_PREFIX} are reserved for the operator"
+PREFIX_RESERVED = f"an envFrom prefix starting with {RESERVED_ENV_PREFIX} is reserved for the operator"
+
+Str = Annotated[str, Field(max_length=4096)]
+# A Secret or ConfigMap name (a DNS subdomain) and a key in it, as the Pod API checks them.
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=f"^{DNS_SUBDOMAIN}$")]
+ConfigKey = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")]
