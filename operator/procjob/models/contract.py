@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+# -- the prefixes of those names: a job author may set none of them (AWS_* only on built-in stages,
+#    whose S3 client reads them). models.syntax refuses them in the schema.
+ENV_PREFIX = "PROCJOB_"
+BUILTIN_ENV_PREFIXES = (ENV_PREFIX, "AWS_")
+
 # -- variables every worker container gets (image stages and built-in stages alike)
 ENV_JOB_NAME = "PROCJOB_JOB_NAME"
 ENV_JOB_NAMESPACE = "PROCJOB_JOB_NAMESPACE"

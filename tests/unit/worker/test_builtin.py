@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 
+from procjob.models import contract
 from procjob.models.builtin.base import ParamProblem, Setting, param_problems
 from procjob.models.builtin.checksum import ChecksumParams
 from procjob.models.builtin.registry import BUILTIN_STAGES, known_stages
@@ -67,3 +68,9 @@ def test_invalid_checksum_parameters_name_the_field(raw: dict[str, object], fiel
     with pytest.raises(InvalidParams, match=rf"^invalid parameters: {field}"):
         parse_params(ChecksumParams, raw)
     assert param_problems(ChecksumParams, raw)
+
+
+def test_every_variable_of_the_contract_is_under_a_reserved_prefix() -> None:
+    names = {value for name, value in vars(contract).items() if name.startswith("ENV_") and name != "ENV_PREFIX"}
+    assert names
+    assert all(name.startswith(contract.BUILTIN_ENV_PREFIXES) for name in names)
