@@ -58,7 +58,7 @@ def add_parsers(subparsers: Any) -> None:
     history.add_argument("-n", "--namespace", default="default", help="namespace (default: %(default)s)")
     history.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
     history.add_argument("--uid", help="select the job by UID (e.g. an older job of a reused name)")
-    history.set_defaults(func=_history)
+    history.set_defaults(func=run_history)
 
 
 def _fail(message: str, code: int) -> int:
@@ -92,7 +92,7 @@ def _migrate(args: argparse.Namespace) -> int:
     return _run(action, args)
 
 
-def _history(args: argparse.Namespace) -> int:
+def run_history(args: argparse.Namespace) -> int:
     if not args.name and not args.uid:
         return _fail("history needs a NAME or --uid", EXIT_CONFIG)
 

@@ -217,4 +217,4 @@ def _history_from_database(ctx: Context, dsn: str | None) -> int:
     history_args = argparse.Namespace(
         name=args.job, namespace=namespace, output=args.output, uid=None, database_url=dsn
     )
-    return audit._history(history_args)
+    return audit.run_history(history_args)

@@ -4,7 +4,8 @@
 the relay, the queue, the plugin) and in three languages (Python, the plugin, the Argo CD Lua).
 Here they are defined on the one thing all of them read — the `Succeeded` condition's status and
 reason — so the same function serves a parsed status and a raw API object. The Argo CD Lua and
-the plugin are pinned to these functions by a table-driven test (tests/unit/test_lifecycle.py).
+the plugin are pinned to these functions by table-driven tests (tests/unit/test_argocd_lua.py,
+tests/unit/cli/test_lifecycle_pinned.py).
 """
 
 from __future__ import annotations
