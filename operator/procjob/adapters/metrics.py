@@ -20,7 +20,14 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        r = self.registry
+        self._jobs(self.registry)
+        self._controller(self.registry)
+        self._audit(self.registry)
+        self._queue(self.registry)
+        self._isolation(self.registry)
+
+    def _jobs(self, r: CollectorRegistry) -> None:
+        """Jobs, attempts and retries."""
         self.jobs_finished = Counter(
             "procjob_jobs_finished_total", "Jobs that ended, by outcome and reason.", ["outcome", "reason"], registry=r
         )
@@ -46,6 +53,9 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+
+    def _controller(self, r: CollectorRegistry) -> None:
+        """The reconcile loop, the work queue, API requests and Events."""
         self.reconcile_duration = Histogram(
             "procjob_reconcile_duration_seconds", "Time of one reconcile.", buckets=FAST_BUCKETS, registry=r
         )
@@ -61,6 +71,9 @@ class Metrics:
         self.events_dropped = Counter(
             "procjob_events_dropped_total", "Kubernetes Events that could not be posted (a lossy mirror).", registry=r
         )
+
+    def _audit(self, r: CollectorRegistry) -> None:
+        """The audit relay and PostgreSQL."""
         self.audit_backlog = Gauge(
             "procjob_audit_backlog", "Audit records in status outboxes not yet confirmed by PostgreSQL.", registry=r
         )
@@ -73,12 +86,17 @@ class Metrics:
             registry=r,
         )
         self.audit_up = Gauge("procjob_audit_up", "1 when PostgreSQL accepts audit writes.", registry=r)
+
+    def _queue(self, r: CollectorRegistry) -> None:
+        """Queue admission."""
         self.queue_depth = Gauge("procjob_queue_depth", "Queued jobs, by namespace.", ["namespace"], registry=r)
         self.queue_wait = Histogram(
             "procjob_queue_wait_seconds", "Time jobs spent queued.", buckets=DURATION_BUCKETS, registry=r
         )
         self.admissions = Counter("procjob_admissions_total", "Jobs admitted from the queue.", registry=r)
-        # Hardening (issue 12): one job's audit trouble stays that job's; no loop dies silently.
+
+    def _isolation(self, r: CollectorRegistry) -> None:
+        """One job's audit trouble stays that job's; no loop dies silently."""
         self.audit_quarantined = Gauge(
             "procjob_audit_quarantined_jobs",
             "Jobs whose audit records PostgreSQL refused: kept pending, retried alone with a long backoff.",
