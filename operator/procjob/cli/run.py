@@ -18,6 +18,78 @@ from typing import Any
 ENV_HELP = "env: %s"
 
 
+# Every `procjob run` flag: (flag, environment variable, help, argparse extras). Flags win over
+# the environment; controller.settings.from_sources validates both.
+FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
+    ("namespace", "PROCJOB_NAMESPACES", "namespace to watch (repeatable; default: all)", {"action": "append"}),
+    ("metrics-host", "PROCJOB_METRICS_HOST", "address of the metrics/probe/history port (default 0.0.0.0)", {}),
+    ("metrics-port", "PROCJOB_METRICS_PORT", "port for /metrics, /healthz, /readyz, history (default 8080)", {}),
+    ("workers", "PROCJOB_WORKERS", "concurrent reconciles (default 8)", {}),
+    ("log-format", "PROCJOB_LOG_FORMAT", "text or json (default text)", {}),
+    ("log-level", "PROCJOB_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)", {}),
+    (
+        "events",
+        "PROCJOB_EVENTS",
+        "Kubernetes Events to post: all transitions, or important (no Event for a stage's routine start and success; the audit keeps every transition) (default all)",
+        {},
+    ),
+    ("worker-image", "PROCJOB_WORKER_IMAGE", "image that runs built-in (uses:) stages", {}),
+    (
+        "allowed-service-accounts",
+        "PROCJOB_ALLOWED_SERVICE_ACCOUNTS",
+        "comma-separated service accounts jobs may ask for (default: none)",
+        {},
+    ),
+    (
+        "fetch-allowed-networks",
+        "PROCJOB_FETCH_ALLOWED_NETWORKS",
+        "CIDRs the fetch stage may reach although private (default: none)",
+        {},
+    ),
+    ("s3-endpoint-url", "PROCJOB_S3_ENDPOINT_URL", "S3 endpoint given to built-in stages", {}),
+    ("s3-region", "PROCJOB_S3_REGION", "S3 region given to built-in stages", {}),
+    ("s3-force-path-style", "PROCJOB_S3_FORCE_PATH_STYLE", "path-style S3 addressing (true/false)", {}),
+    (
+        "s3-credentials-secret",
+        "PROCJOB_S3_CREDENTIALS_SECRET",
+        "Secret (in each job's namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
+        {},
+    ),
+    (
+        "s3-node-credentials",
+        "PROCJOB_S3_NODE_CREDENTIALS",
+        "let built-in stages use the node's ambient cloud credentials when no --s3-credentials-secret is set (true/false, default false: no credentials)",
+        {},
+    ),
+    (
+        "allowed-metadata-prefixes",
+        "PROCJOB_ALLOWED_METADATA_PREFIXES",
+        "comma-separated label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set on their pods, e.g. cluster-autoscaler.kubernetes.io/ (default: none)",
+        {},
+    ),
+    (
+        "max-priority",
+        "PROCJOB_MAX_PRIORITY",
+        "highest spec.priority a job is queued with; higher values count as this (default: no cap)",
+        {},
+    ),
+    (
+        "namespace-max-priority",
+        "PROCJOB_NAMESPACE_MAX_PRIORITY",
+        "per-namespace priority caps, NS=N,NS2=M; a namespace's entry wins over --max-priority",
+        {},
+    ),
+    ("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)", {}),
+    ("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)", {}),
+    (
+        "max-running-jobs-per-namespace",
+        "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
+        "running jobs allowed at once per namespace (default: no limit)",
+        {},
+    ),
+)
+
+
 def add_parser(sub: Any) -> None:
     run = sub.add_parser(
         "run",
@@ -25,70 +97,8 @@ def add_parser(sub: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-
-    def flag(name: str, env: str, helptext: str, **kw: Any) -> None:
-        run.add_argument(f"--{name}", default=None, help=f"{helptext} [{ENV_HELP % env}]", **kw)
-
-    flag("namespace", "PROCJOB_NAMESPACES", "namespace to watch (repeatable; default: all)", action="append")
-    flag("metrics-host", "PROCJOB_METRICS_HOST", "address of the metrics/probe/history port (default 0.0.0.0)")
-    flag("metrics-port", "PROCJOB_METRICS_PORT", "port for /metrics, /healthz, /readyz, history (default 8080)")
-    flag("workers", "PROCJOB_WORKERS", "concurrent reconciles (default 8)")
-    flag("log-format", "PROCJOB_LOG_FORMAT", "text or json (default text)")
-    flag("log-level", "PROCJOB_LOG_LEVEL", "DEBUG, INFO, WARNING or ERROR (default INFO)")
-    flag(
-        "events",
-        "PROCJOB_EVENTS",
-        "Kubernetes Events to post: all transitions, or important (no Event for a stage's routine start and "
-        "success; the audit keeps every transition) (default all)",
-    )
-    flag("worker-image", "PROCJOB_WORKER_IMAGE", "image that runs built-in (uses:) stages")
-    flag(
-        "allowed-service-accounts",
-        "PROCJOB_ALLOWED_SERVICE_ACCOUNTS",
-        "comma-separated service accounts jobs may ask for (default: none)",
-    )
-    flag(
-        "fetch-allowed-networks",
-        "PROCJOB_FETCH_ALLOWED_NETWORKS",
-        "CIDRs the fetch stage may reach although private (default: none)",
-    )
-    flag("s3-endpoint-url", "PROCJOB_S3_ENDPOINT_URL", "S3 endpoint given to built-in stages")
-    flag("s3-region", "PROCJOB_S3_REGION", "S3 region given to built-in stages")
-    flag("s3-force-path-style", "PROCJOB_S3_FORCE_PATH_STYLE", "path-style S3 addressing (true/false)")
-    flag(
-        "s3-credentials-secret",
-        "PROCJOB_S3_CREDENTIALS_SECRET",
-        "Secret (in each job's namespace) with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY",
-    )
-    flag(
-        "s3-node-credentials",
-        "PROCJOB_S3_NODE_CREDENTIALS",
-        "let built-in stages use the node's ambient cloud credentials when no --s3-credentials-secret is set "
-        "(true/false, default false: no credentials)",
-    )
-    flag(
-        "allowed-metadata-prefixes",
-        "PROCJOB_ALLOWED_METADATA_PREFIXES",
-        "comma-separated label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set "
-        "on their pods, e.g. cluster-autoscaler.kubernetes.io/ (default: none)",
-    )
-    flag(
-        "max-priority",
-        "PROCJOB_MAX_PRIORITY",
-        "highest spec.priority a job is queued with; higher values count as this (default: no cap)",
-    )
-    flag(
-        "namespace-max-priority",
-        "PROCJOB_NAMESPACE_MAX_PRIORITY",
-        "per-namespace priority caps, NS=N,NS2=M; a namespace's entry wins over --max-priority",
-    )
-    flag("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)")
-    flag("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)")
-    flag(
-        "max-running-jobs-per-namespace",
-        "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
-        "running jobs allowed at once per namespace (default: no limit)",
-    )
+    for name, env, helptext, extra in FLAGS:
+        run.add_argument(f"--{name}", default=None, help=f"{helptext} [{ENV_HELP % env}]", **extra)
     run.set_defaults(func=main)
 
 
