@@ -30,7 +30,8 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (
         "events",
         "PROCJOB_EVENTS",
-        "Kubernetes Events to post: all transitions, or important (no Event for a stage's routine start and success; the audit keeps every transition) (default all)",
+        "Kubernetes Events to post: all transitions, or important (no Event for a stage's routine start and "
+        "success; the audit keeps every transition) (default all)",
         {},
     ),
     ("worker-image", "PROCJOB_WORKER_IMAGE", "image that runs built-in (uses:) stages", {}),
@@ -58,13 +59,15 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     (
         "s3-node-credentials",
         "PROCJOB_S3_NODE_CREDENTIALS",
-        "let built-in stages use the node's ambient cloud credentials when no --s3-credentials-secret is set (true/false, default false: no credentials)",
+        "let built-in stages use the node's ambient cloud credentials when no --s3-credentials-secret is set "
+        "(true/false, default false: no credentials)",
         {},
     ),
     (
         "allowed-metadata-prefixes",
         "PROCJOB_ALLOWED_METADATA_PREFIXES",
-        "comma-separated label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set on their pods, e.g. cluster-autoscaler.kubernetes.io/ (default: none)",
+        "comma-separated label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set "
+        "on their pods, e.g. cluster-autoscaler.kubernetes.io/ (default: none)",
         {},
     ),
     (
