@@ -152,6 +152,28 @@ def _positive(name: str, env: str, value: str | int | None, *, allow_zero: bool 
     return number
 
 
+def _networks(value: str | None) -> tuple[str, ...]:
+    networks = _list(value)
+    for net in networks:
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise SettingsError(
+                f"--fetch-allowed-networks (PROCJOB_FETCH_ALLOWED_NETWORKS): {net!r} is not a CIDR network"
+            ) from None
+    return networks
+
+
+def _s3(pick: Callable[..., str | None]) -> S3Settings:
+    return S3Settings(
+        endpoint_url=pick("s3_endpoint_url", "PROCJOB_S3_ENDPOINT_URL"),
+        region=pick("s3_region", "PROCJOB_S3_REGION"),
+        force_path_style=(pick("s3_force_path_style", "PROCJOB_S3_FORCE_PATH_STYLE", "false") or "").lower()
+        in {"1", "true", "yes"},
+        credentials_secret=pick("s3_credentials_secret", "PROCJOB_S3_CREDENTIALS_SECRET"),
+    )
+
+
 def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> OperatorSettings:
     """Merge flags (None = not given) over the environment, and validate."""
 
@@ -173,22 +195,9 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
     if port is None or port > 65535:
         raise SettingsError(f"--metrics-port (PROCJOB_METRICS_PORT) must be 0..65535, not {port}")
     workers = _positive("workers", "PROCJOB_WORKERS", pick("workers", "PROCJOB_WORKERS", "8")) or 8
-    networks = _list(pick("fetch_allowed_networks", "PROCJOB_FETCH_ALLOWED_NETWORKS"))
-    for net in networks:
-        try:
-            ipaddress.ip_network(net, strict=False)
-        except ValueError:
-            raise SettingsError(
-                f"--fetch-allowed-networks (PROCJOB_FETCH_ALLOWED_NETWORKS): {net!r} is not a CIDR network"
-            ) from None
+    networks = _networks(pick("fetch_allowed_networks", "PROCJOB_FETCH_ALLOWED_NETWORKS"))
     accounts = _list(pick("allowed_service_accounts", "PROCJOB_ALLOWED_SERVICE_ACCOUNTS"))
-    s3 = S3Settings(
-        endpoint_url=pick("s3_endpoint_url", "PROCJOB_S3_ENDPOINT_URL"),
-        region=pick("s3_region", "PROCJOB_S3_REGION"),
-        force_path_style=(pick("s3_force_path_style", "PROCJOB_S3_FORCE_PATH_STYLE", "false") or "").lower()
-        in {"1", "true", "yes"},
-        credentials_secret=pick("s3_credentials_secret", "PROCJOB_S3_CREDENTIALS_SECRET"),
-    )
+    s3 = _s3(pick)
     events = pick("events", "PROCJOB_EVENTS", "all") or "all"
     if events not in {"all", "important"}:
         raise SettingsError(f"--events (PROCJOB_EVENTS) must be all or important, not {events!r}")
