@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -224,17 +224,9 @@ class Reconciler:
         if self._must_write(key, stored, decision):
             self._trim_due.pop(key, None)
             update = {**body, "status": decision.status.to_api()}
-            try:
-                written = await self.client.replace_status(update)
-            except Conflict:
-                fresh = await self.client.get_job(meta.namespace, meta.name)
-                if fresh is not None:
-                    self.cache.observe_job(fresh)
-                    self.queue.add(key)
+            written = await self._guarded(key, meta.namespace, meta.name, self.client.replace_status(update))
+            if written is None:
                 return False
-            except NotFound:
-                return False
-            self.cache.observe_job(written)
             body = written
         self._forget_rejections(meta.uid, decision)
         for create in decision.create:
@@ -263,10 +255,18 @@ class Reconciler:
     async def _patch_finalizers(self, key: str, body: dict[str, Any], finalizers: list[str]) -> dict[str, Any] | None:
         meta = body.get("metadata") or {}
         patch = {"metadata": {"finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}
+        ns, name = meta["namespace"], meta["name"]
+        return await self._guarded(key, ns, name, self.client.patch_job(ns, name, patch))
+
+    async def _guarded(
+        self, key: str, namespace: str, name: str, write: Awaitable[dict[str, Any]]
+    ) -> dict[str, Any] | None:
+        """A write with a resourceVersion precondition. Written: the cache gets the answer. A 409:
+        the job changed meanwhile — re-read it and reconcile again. None when nothing was written."""
         try:
-            written = await self.client.patch_job(meta["namespace"], meta["name"], patch)
+            written = await write
         except Conflict:
-            fresh = await self.client.get_job(meta["namespace"], meta["name"])
+            fresh = await self.client.get_job(namespace, name)
             if fresh is not None:
                 self.cache.observe_job(fresh)
                 self.queue.add(key)
