@@ -123,30 +123,22 @@ def _env(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: C
     return [*env, *_operator_env(stage, job, attempt, ctx, config)]
 
 
-def build_pod(
-    job: ProcessingJob,
-    index: int,
-    attempt: int,
-    outputs: Mapping[str, Mapping[str, Any] | None],
-    config: CoreConfig,
-) -> dict[str, Any]:
-    """The manifest of attempt `attempt` of stage `index`. Raises TemplateError."""
-    assert job.spec is not None
-    stage = job.spec.stages[index]
-    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs)
+def _command_and_args(stage: Stage, ctx: Context) -> tuple[list[str] | None, list[str] | None]:
+    """A built-in stage runs `procjob worker NAME`; an image stage its own command and args, rendered."""
     if stage.uses is not None:
-        image = config.worker_image
-        command: list[str] | None = ["procjob", "worker", stage.uses]
-        args: list[str] | None = None
-    else:
-        image = stage.image or ""
-        where = f"spec.stages[{stage.name}]"
-        command = [render(c, ctx, f"{where}.command[{i}]") for i, c in enumerate(stage.command or [])] or None
-        args = [render(a, ctx, f"{where}.args[{i}]") for i, a in enumerate(stage.args or [])] or None
+        return ["procjob", "worker", stage.uses], None
+    where = f"spec.stages[{stage.name}]"
+    command = [render(c, ctx, f"{where}.command[{i}]") for i, c in enumerate(stage.command or [])]
+    args = [render(a, ctx, f"{where}.args[{i}]") for i, a in enumerate(stage.args or [])]
+    return command or None, args or None
 
+
+def _container(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> dict[str, Any]:
+    """The one container: the job's choices where it has any, the operator's posture everywhere else."""
+    command, args = _command_and_args(stage, ctx)
     container: dict[str, Any] = {
         "name": CONTAINER,
-        "image": image,
+        "image": config.worker_image if stage.uses is not None else stage.image or "",
         "env": _env(stage, job, attempt, ctx, config),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
@@ -165,14 +157,11 @@ def build_pod(
         container["imagePullPolicy"] = stage.image_pull_policy
     if stage.resources is not None:
         container["resources"] = stage.resources.to_api()
+    return container
 
-    metadata = stage.pod_metadata
-    labels = {
-        **(metadata.labels if metadata and metadata.labels else {}),
-        **pod_labels(job, stage.name, attempt),
-    }
-    annotations = dict(metadata.annotations) if metadata and metadata.annotations else {}
-    account = job.spec.service_account_name
+
+def _pod_spec(account: str | None, container: dict[str, Any], config: CoreConfig) -> dict[str, Any]:
+    """Never restarted, non-root, no token unless the job names an (allowed) service account."""
     pod_spec: dict[str, Any] = {
         "restartPolicy": "Never",
         "automountServiceAccountToken": account is not None,
@@ -189,28 +178,50 @@ def build_pod(
     }
     if account is not None:
         pod_spec["serviceAccountName"] = account
+    return pod_spec
+
+
+def _metadata(job: ProcessingJob, stage: Stage, attempt: int) -> dict[str, Any]:
+    """Name, labels (the operator's win over the job's) and the controller reference to the job."""
+    extra = stage.pod_metadata
+    metadata: dict[str, Any] = {
+        "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt),
+        "namespace": job.meta.namespace,
+        "labels": {**(extra.labels if extra and extra.labels else {}), **pod_labels(job, stage.name, attempt)},
+        "ownerReferences": [
+            {
+                "apiVersion": API_VERSION,
+                "kind": KIND,
+                "name": job.meta.name,
+                "uid": job.meta.uid,
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ],
+    }
+    if extra and extra.annotations:
+        metadata["annotations"] = dict(extra.annotations)
+    return metadata
+
+
+def build_pod(
+    job: ProcessingJob,
+    index: int,
+    attempt: int,
+    outputs: Mapping[str, Mapping[str, Any] | None],
+    config: CoreConfig,
+) -> dict[str, Any]:
+    """The manifest of attempt `attempt` of stage `index`. Raises TemplateError."""
+    assert job.spec is not None
+    stage = job.spec.stages[index]
+    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs)
+    container = _container(stage, job, attempt, ctx, config)
     manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt),
-            "namespace": job.meta.namespace,
-            "labels": labels,
-            "ownerReferences": [
-                {
-                    "apiVersion": API_VERSION,
-                    "kind": KIND,
-                    "name": job.meta.name,
-                    "uid": job.meta.uid,
-                    "controller": True,
-                    "blockOwnerDeletion": True,
-                }
-            ],
-        },
-        "spec": pod_spec,
+        "metadata": _metadata(job, stage, attempt),
+        "spec": _pod_spec(job.spec.service_account_name, container, config),
     }
-    if annotations:
-        manifest["metadata"]["annotations"] = annotations
     size = len(json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_POD_BYTES:
         raise PodTooLarge(
