@@ -26,6 +26,7 @@ from typing import Any
 from bench.api import BATCH, JOBS, Api, ApiError, BenchError
 from bench.observer import LABEL_CHAIN, LABEL_STAGE, state_of
 from procjob.core.podspec import container_security_context
+from procjob.models.contract import ENV_TERMINATION_MESSAGE_PATH, TERMINATION_MESSAGE_PATH
 
 IMAGE = "registry.example/bench-worker:1"
 RUN_AS = 65532
@@ -54,8 +55,8 @@ def worker_pod_spec(node: str | None = None) -> dict[str, Any]:
                 "name": "main",
                 "image": IMAGE,
                 "env": [{"name": name, "value": "bench"} for name in env]
-                + [{"name": "PROCJOB_TERMINATION_MESSAGE_PATH", "value": "/dev/termination-log"}],
-                "terminationMessagePath": "/dev/termination-log",
+                + [{"name": ENV_TERMINATION_MESSAGE_PATH, "value": TERMINATION_MESSAGE_PATH}],
+                "terminationMessagePath": TERMINATION_MESSAGE_PATH,
                 "terminationMessagePolicy": "File",
                 "securityContext": container_security_context(),
                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],

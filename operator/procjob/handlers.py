@@ -23,7 +23,6 @@ from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 log = logging.getLogger("procjob")
 
 
-
 class NoDiffBase(kopf.DiffBaseStorage):
     """No essence and no last-handled state: nothing here compares an object with an earlier one."""
 

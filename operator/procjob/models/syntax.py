@@ -20,6 +20,8 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from procjob.models.contract import BUILTIN_ENV_PREFIXES, ENV_PREFIX
+
 # A label or annotation key (and a resource name): an optional DNS-subdomain prefix of at most 253
 # characters and '/', then a name of at most 63 characters. RE2 and Python read this regex alike.
 DNS_SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?([.][a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
@@ -31,8 +33,8 @@ LABEL_VALUE = r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"  # at most 63 cha
 # quantity() parser until the request times out, and no real resource needs 10^1000.
 QUANTITY = r"^([0-9]+([.][0-9]*)?|[.][0-9]+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?[0-9]{1,3})?$"
 RESERVED_METADATA_PREFIX = "procjob.dev/"
-RESERVED_ENV_PREFIX = "PROCJOB_"  # the operator's contract with worker pods
-USES_RESERVED_ENV_PREFIXES = ("PROCJOB_", "AWS_")  # AWS_* configure a built-in stage's S3 client
+RESERVED_ENV_PREFIX = ENV_PREFIX  # the operator's contract with worker pods (models.contract)
+USES_RESERVED_ENV_PREFIXES = BUILTIN_ENV_PREFIXES  # AWS_* configure a built-in stage's S3 client
 ANNOTATIONS_MAX_BYTES = 64 * 1024  # keys and values of one stage's annotations, well below the Pod's 256 KiB
 STANDARD_RESOURCES = ("cpu", "memory", "ephemeral-storage")
 
