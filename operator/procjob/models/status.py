@@ -41,7 +41,6 @@ class Reason(StrEnum):
     """Reasons of the `Succeeded` condition (and the Status printer column)."""
 
     QUEUED = "Queued"
-    PENDING = "Pending"
     RUNNING = "Running"
     BACKOFF_WAITING = "BackoffWaiting"
     SUSPENDED = "Suspended"

@@ -29,7 +29,8 @@ from procjob.adapters.audit.rows import batch, event_row, job_row
 from procjob.adapters.metrics import Metrics
 from procjob.controller import relay as relay_module
 from procjob.controller.queue import WorkQueue
-from procjob.controller.relay import AuditRelay, is_job_specific, spec_snapshot, summary_of
+from procjob.controller.relay import AuditRelay, is_job_specific
+from procjob.controller.summaries import spec_snapshot, summary_of
 from procjob.core.redact import REDACTED
 from procjob.models.audit import AuditEntry, AuditRecord
 from procjob.models.job import ProcessingJob

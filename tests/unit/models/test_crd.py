@@ -15,7 +15,7 @@ from procjob.models.spec import MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
 from procjob.models.status import MAX_ATTEMPTS_KEPT
 from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY, with_schema
 
-CRD_FILE = Path(__file__).resolve().parents[2] / "crds" / "processingjob.yaml"
+CRD_FILE = Path(__file__).resolve().parents[3] / "crds" / "processingjob.yaml"
 SCHEMA = open_api_schema()
 
 Node = dict[str, Any]
