@@ -51,19 +51,7 @@ class Reviews(Protocol):
 
     async def token_review(self, token: str) -> dict[str, Any]: ...
 
-    async def subject_access_review(
-        self,
-        *,
-        user: str,
-        groups: list[str],
-        uid: str,
-        extra: dict[str, list[str]],
-        namespace: str,
-        verb: str,
-        group: str,
-        resource: str,
-        name: str,
-    ) -> dict[str, Any]: ...
+    async def subject_access_review(self, spec: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -242,17 +230,15 @@ class ReviewAuthorizer:
             return cached
 
         async def review() -> tuple[bool, str]:
-            status = await self.reviews.subject_access_review(
-                user=identity.user,
-                groups=list(identity.groups),
-                uid=identity.uid,
-                extra={k: list(v) for k, v in identity.extra},
-                namespace=namespace,
-                verb=VERB,
-                group=GROUP,
-                resource=RESOURCE,
-                name=name,
-            )
+            attributes = {"namespace": namespace, "verb": VERB, "group": GROUP, "resource": RESOURCE, "name": name}
+            spec = {
+                "user": identity.user,
+                "groups": list(identity.groups),
+                "uid": identity.uid,
+                "extra": {k: list(v) for k, v in identity.extra},
+                "resourceAttributes": attributes,
+            }
+            status = await self.reviews.subject_access_review(spec)
             allowed = bool(status.get("allowed")) and not status.get("denied")
             return allowed, str(status.get("reason") or "")[:200]
 

@@ -258,38 +258,11 @@ class KubeClient:
         status: dict[str, Any] = result.get("status") or {}
         return status
 
-    async def subject_access_review(
-        self,
-        *,
-        user: str,
-        groups: list[str],
-        uid: str,
-        extra: dict[str, list[str]],
-        namespace: str,
-        verb: str,
-        group: str,
-        resource: str,
-        name: str,
-    ) -> dict[str, Any]:
-        """POST a SubjectAccessReview: may this user (as a TokenReview described them) do `verb`
-        on this object? Returns the review's status (`allowed`, `denied`, `reason`)."""
-        body = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {
-                "user": user,
-                "groups": groups,
-                "uid": uid,
-                "extra": extra,
-                "resourceAttributes": {
-                    "namespace": namespace,
-                    "verb": verb,
-                    "group": group,
-                    "resource": resource,
-                    "name": name,
-                },
-            },
-        }
+    async def subject_access_review(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """POST a SubjectAccessReview with this `spec` (user, groups, uid, extra and the
+        resourceAttributes asked about): may that user do it? Returns the review's status
+        (`allowed`, `denied`, `reason`)."""
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
         result = await self.request("POST", "/apis/authorization.k8s.io/v1/subjectaccessreviews", body=body)
         status: dict[str, Any] = result.get("status") or {}
         return status

@@ -51,9 +51,10 @@ class FakeReviews:
             return {"authenticated": False, "error": "invalid bearer token"}
         return {"authenticated": True, "user": {"username": user, "groups": ["system:authenticated"], "uid": "u1"}}
 
-    async def subject_access_review(self, **spec: Any) -> dict[str, Any]:
-        self.access_reviews.append(spec)
-        return {"allowed": (spec["user"], spec["namespace"], spec["name"]) in self.grants}
+    async def subject_access_review(self, spec: dict[str, Any]) -> dict[str, Any]:
+        flat = {k: v for k, v in spec.items() if k != "resourceAttributes"} | spec["resourceAttributes"]
+        self.access_reviews.append(flat)
+        return {"allowed": (flat["user"], flat["namespace"], flat["name"]) in self.grants}
 
 
 async def lookup(ns: str, name: str) -> dict[str, Any] | None:
