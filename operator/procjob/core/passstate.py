@@ -280,4 +280,20 @@ class PassState:
         duration = None
         if status.start_time and status.completion_time:
             duration = human_duration(status.completion_time - status.start_time)
-        return status.model_copy(update={"phase": phase_of(status), "message": cond.message, "duration": duration})
+        status = status.model_copy(update={"phase": phase_of(status), "message": cond.message, "duration": duration})
+        return self.with_duration_seconds(status)
+
+    def with_duration_seconds(self, status: ProcessingJobStatus) -> ProcessingJobStatus:
+        """`durationSeconds`: startTime to completionTime, or to now while the job runs — but only
+        when this pass writes the status anyway (a transition, any other field changed). Time alone
+        never makes a pass write, so a quiet pass keeps the stored value (decide stays idempotent
+        and the controller's write-only-on-change holds); once the job ends the value is exact."""
+        stored = self.job.status.duration_seconds
+        if status.start_time is None:
+            seconds = None
+        elif not self.transitions and status.model_copy(update={"duration_seconds": stored}) == self.job.status:
+            return status.model_copy(update={"duration_seconds": stored})
+        else:
+            end = status.completion_time or self.now
+            seconds = max(0, int((end - status.start_time).total_seconds()))
+        return status.model_copy(update={"duration_seconds": seconds})

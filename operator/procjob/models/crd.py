@@ -73,6 +73,11 @@ PRINTER_COLUMNS: list[Schema] = [
     },
 ]
 
+# `kubectl get pj --field-selector status.phase=Failed` (GA in Kubernetes 1.32, on by default since
+# 1.31). An older API server drops the field and refuses the selector; the README gives the label-free
+# alternative. Only what users filter on.
+SELECTABLE_FIELDS: list[Schema] = [{"jsonPath": ".status.phase"}]
+
 _DROP = {"title", "additionalProperties", "$defs", "discriminator"}
 
 
@@ -189,6 +194,7 @@ def crd() -> Schema:
                     "storage": True,
                     "subresources": {"status": {}},
                     "additionalPrinterColumns": PRINTER_COLUMNS,
+                    "selectableFields": SELECTABLE_FIELDS,
                     "schema": {"openAPIV3Schema": open_api_schema()},
                 }
             ],

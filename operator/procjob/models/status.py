@@ -186,6 +186,13 @@ class ProcessingJobStatus(ApiModel):
     duration: Annotated[str, Field(max_length=32)] | None = Field(
         default=None, description="Run time from start to end, e.g. 1m23s (set when the job ends)."
     )
+    duration_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="Run time in whole seconds, from startTime to completionTime once the job has ended; while it"
+        " runs, to the last status update the operator made for another reason (not refreshed every second, so"
+        " that time alone causes no writes; `kubectl pj list` shows the live value).",
+    )
     current_stage: Annotated[str, Field(max_length=63)] | None = Field(default=None, description="Stage in progress.")
     progress: Annotated[str, Field(max_length=16)] | None = Field(
         default=None, description="Stages done or in progress of all, e.g. 2/3."

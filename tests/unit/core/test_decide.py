@@ -1456,3 +1456,61 @@ def test_a_success_seen_only_after_the_deadline_still_counts_for_its_stage() -> 
     assert run.stage("a").state == "Succeeded"
     assert run.stage("b").state == "Pending"
     assert run.succeeded_condition == ("False", "DeadlineExceeded")
+
+
+# ------------------------------------------------------------------------------------------------
+# status.durationSeconds: a number a program can read, refreshed only by writes that happen anyway.
+
+
+def test_duration_seconds_counts_from_the_start_while_running_and_to_the_end_once_finished() -> None:
+    run = Run()
+    run.decide()
+    assert (run.parsed.start_time, run.parsed.duration_seconds) == (NOW, 0)
+    run.tick(5)
+    run.running()
+    run.decide()  # AttemptRunning: the status is written anyway, and the value comes along
+    assert run.parsed.duration_seconds == 5
+    assert run.parsed.duration is None  # the human form is only set at the end
+    run.tick(40.9)
+    run.succeeded()
+    run.decide()
+    assert run.parsed.completion_time == NOW + timedelta(seconds=45.9)
+    assert (run.parsed.duration_seconds, run.parsed.duration) == (45, "45s")
+    run.tick(3600)
+    run.decide()
+    assert run.parsed.duration_seconds == 45  # the end is fixed: later passes do not move it
+
+
+def test_a_pass_where_only_time_moved_keeps_duration_seconds_so_the_status_is_not_rewritten() -> None:
+    run = Run()
+    run.decide()
+    run.running()
+    run.decide()
+    stored = run.parsed
+    run.tick(300)
+    quiet = run.decide()
+    assert quiet.transitions == ()
+    assert quiet.status == stored  # nothing to write: the controller skips the PUT
+    assert run.parsed.duration_seconds == 0
+    run.set_spec(priority=5)  # any other change writes the status, and refreshes the value
+    changed = run.decide()
+    assert changed.transitions == ()
+    assert run.parsed.observed_generation == 2
+    assert run.parsed.duration_seconds == 300
+
+
+def test_duration_seconds_is_unset_while_queued_and_again_when_a_retried_job_queues() -> None:
+    run = Run(admitted=False)
+    run.decide()
+    assert (run.parsed.phase, run.parsed.duration_seconds) == ("Queued", None)
+    run.admitted = True
+    run.decide()
+    run.tick(7)
+    run.failed(exit_code=2)
+    run.set_spec(retry={"limit": 0})
+    run.decide()
+    assert (run.parsed.phase, run.parsed.duration_seconds) == ("Failed", 7)
+    run.admitted = False
+    run.annotations = {"procjob.dev/retry": "2026-01-01T00:01:00Z"}
+    run.decide()
+    assert (run.parsed.phase, run.parsed.start_time, run.parsed.duration_seconds) == ("Queued", None, None)

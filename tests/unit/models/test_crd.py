@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from procjob.models.crd import PRINTER_COLUMNS, crd, crd_yaml, open_api_schema, structural
+from procjob.models.crd import PRINTER_COLUMNS, SELECTABLE_FIELDS, crd, crd_yaml, open_api_schema, structural
 from procjob.models.spec import MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
 from procjob.models.status import MAX_ATTEMPTS_KEPT
 from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY, with_schema
@@ -235,6 +235,23 @@ def test_printer_columns() -> None:
             assert at(".status.conditions[].reason")["type"] == "string"
         elif path.startswith(".status"):
             assert at(path)["type"] == column["type"], path
+
+
+def test_jobs_can_be_selected_by_phase() -> None:
+    """`kubectl get pj --field-selector status.phase=Failed`. The API server accepts at most 8
+    selectable fields, each a scalar (string, integer or boolean) path of the schema."""
+    (version,) = crd()["spec"]["versions"]
+    assert version["selectableFields"] == SELECTABLE_FIELDS == [{"jsonPath": ".status.phase"}]
+    for field in SELECTABLE_FIELDS:
+        assert at(field["jsonPath"])["type"] in ("string", "integer", "boolean")
+    assert at(".status.phase")["enum"][-2:] == ["Failed", "Cancelled"]
+
+
+def test_duration_seconds_is_a_non_negative_integer_beside_the_human_duration() -> None:
+    node = at(".status.durationSeconds")
+    assert (node["type"], node["minimum"]) == ("integer", 0)
+    assert "kubectl pj list" in node["description"]
+    assert at(".status.duration")["type"] == "string"
 
 
 class TestStructural:
