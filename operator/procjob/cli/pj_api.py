@@ -22,10 +22,11 @@ PLURAL = "processingjobs"
 LABEL_JOB_UID = f"{GROUP}/job-uid"
 RETRY_ANNOTATION = f"{GROUP}/retry"
 CONTAINER = "main"
+LIST_PAGE = 500  # jobs per list request (the API server's `limit`; `continue` fetches the rest)
 
 
 class Api:
-    """get/patch processingjobs, list events, get pods/log: all that RBAC must grant."""
+    """get/list/patch processingjobs, list events, get pods/log: all that RBAC must grant."""
 
     def __init__(self, access: Access, *, transport: httpx.BaseTransport | None = None) -> None:
         self.access = access
@@ -71,6 +72,29 @@ class Api:
                 raise PluginError(f"processingjob {namespace}/{name} not found") from None
             raise
         return found
+
+    def jobs(
+        self, namespace: str | None, *, label_selector: str | None = None, field_selector: str | None = None
+    ) -> list[dict[str, Any]]:
+        """List jobs in a namespace (None: all namespaces), page by page."""
+        path = (
+            f"/apis/{GROUP}/{VERSION}/{PLURAL}"
+            if namespace is None
+            else f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+        )
+        params = {"limit": str(LIST_PAGE)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.request("GET", path, params=params)
+            items.extend(page.get("items") or [])
+            token = (page.get("metadata") or {}).get("continue")
+            if not token:
+                return items
+            params = {**params, "continue": str(token)}
 
     def patch_job(self, namespace: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         patched: dict[str, Any] = self.request(

@@ -4,6 +4,10 @@
     kubectl pj suspend JOB             spec.suspend: true; the running attempt is stopped, not charged
     kubectl pj resume JOB              spec.suspend: false
     kubectl pj retry JOB               re-run a Failed job from its failed stage
+    kubectl pj retry --all-failed [-n NS | -A] [-l SELECTOR]
+                                       retry every retryable failed job (they queue for a slot)
+    kubectl pj list [--failed] [-n NS | -A] [-l SELECTOR] [-o json]
+                                       jobs at a glance; --failed: what failed, why, when, attempts
     kubectl pj logs JOB [--stage S] [--attempt N] [-f]
     kubectl pj describe JOB            stages, attempts, retry decisions, conditions, events
     kubectl pj history JOB [-o json]   the audit timeline (also for deleted jobs), read with your own
@@ -13,7 +17,7 @@ Everything here is also possible with plain kubectl (each command's --help print
 the plugin adds state checks, waits for the operator's acknowledgement and readable output. It
 uses the current kubeconfig (--kubeconfig, else $KUBECONFIG, else ~/.kube/config; --context;
 -n/--namespace, else the context's namespace) and makes only API calls that RBAC can grant:
-get/patch processingjobs, get pods/log, list events, and for `history` without a URL
+get/list/patch processingjobs, get pods/log, list events, and for `history` without a URL
 get services/proxy of the operator's Service.
 
 Cancel, suspend and resume change the spec and then wait (up to --timeout, default 30 s; --no-wait
@@ -31,6 +35,7 @@ This module holds the parser and `main`; the rest is split by concern:
     pj_state     what a job's JSON says (finished, retryable: procjob.models.lifecycle)
     pj_commands  the commands
     pj_describe  the `describe` text
+    pj_list      the `list` rows and table (the dead-letter view)
     pj_history   `history` over HTTP
 Importing it loads no kopf, no pydantic and no psycopg: the job is read as plain JSON, so a
 plugin older or newer than the operator still reads the fields it knows, and `--help` is quick.
@@ -50,6 +55,7 @@ from procjob.cli.pj_commands import (
     cmd_cancel,
     cmd_describe,
     cmd_history,
+    cmd_list,
     cmd_logs,
     cmd_resume,
     cmd_retry,
@@ -63,7 +69,13 @@ EQUIVALENTS = {
     "cancel": 'kubectl patch pj JOB --type=merge -p \'{"spec":{"cancel":true}}\'',
     "suspend": 'kubectl patch pj JOB --type=merge -p \'{"spec":{"suspend":true}}\'',
     "resume": 'kubectl patch pj JOB --type=merge -p \'{"spec":{"suspend":false}}\'',
-    "retry": f"kubectl annotate pj JOB --overwrite {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+    "retry": f"kubectl annotate pj JOB --overwrite {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n"
+    "  --all-failed: kubectl annotate pj --all --field-selector status.phase=Failed [-l SELECTOR] --overwrite"
+    f" {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n"
+    "  (that also marks InvalidSpec jobs, which the operator acknowledges and ignores)",
+    "list": "kubectl get pj [--field-selector status.phase=Failed] -o custom-columns=NAME:.metadata.name,"
+    'REASON:.status.conditions[?(@.type=="Succeeded")].reason,ATTEMPTS:.status.attempts,'
+    "FAILED:.status.completionTime,MESSAGE:.status.message",
     "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}",
     "describe": "kubectl describe pj JOB; kubectl get pj JOB -o yaml",
     "history": 'curl -H "Authorization: Bearer $TOKEN" URL/api/v1/namespaces/NS/processingjobs/JOB/history',
@@ -81,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def add(name: str, func: Command, helptext: str) -> argparse.ArgumentParser:
+    def add(name: str, func: Command, helptext: str, *, job: str = "ProcessingJob name") -> argparse.ArgumentParser:
         p = sub.add_parser(
             name,
             help=helptext,
@@ -89,14 +101,34 @@ def build_parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],
         )
-        p.add_argument("job", metavar="JOB", help="ProcessingJob name")
+        if job:
+            p.add_argument("job", metavar="JOB", nargs=None if name != "retry" else "?", help=job)
         p.set_defaults(func=func)
         return p
 
     _wait_options(add("cancel", cmd_cancel, "cancel a job: its pods are deleted and it ends Cancelled"), "cancel")
     _wait_options(add("suspend", cmd_suspend, "suspend a job: the running attempt is stopped, not charged"), "suspend")
     _wait_options(add("resume", cmd_resume, "resume a suspended job"), "resume")
-    _wait_options(add("retry", cmd_retry, "re-run a Failed job from its failed stage"), "retry")
+    retry = add(
+        "retry",
+        cmd_retry,
+        "re-run a Failed job from its failed stage",
+        job="ProcessingJob name (or --all-failed)",
+    )
+    _wait_options(retry, "retry")
+    _selection_options(retry)
+    retry.add_argument(
+        "--all-failed",
+        action="store_true",
+        help="retry every failed job in the namespace (-A: all namespaces; -l: those matching a label selector);"
+        " jobs that cannot be retried (InvalidSpec, ReconcileError) are listed and skipped",
+    )
+    listing = add(
+        "list", cmd_list, "list jobs; --failed: the dead-letter view (what failed, why, when, attempts)", job=""
+    )
+    _selection_options(listing)
+    listing.add_argument("--failed", action="store_true", help="only the jobs that ended Failed")
+    listing.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
     _logs_options(add("logs", cmd_logs, "print the logs of a stage's attempt (default: the latest attempt)"))
     add("describe", cmd_describe, "show stages, attempts, retry decisions, conditions and events")
     _history_options(add("history", cmd_history, "attempt timeline from the audit (also after deletion)"))
@@ -121,6 +153,11 @@ def _wait_options(p: argparse.ArgumentParser, what: str) -> None:
         help=f"seconds to wait for the operator to acknowledge the {what} (default %(default)g)",
     )
     p.add_argument("--no-wait", action="store_true", help="return once the request is recorded")
+
+
+def _selection_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-A", "--all-namespaces", action="store_true", help="jobs in every namespace")
+    p.add_argument("-l", "--selector", metavar="SELECTOR", help="label selector, e.g. team=media,tier!=batch")
 
 
 def _logs_options(logs: argparse.ArgumentParser) -> None:
