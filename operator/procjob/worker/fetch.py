@@ -7,6 +7,10 @@ arrives: the transfer stops (and the multipart upload is aborted) as soon as it 
 `maxBytes`, whatever the headers promised. Redirects are followed by hand so that each hop is
 counted, must stay http(s), passes the SSRF guard at connect time, and loses the caller's headers
 once it leaves the original origin.
+
+A fetch is idempotent (`procjob.worker.reuse`): the object records the source's identity in its
+metadata, and a fetch whose HEAD shows the same source as the object at the key returns that
+object's outputs without a GET.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from procjob.models.builtin.fetch import MIB, PART_SIZE, FetchParams
-from procjob.worker import s3
+from procjob.worker import reuse, s3
 from procjob.worker.errors import SourceRejected, SourceUnavailable, TooLarge, WrongContentType
 from procjob.worker.http import GuardedTransport
 from procjob.worker.log import event, redact_url
@@ -118,7 +122,8 @@ def send_following(
     raise SourceRejected(f"{method} {redact_url(params.url)}: more than {params.max_redirects} redirects")
 
 
-def head_check(client: httpx.Client, params: FetchParams, headers: Mapping[str, str]) -> None:
+def head_check(client: httpx.Client, params: FetchParams, headers: Mapping[str, str]) -> reuse.SourceIdentity | None:
+    """Check the source with HEAD; its identity, or None when it has no HEAD."""
     with contextlib.closing(send_following(client, "HEAD", params, headers)) as response:
         status = response.status_code
         event(
@@ -129,9 +134,10 @@ def head_check(client: httpx.Client, params: FetchParams, headers: Mapping[str, 
         )
         if status in _HEAD_UNSUPPORTED:
             event("fetch.head_unsupported", status=status, detail="checking the GET response instead")
-            return
+            return None
         check_status("HEAD", response.url, status)
         check_headers("HEAD", response, params)
+        return reuse.SourceIdentity.of(params.url, response.headers, declared_length(response))
 
 
 def download_to_s3(
@@ -146,16 +152,19 @@ def download_to_s3(
             raise SourceRejected(f"GET {redact_url(response.url)}: unsupported Content-Encoding {encoding!r}")
         content_type = (response.headers.get("content-type") or DEFAULT_CONTENT_TYPE).strip()
         event("fetch.get", status=response.status_code, contentLength=declared_length(response))
+        identity = reuse.SourceIdentity.of(params.url, response.headers, declared_length(response))
         digest = hashlib.sha256()
         size = 0
-        with s3.StreamingUpload(storage, params.bucket, params.key, content_type, PART_SIZE) as upload:
+        with s3.StreamingUpload(
+            storage, params.bucket, params.key, content_type, PART_SIZE, identity.metadata()
+        ) as upload:
             for chunk in response.iter_raw():
                 size += len(chunk)
                 if size > params.max_bytes:
                     raise TooLarge(f"GET {redact_url(response.url)}: body exceeds maxBytes {params.max_bytes}")
                 digest.update(chunk)
                 upload.write(chunk)
-            etag = upload.finish()
+            etag = upload.finish({reuse.META_SHA256: digest.hexdigest()})
     seconds = time.monotonic() - started
     event(
         "fetch.stored",
@@ -191,5 +200,8 @@ def run(raw_params: Mapping[str, object], env: Mapping[str, str]) -> dict[str, o
     )
     timeout = httpx.Timeout(params.timeout_seconds)
     with httpx.Client(transport=GuardedTransport(allowed), timeout=timeout, trust_env=False) as client:
-        head_check(client, params, headers)
+        source = head_check(client, params, headers)
+        reused = reuse.reused_outputs(storage, params, source)
+        if reused is not None:
+            return reused
         return download_to_s3(client, storage, params, headers)

@@ -11,13 +11,19 @@ opted in) or ``none`` (unsigned requests: the node's ambient credentials are nev
 it is (no copy) whenever it is full. A body that ends inside the first part is stored with one
 ``PutObject``; a longer one becomes a multipart upload, one ``UploadPart`` per full buffer. Used
 as a context manager it aborts the multipart upload when the block raises, so a refused or failed
-transfer leaves neither an object nor an incomplete upload behind.
+transfer leaves neither an object nor an incomplete upload behind. Its `metadata` (user metadata,
+``x-amz-meta-*``) goes on the ``CreateMultipartUpload`` or the ``PutObject``; what `finish` is given
+becomes known only at the end (a digest), so it reaches the object only when one ``PutObject``
+writes it: a multipart upload's metadata is fixed when the upload is created.
+
+`head` reads an object's size, ETag, Content-Type and user metadata without its bytes.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, cast
 
@@ -106,11 +112,20 @@ def _blob(buffer: bytearray) -> bytes:
 class StreamingUpload:
     """Write a stream to s3://bucket/key with constant memory; `finish` returns the ETag."""
 
-    def __init__(self, client: S3Client, bucket: str, key: str, content_type: str, part_size: int) -> None:
+    def __init__(
+        self,
+        client: S3Client,
+        bucket: str,
+        key: str,
+        content_type: str,
+        part_size: int,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
         self._client = client
         self._bucket = bucket
         self._key = key
         self._content_type = content_type
+        self._metadata = dict(metadata or {})
         self._part_size = part_size
         self._buffer = bytearray(part_size)  # allocated once; a full buffer is sent as it is
         self._filled = 0
@@ -140,13 +155,19 @@ class StreamingUpload:
                 self._upload_part(self._buffer)
                 self._filled = 0  # upload_part has returned: the buffer is free to refill
 
-    def finish(self) -> str:
-        """Store what was written; the result is the object's ETag without quotes."""
+    def finish(self, final_metadata: Mapping[str, str] | None = None) -> str:
+        """Store what was written; the result is the object's ETag without quotes. `final_metadata`
+        is added to the object's metadata when it is written with one PutObject (a multipart
+        upload's metadata was fixed when it was created)."""
         del self._buffer[self._filled :]  # the last (or only) part: what was written of it
         if self._upload_id is None:
             with translated("PutObject", self._bucket, self._key):
                 put = self._client.put_object(
-                    Bucket=self._bucket, Key=self._key, Body=_blob(self._buffer), ContentType=self._content_type
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    Body=_blob(self._buffer),
+                    ContentType=self._content_type,
+                    Metadata={**self._metadata, **(final_metadata or {})},
                 )
             return put["ETag"].strip('"')
         if self._buffer:
@@ -180,7 +201,7 @@ class StreamingUpload:
         if self._upload_id is None:
             with translated("CreateMultipartUpload", self._bucket, self._key):
                 created = self._client.create_multipart_upload(
-                    Bucket=self._bucket, Key=self._key, ContentType=self._content_type
+                    Bucket=self._bucket, Key=self._key, ContentType=self._content_type, Metadata=self._metadata
                 )
             self._upload_id = created["UploadId"]
             event("s3.multipart_started", bucket=self._bucket, key=self._key)
@@ -206,3 +227,32 @@ def reading(client: S3Client, bucket: str, key: str, chunk_size: int) -> Iterato
             yield response["ETag"].strip('"'), body.iter_chunks(chunk_size)
         finally:
             body.close()
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """What a HEAD tells about an object: its size, ETag (no quotes), Content-Type, user metadata."""
+
+    size: int
+    etag: str
+    content_type: str
+    metadata: Mapping[str, str]
+
+
+def head(client: S3Client, bucket: str, key: str) -> StoredObject | None:
+    """HEAD s3://bucket/key: None when there is no such object (404); other failures raise
+    StorageRejected or StorageUnavailable. Without ``s3:ListBucket`` S3 answers a missing key
+    with 403, which is StorageRejected: the caller cannot tell it from "not allowed"."""
+    with translated("HeadObject", bucket, key):
+        try:
+            response = client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 404:
+                return None
+            raise
+    return StoredObject(
+        size=response["ContentLength"],
+        etag=response["ETag"].strip('"'),
+        content_type=response.get("ContentType", ""),
+        metadata={name.lower(): value for name, value in response.get("Metadata", {}).items()},
+    )
