@@ -483,6 +483,17 @@ def test_a_source_without_the_same_identity_is_downloaded_again(
     assert f'"event":"fetch.not_reused","bucket":"{s3_bucket}","key":"k","reason":"{reason}"' in second.logs
 
 
+def test_a_source_without_head_is_downloaded_again(
+    fetch: Fetch, http_server: HttpServer, s3: S3Client, s3_bucket: str
+) -> None:
+    path = unique("/no-head/5000.png")
+    assert fetch(http_server.url(path)).code == 0
+    second = fetch(http_server.url(path))
+    assert_stored(s3, s3_bucket, second, payload(5000))
+    assert [method for method, _ in http_server.log.for_path(path)] == ["HEAD", "GET", "HEAD", "GET"]
+    assert '"reason":"the source answered no HEAD"' in second.logs
+
+
 def test_the_same_bytes_from_another_url_are_downloaded(
     fetch: Fetch, source: VersionedSource, s3: S3Client, s3_bucket: str
 ) -> None:

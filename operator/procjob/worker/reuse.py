@@ -80,10 +80,8 @@ class SourceIdentity:
         return {name: value for name, value in recorded.items() if value is not None}
 
 
-def unidentified(source: SourceIdentity | None) -> str | None:
-    """Why the source has no identity to compare (before any S3 request), or None."""
-    if source is None:
-        return "the source answered no HEAD"
+def unidentified(source: SourceIdentity) -> str | None:
+    """Why the source has no identity to compare (known before any S3 request), or None."""
     if source.etag is None and source.last_modified is None:
         return "the source gives neither a strong ETag nor Last-Modified"
     if source.length is None:
@@ -124,12 +122,13 @@ def stored_sha256(storage: S3Client, bucket: str, key: str, stored: s3.StoredObj
 def reused_outputs(storage: S3Client, params: FetchParams, source: SourceIdentity | None) -> dict[str, object] | None:
     """The outputs of the object already at the key if it holds the source's bytes, else None."""
     try:
-        why, stored, sha256 = _check(storage, params, source)
+        found = _reusable(storage, params, source)
     except StorageRejected as exc:
-        why, stored, sha256 = f"the check failed: {exc}", None, None
-    if why is not None or stored is None or sha256 is None:
-        event("fetch.not_reused", bucket=params.bucket, key=params.key, reason=why)
+        found = f"the check failed: {exc}"
+    if isinstance(found, str):
+        event("fetch.not_reused", bucket=params.bucket, key=params.key, reason=found)
         return None
+    stored, sha256 = found
     event("fetch.reused", bucket=params.bucket, key=params.key, size=stored.size, etag=stored.etag)
     return {
         "bucket": params.bucket,
@@ -141,19 +140,22 @@ def reused_outputs(storage: S3Client, params: FetchParams, source: SourceIdentit
     }
 
 
-def _check(
+def _reusable(
     storage: S3Client, params: FetchParams, source: SourceIdentity | None
-) -> tuple[str | None, s3.StoredObject | None, str | None]:
+) -> str | tuple[s3.StoredObject, str]:
+    """The object at the key and its sha256 when it holds the source's bytes, else why not."""
+    if source is None:
+        return "the source answered no HEAD"
     why = unidentified(source)
-    if why is not None or source is None:
-        return why, None, None
+    if why is not None:
+        return why
     stored = s3.head(storage, params.bucket, params.key)
     if stored is None:
-        return "no object at the key", None, None
+        return "no object at the key"
     why = mismatch(source, stored)
     if why is not None:
-        return why, stored, None
+        return why
     sha256 = stored_sha256(storage, params.bucket, params.key, stored)
     if sha256 is None:
-        return "the object changed while it was read", stored, None
-    return None, stored, sha256
+        return "the object changed while it was read"
+    return stored, sha256

@@ -57,14 +57,13 @@ def test_the_url_is_recorded_by_its_digest_only() -> None:
 @pytest.mark.parametrize(
     ("source", "reason"),
     [
-        pytest.param(None, "the source answered no HEAD", id="no HEAD"),
         pytest.param(identity(), "the source gives neither a strong ETag nor Last-Modified", id="no validator"),
         pytest.param(replace(identity(ETag='"v1"'), length=None), "the source gives no Content-Length", id="no length"),
         pytest.param(identity(ETag='"v1"'), None, id="a strong ETag is enough to compare"),
         pytest.param(identity(**{"Last-Modified": MONDAY}), None, id="Last-Modified is enough to compare"),
     ],
 )
-def test_whether_a_source_can_be_compared(source: SourceIdentity | None, reason: str | None) -> None:
+def test_whether_a_source_can_be_compared(source: SourceIdentity, reason: str | None) -> None:
     assert unidentified(source) == reason
 
 
