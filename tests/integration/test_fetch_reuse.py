@@ -9,16 +9,29 @@ GETs and checks what is in the bucket. The in-process runner and the checks are 
 from __future__ import annotations
 
 import hashlib
+import json
+import signal
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from procjob.worker.reuse import META_ETAG, META_LAST_MODIFIED, META_SHA256, META_URL_SHA256
 from tests.integration import test_fetch as base
-from tests.integration.test_fetch import MIB, Fetch, assert_nothing_stored, assert_stored, unique
+from tests.integration.test_fetch import (
+    MIB,
+    PROCJOB,
+    Fetch,
+    Result,
+    assert_nothing_stored,
+    assert_stored,
+    unique,
+    worker_env,
+)
 from tests.support.http import HttpServer, payload
-from tests.support.s3 import free_port
+from tests.support.s3 import S3Server, free_port
 from tests.support.versioned import Version, VersionedSource
 
 if TYPE_CHECKING:
@@ -192,3 +205,27 @@ def test_a_refused_check_downloads(fetch: Fetch, source: VersionedSource, s3: S3
     assert source.requests("GET", "/a.png") == 1
     assert (result.code, result.message["kind"]) == (2, "permanent")  # the upload is refused in turn
     assert_nothing_stored(s3, s3_bucket)
+
+
+def test_a_worker_killed_after_its_upload_is_retried_without_a_download(
+    source: VersionedSource, s3_server: S3Server, s3: S3Client, s3_bucket: str, tmp_path: Path
+) -> None:
+    body = payload(3 * MIB)
+    source.versions["/a.png"] = Version(body, etag='"v1"')
+    termination = tmp_path / "termination-log"
+    env = worker_env(s3_server, termination, {"url": source.url("/a.png"), "bucket": s3_bucket, "key": "k"})
+    with subprocess.Popen([str(PROCJOB), "worker", "fetch"], env=env, stderr=subprocess.PIPE, text=True) as pod:
+        assert pod.stderr is not None
+        for line in pod.stderr:  # the upload is complete: the pod dies before it reports
+            if json.loads(line)["event"] == "fetch.stored":
+                pod.send_signal(signal.SIGKILL)
+                break
+        pod.wait(timeout=30)
+    termination.unlink(missing_ok=True)
+    retry = subprocess.run(
+        [str(PROCJOB), "worker", "fetch"], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    result = Result(retry.returncode, json.loads(termination.read_text()), retry.stderr)
+    assert_stored(s3, s3_bucket, result, body)
+    assert source.requests("GET", "/a.png") == 1
+    assert '"event":"fetch.reused"' in retry.stderr
