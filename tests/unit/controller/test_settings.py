@@ -62,7 +62,7 @@ def test_tenancy_settings_from_the_environment_reach_the_core() -> None:
 
 
 @pytest.mark.parametrize(
-    ("max_priority", "per_namespace", "namespace", "cap"),
+    ("max_priority", "per_namespace", "ns", "cap"),
     [
         pytest.param(None, "", "media", None, id="no cap at all"),
         pytest.param("10", "", "media", 10, id="the default cap"),
@@ -72,9 +72,10 @@ def test_tenancy_settings_from_the_environment_reach_the_core() -> None:
         pytest.param(None, "media=-5", "batch", None, id="a namespace entry only caps that namespace"),
     ],
 )
-def test_priority_cap(max_priority: str | None, per_namespace: str, namespace: str, cap: int | None) -> None:
+def test_priority_cap(max_priority: str | None, per_namespace: str, ns: str, cap: int | None) -> None:
+    # (not `namespace`: that name is the rig's fixture, and would bring the rig up for a unit test)
     settings = from_sources({"max_priority": max_priority, "namespace_max_priority": per_namespace}, {})
-    assert settings.priority_cap(namespace) == cap
+    assert settings.priority_cap(ns) == cap
 
 
 def test_flags_win_for_the_tenancy_settings_too() -> None:
