@@ -60,6 +60,8 @@ Least privilege, checked by tests/integration/test_chart.py (the operator runs a
 account against a real API server, and `kubectl auth can-i` checks what is denied):
 - processingjobs get/list/watch: kopf watches them; the reconciler re-reads one after a conflict.
   patch: adds and removes the procjob.dev/audit finalizer (merge patch, audit database only).
+  delete: a finished job past its ttlSecondsAfterFinished, or over the per-namespace cap of
+  finished jobs (with a UID precondition: only the job it decided about).
 - processingjobs/status update: the reconciler writes the whole status (PUT, optimistic).
 - processingjobs/finalizers update: worker pods are created with an ownerReference that sets
   blockOwnerDeletion, which the OwnerReferencesPermissionEnforcement admission plugin (enabled
@@ -76,7 +78,7 @@ pods/exec.
 {{- define "procjob.rules" -}}
 - apiGroups: [procjob.dev]
   resources: [processingjobs]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch, patch, delete]
 - apiGroups: [procjob.dev]
   resources: [processingjobs/status]
   verbs: [update]

@@ -185,6 +185,17 @@ class KubeClient:
     def job_path(self, namespace: str, name: str) -> str:
         return f"{JOBS}/namespaces/{namespace}/{PLURAL}/{name}"
 
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        """Delete a ProcessingJob — only that incarnation (UID precondition); its pods go with it
+        (owner references). False when it is already gone or was replaced."""
+        body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        body["preconditions"] = {"uid": uid}
+        try:
+            await self.request("DELETE", self.job_path(namespace, name), body=body)
+        except (NotFound, Conflict):
+            return False
+        return True
+
     async def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             result: dict[str, Any] = await self.request("GET", self.job_path(namespace, name))

@@ -85,6 +85,19 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)", {}),
     ("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)", {}),
     (
+        "ttl-seconds-after-finished",
+        "PROCJOB_TTL_SECONDS_AFTER_FINISHED",
+        "delete finished jobs this many seconds after they end, unless they set ttlSecondsAfterFinished "
+        "(default: keep them)",
+        {},
+    ),
+    (
+        "max-finished-jobs-per-namespace",
+        "PROCJOB_MAX_FINISHED_JOBS_PER_NAMESPACE",
+        "finished jobs kept per namespace; the oldest beyond it are deleted (default: no cap)",
+        {},
+    ),
+    (
         "max-running-jobs-per-namespace",
         "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
         "running jobs allowed at once per namespace (default: no limit)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,9 @@ from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
 from procjob.controller.supervise import Loops, supervise
 from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
+from procjob.core.retention import Finished, over_cap
+from procjob.models.lifecycle import body_finished
+from procjob.models.timestamps import parse_time
 
 log = logging.getLogger("procjob")
 
@@ -41,6 +44,7 @@ QUEUE_INTERVAL = 1.0
 # seen by the handlers (events of type None after startup) wakes it early.
 RESYNC_SECONDS = 300.0
 MIGRATE_RETRY_SECONDS = 5.0
+CAP_INTERVAL = 30.0  # seconds between rounds of the per-namespace cap on finished jobs
 SYNC_RETRY_SECONDS = 2.0
 
 
@@ -145,6 +149,8 @@ class Operator:
         for i in range(self.settings.workers):
             self._run(f"reconcile-{i}", self.reconciler.worker)
         self._run("queue-and-gauges", self._refresh_queue_and_gauges)
+        if self.settings.max_finished_jobs_per_namespace is not None:
+            self._run("finished-jobs-cap", self._cap_finished_jobs)
         self._run("resync", self._converge_caches)
         self.ready = True
 
@@ -177,6 +183,20 @@ class Operator:
                 self.queue.add(key)
             if ticks % int(GAUGE_INTERVAL / QUEUE_INTERVAL) == 0:
                 self.reconciler.refresh_gauges()
+
+    async def _cap_finished_jobs(self) -> None:
+        """Every CAP_INTERVAL: delete the oldest finished jobs beyond the per-namespace cap (the
+        audit database keeps their records; the finalizer waits for JobDeleted as for any deletion)."""
+        cap = self.settings.max_finished_jobs_per_namespace
+        assert cap is not None
+        while True:
+            await asyncio.sleep(CAP_INTERVAL)
+            for job in over_cap(finished_jobs(self.cache.iter_jobs()), cap):
+                namespace, name = job.key.split("/", 1)
+                try:
+                    await self.client.delete_job(namespace, name, job.uid)
+                except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                    log.warning("finished-jobs cap: %s not deleted (%s); next round", job.key, exc)
 
     # --------------------------------------------------------------- what watch events mean
     def job_seen(self, body: dict[str, Any], *, urgent: bool) -> None:
@@ -215,3 +235,15 @@ class Operator:
                 self.relay.forget(uid)
         for key in result.dropped_pods:
             self.queue.add(key, urgent=True)
+
+
+def finished_jobs(bodies: Iterable[dict[str, Any]]) -> list[Finished]:
+    """The finished, not yet deleted jobs among cached objects, with their completion times."""
+    found = []
+    for body in bodies:
+        meta = body.get("metadata") or {}
+        completed = parse_time((body.get("status") or {}).get("completionTime"))
+        if body_finished(body) and completed is not None and not meta.get("deletionTimestamp"):
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            found.append(Finished(key, meta.get("uid", ""), meta.get("namespace", ""), completed))
+    return found

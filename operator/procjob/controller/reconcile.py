@@ -247,6 +247,8 @@ class Reconciler:
         if decision.finalizer == FinalizerAction.REMOVE:
             remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
             await self._patch_finalizers(key, body, remaining)
+        if decision.delete_job:
+            await self.client.delete_job(meta.namespace, meta.name, meta.uid)  # past its TTL
         if decision.requeue_at is not None:
             # a backoff or deadline of a started job: as urgent as a pod's change
             self.queue.add_after(key, (decision.requeue_at - self.clock()).total_seconds(), urgent=True)

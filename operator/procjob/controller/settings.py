@@ -36,6 +36,8 @@ class OperatorSettings:
     migrate: bool = False
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
+    ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
+    max_finished_jobs_per_namespace: int | None = None  # finished jobs kept; the oldest go first
     events: str = "all"  # all | important (no Event for a stage's routine start and success)
     # Label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set on pods.
     allowed_metadata_prefixes: tuple[str, ...] = ()
@@ -56,6 +58,7 @@ class OperatorSettings:
             allowed_metadata_prefixes=self.allowed_metadata_prefixes,
             s3_node_credentials=self.s3_node_credentials,
             routine_events=self.events == "all",
+            ttl_seconds_after_finished=self.ttl_seconds_after_finished,
         )
 
     def priority_cap(self, namespace: str) -> int | None:
@@ -152,6 +155,20 @@ def _positive(name: str, env: str, value: str | int | None, *, allow_zero: bool 
     return number
 
 
+def _retention(pick: Callable[..., str | None]) -> dict[str, Any]:
+    """How long finished jobs are kept: a default TTL and a per-namespace cap (both off by default)."""
+    ttl_env = "PROCJOB_TTL_SECONDS_AFTER_FINISHED"
+    cap_env = "PROCJOB_MAX_FINISHED_JOBS_PER_NAMESPACE"
+    return {
+        "ttl_seconds_after_finished": _positive(
+            "ttl-seconds-after-finished", ttl_env, pick("ttl_seconds_after_finished", ttl_env), allow_zero=True
+        ),
+        "max_finished_jobs_per_namespace": _positive(
+            "max-finished-jobs-per-namespace", cap_env, pick("max_finished_jobs_per_namespace", cap_env)
+        ),
+    }
+
+
 def _networks(value: str | None) -> tuple[str, ...]:
     networks = _list(value)
     for net in networks:
@@ -224,6 +241,7 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
             pick("max_running_jobs_per_namespace", "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"),
         ),
         events=events,
+        **_retention(pick),
         **_tenancy(pick),
         instance=environ.get("POD_NAME", os.uname().nodename),
         failpoints=frozenset(_list(environ.get("PROCJOB_FAILPOINTS"))),

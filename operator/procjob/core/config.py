@@ -32,4 +32,5 @@ class CoreConfig:
     allowed_metadata_prefixes: tuple[str, ...] = ()
     # Built-in stages may use the node's ambient cloud credentials only when the platform says so.
     s3_node_credentials: bool = False
+    ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
     routine_events: bool = True  # False: no Event for StageStarted/AttemptStarted/StageSucceeded (the audit keeps them)

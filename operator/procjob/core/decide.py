@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from procjob.core.attempts import MAX_ATTEMPTS_PER_STAGE, StageMachine
 from procjob.core.conditions import SUCCEEDED, SUSPENDED, set_condition
@@ -107,9 +107,22 @@ class _Pass(StageMachine):
         retried = self.retry_requested()
         if self.terminal and not retried:
             self.gc_pods()
-        elif self.started(admitted, retried):
+            return self.result(finalizer, delete_job=self.expired())
+        if self.started(admitted, retried):
             self.go_on()
         return self.result(finalizer)
+
+    def expired(self) -> bool:
+        """A finished job past its ttlSecondsAfterFinished (the operator's default when the job sets
+        none) is deleted; until then, a timer for the moment it expires."""
+        ttl = self.spec.ttl_seconds_after_finished if self.spec is not None else None
+        ttl = self.config.ttl_seconds_after_finished if ttl is None else ttl
+        finished_at = self.status.completion_time
+        if ttl is None or finished_at is None:
+            return False
+        expires = finished_at + timedelta(seconds=ttl)
+        self.at(expires)
+        return self.now >= expires
 
     def started(self, admitted: bool, retried: bool) -> bool:
         """Invalid spec, cancel, the queue and the start: False when the pass ends here."""

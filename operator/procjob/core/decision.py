@@ -61,3 +61,4 @@ class Decision:
     transitions: tuple[AuditEntry, ...] = ()  # made by this decision (also in the outbox when audited)
     requeue_at: datetime | None = None
     finalizer: FinalizerAction | None = None
+    delete_job: bool = False  # a finished job past its ttlSecondsAfterFinished: delete the object

@@ -215,7 +215,9 @@ class PassState:
             if pod.live and pod.name not in current:
                 self.delete_pod(pod, "not the current attempt")
 
-    def result(self, finalizer: FinalizerAction | None, *, summarize: bool = True) -> Decision:
+    def result(
+        self, finalizer: FinalizerAction | None, *, summarize: bool = True, delete_job: bool = False
+    ) -> Decision:
         if summarize and not self.terminal:
             self.strays()
         status = self.status
@@ -248,6 +250,7 @@ class PassState:
             transitions=tuple(self.transitions),
             requeue_at=earliest(*(t for t in self.timers if t is not None and t > self.now)),
             finalizer=finalizer,
+            delete_job=delete_job,
         )
 
     def summarize(self, status: ProcessingJobStatus) -> ProcessingJobStatus:

@@ -199,6 +199,13 @@ class ProcessingJobSpec(ApiModel):
     )
     suspend: bool = Field(default=False, description="True: no new pods; a running attempt is stopped, not charged.")
     cancel: bool = Field(default=False, description="True: the job ends Cancelled; its pods are deleted.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None,
+        ge=0,
+        le=31536000,
+        description="Delete the job this many seconds after it finished (as batch/v1 Job does); the audit "
+        "database keeps its record. Unset: the operator's default (--ttl-seconds-after-finished), if any.",
+    )
     pod_gc: PodGC = Field(
         default=PodGC.ON_SUCCESS,
         alias="podGC",

@@ -100,6 +100,14 @@ class FakeKube:
         self.calls.append(("delete_pod_grace", str(grace_seconds)))
         return self.pods.pop((namespace, name), None) is not None
 
+    async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
+        self._maybe_fail("delete_job", name)
+        job = self.jobs.get((namespace, name))
+        if job is None or job["metadata"]["uid"] != uid:
+            return False
+        del self.jobs[(namespace, name)]
+        return True
+
     async def post_event(self, **event: Any) -> None:
         self._maybe_fail("post_event", event["reason"])
         self.events.append(event)

@@ -6,7 +6,7 @@ from typing import Any
 
 from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import QueueAdmission
-from procjob.controller.assembly import Operator
+from procjob.controller.assembly import Operator, finished_jobs
 from procjob.controller.cache import Cache
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler
@@ -90,3 +90,19 @@ async def test_a_resync_drops_ghosts_and_requeues_jobs_that_lost_pods() -> None:
     op.resynced(Resynced(dropped_jobs=frozenset({"ns/ghost"}), dropped_pods=frozenset({"ns/alive"})))
     assert op.queue.delayed == 0
     assert op.queue._queued == {"ns/alive": True}  # urgent
+
+
+def test_finished_jobs_are_the_ended_ones_not_being_deleted() -> None:
+    done = {"type": "Succeeded", "status": "True", "reason": "Succeeded"}
+    bodies = [
+        {
+            "metadata": {"name": "a", "namespace": "n", "uid": "ua"},
+            "status": {"conditions": [done], "completionTime": "2026-01-01T00:00:00Z"},
+        },
+        {"metadata": {"name": "b", "namespace": "n", "uid": "ub"}, "status": {"conditions": []}},
+        {
+            "metadata": {"name": "c", "namespace": "n", "uid": "uc", "deletionTimestamp": "2026-01-01T00:00:01Z"},
+            "status": {"conditions": [done], "completionTime": "2026-01-01T00:00:00Z"},
+        },
+    ]
+    assert [(f.key, f.uid) for f in finished_jobs(bodies)] == [("n/a", "ua")]

@@ -278,3 +278,22 @@ async def test_a_job_whose_records_the_relay_cannot_write_says_so_once() -> None
     assert len(blocked) == 1
     assert blocked[0]["type_"] == "Warning"
     assert "invalid byte sequence" in blocked[0]["message"]
+
+
+async def test_a_finished_job_past_its_ttl_is_deleted_with_a_uid_precondition() -> None:
+    rec, kube, _, clock, key = setup(job_body(ttlSecondsAfterFinished=0))
+    await rec.reconcile(key)
+    ((_, name),) = kube.pods
+    pod = kube.pods[(NS, name)]
+    pod["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
+    }
+    pod["metadata"]["resourceVersion"] = "900"
+    rec.cache.observe_pod(pod)
+    await rec.reconcile(key)  # the job succeeds
+    assert (NS, "j1") in kube.jobs
+    clock.tick(1)
+    await rec.reconcile(key)  # past its TTL of 0 s
+    assert (NS, "j1") not in kube.jobs
+    assert ("delete_job", "j1") in kube.calls
