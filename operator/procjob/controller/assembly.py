@@ -44,7 +44,7 @@ QUEUE_INTERVAL = 1.0
 # seen by the handlers (events of type None after startup) wakes it early.
 RESYNC_SECONDS = 300.0
 MIGRATE_RETRY_SECONDS = 5.0
-CAP_INTERVAL = 30.0  # seconds between rounds of the per-namespace cap on finished jobs
+CAP_INTERVAL = 5.0  # seconds between rounds of the per-namespace cap on finished jobs (a cache scan)
 SYNC_RETRY_SECONDS = 2.0
 
 
