@@ -32,6 +32,7 @@ from procjob.cli import audit
 from procjob.cli.pj_api import RETRY_ANNOTATION
 from procjob.core.naming import pod_name
 from tests.e2e.jobs import job, stage
+from tests.e2e.test_queue import running_over_time
 from tests.integration.test_history_auth import (
     admin_credentials,
     audit_store,
@@ -39,7 +40,7 @@ from tests.integration.test_history_auth import (
     reader,
     token_kubeconfig,
 )
-from tests.support.kube import Kube, condition, finished, wait_for
+from tests.support.kube import Kube, Watcher, condition, finished, wait_for
 from tests.support.rig import Rig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -389,3 +390,173 @@ def test_history_needs_a_bearer_token(pj: Run) -> None:
     assert out.returncode == 2
     assert "needs a bearer token" in out.stderr
     assert "client certificate" in out.stderr
+
+
+# ------------------------------------------------------------- finding jobs by state, bulk retry
+# Jobs whose status is written here through the status subresource, as the operator would: no
+# operator runs, so what the API server selects and what the plugin marks is all there is to see.
+OUTCOMES = {  # Succeeded condition reason -> (status, phase)
+    "Running": ("Unknown", "Running"),
+    "Succeeded": ("True", "Succeeded"),
+    "BackoffLimitExceeded": ("False", "Failed"),
+    "DeadlineExceeded": ("False", "Failed"),
+    "InvalidSpec": ("False", "Failed"),
+    "Cancelled": ("False", "Cancelled"),
+}
+
+
+def with_status(kube: Kube, namespace: str, name: str, reason: str, labels: dict[str, str] | None = None) -> None:
+    manifest = job(name, stage("work"))
+    manifest["metadata"]["labels"] = labels or {}
+    kube.create_job(namespace, manifest)
+    status, phase = OUTCOMES[reason]
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = {
+        "phase": phase,
+        "conditions": [
+            {
+                "type": "Succeeded",
+                "status": status,
+                "reason": reason,
+                "message": f"{name} {reason}",
+                "lastTransitionTime": now,
+            }
+        ],
+        "startTime": now,
+        "completionTime": None if status == "Unknown" else now,
+        "durationSeconds": 0,
+        "attempts": 1,
+        "message": f"{name} {reason}",
+    }
+    kube.request(
+        "PATCH",
+        f"/apis/procjob.dev/v1alpha1/namespaces/{namespace}/processingjobs/{name}/status",
+        json_body={"status": body},
+        content_type="application/merge-patch+json",
+    )
+
+
+def dead_letter_world(kube: Kube, namespace: str) -> None:
+    with_status(kube, namespace, "limit", "BackoffLimitExceeded", {"team": "a"})
+    with_status(kube, namespace, "late", "DeadlineExceeded", {"team": "b"})
+    with_status(kube, namespace, "broken", "InvalidSpec", {"team": "a"})
+    with_status(kube, namespace, "fine", "Succeeded", {"team": "a"})
+    with_status(kube, namespace, "busy", "Running", {"team": "a"})
+    with_status(kube, namespace, "stopped", "Cancelled", {"team": "a"})
+
+
+def test_the_api_server_selects_jobs_by_phase(rig: Rig, pj: Run, kube: Kube, namespace: str, crd: Path) -> None:
+    dead_letter_world(kube, namespace)
+
+    def names(*args: str) -> list[str]:
+        out = rig.kubectl("get", "pj", "-n", namespace, *args, "-o", "name").stdout.split()
+        return sorted(n.rsplit("/", 1)[-1] for n in out)
+
+    assert names("--field-selector", "status.phase=Failed") == ["broken", "late", "limit"]
+    assert names("--field-selector", "status.phase=Failed", "-l", "team=a") == ["broken", "limit"]
+    assert names("--field-selector", "status.phase!=Failed") == ["busy", "fine", "stopped"]
+    assert names("--field-selector", "status.phase=Cancelled") == ["stopped"]
+    # a field that is not selectable is refused as an older API server refuses status.phase: the
+    # words pj_commands.list_jobs looks for to fall back to filtering on the client
+    refused = rig.kubectl("get", "pj", "-n", namespace, "--field-selector", "spec.priority=1", check=False)
+    assert refused.returncode != 0
+    assert "field label not supported: spec.priority" in refused.stderr
+    # the README's alternative for API servers without selectable fields
+    jsonpath = '{range .items[?(@.status.phase=="Failed")]}{.metadata.name}{"\\n"}{end}'
+    picked = rig.kubectl("get", "pj", "-n", namespace, "-o", f"jsonpath={jsonpath}").stdout.split()
+    assert sorted(picked) == ["broken", "late", "limit"]
+
+    out = pj("list", "--failed", "-n", namespace, "-o", "json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["name"]: r for r in json.loads(out.stdout)}
+    assert sorted(rows) == ["broken", "late", "limit"]
+    assert (rows["limit"]["reason"], rows["limit"]["message"], rows["limit"]["attempts"]) == (
+        "BackoffLimitExceeded",
+        "limit BackoffLimitExceeded",
+        1,
+    )
+    assert [rows[n]["retryable"] for n in ("broken", "late", "limit")] == [False, True, True]
+    table = pj("list", "--failed", "-A", "-l", "team=a")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["NAMESPACE", "NAME", "STAGE"]
+    assert sorted(line.split()[1] for line in lines[1:] if line.split()[0] == namespace) == ["broken", "limit"]
+
+    # the README's plain-kubectl bulk retry marks every Failed job (InvalidSpec too: the operator ignores it)
+    rig.kubectl(
+        "annotate",
+        "pj",
+        "-n",
+        namespace,
+        "--field-selector",
+        "status.phase=Failed",
+        "--overwrite",
+        f"{RETRY_ANNOTATION}=2026-05-01T12:00:00Z",
+    )
+    marked = [
+        j["metadata"]["name"] for j in kube.jobs(namespace) if RETRY_ANNOTATION in j["metadata"].get("annotations", {})
+    ]
+    assert sorted(marked) == ["broken", "late", "limit"]
+
+
+def test_retry_all_failed_marks_every_retryable_failed_job(pj: Run, kube: Kube, namespace: str, crd: Path) -> None:
+    dead_letter_world(kube, namespace)
+
+    def marked() -> list[str]:
+        return sorted(
+            j["metadata"]["name"]
+            for j in kube.jobs(namespace)
+            if RETRY_ANNOTATION in (j["metadata"].get("annotations") or {})
+        )
+
+    out = pj("retry", "--all-failed", "-n", namespace, "-l", "team=b", "--no-wait")
+    assert out.returncode == 0, out.stderr
+    assert marked() == ["late"]
+
+    out = pj("retry", "--all-failed", "-n", namespace, "--timeout", "1")
+    assert marked() == ["late", "limit"]  # not InvalidSpec, not the succeeded, running or cancelled ones
+    lines = out.stdout.splitlines()
+    assert lines[0] == (
+        f"processingjob {namespace}/broken: skipped, Failed (InvalidSpec): broken InvalidSpec: its spec is invalid,"
+        " a retry would fail the same way"
+    )
+    assert [line.split(":")[0] for line in lines[1:3]] == [
+        f"processingjob {namespace}/late",
+        f"processingjob {namespace}/limit",
+    ]
+    assert lines[3].startswith("2 of 3 failed jobs retried, 1 not retryable")
+    # no operator runs here, so nothing acknowledges: the plugin says so and fails
+    assert out.returncode == 1
+    assert "the operator did not acknowledge 2 of them within 1s" in out.stderr
+
+
+def test_retry_all_failed_goes_through_the_queue(pj: Run, kube: Kube, namespace: str, operator: Any) -> None:
+    """Four jobs fail; `retry --all-failed` re-runs all of them, never more than --max-running-jobs at once."""
+    watcher = Watcher(kube, f"/apis/procjob.dev/v1alpha1/namespaces/{namespace}/processingjobs")
+    operator(namespace, "--max-running-jobs", "1")
+    names = [f"dl{i}" for i in range(4)]
+    for name in names:
+        once = stage("work", rig={"fail_attempts": 1, "exit_code": 1, "run_seconds": 0.5})
+        kube.create_job(namespace, job(name, once, retry={"limit": 0}))
+    for name in names:
+        wait_for(f"{name} to fail", finished(kube, namespace, name), timeout=90)
+    listed = pj("list", "--failed", "-n", namespace, "-o", "json")
+    assert sorted(r["name"] for r in json.loads(listed.stdout)) == names
+    watcher.start()
+
+    out = pj("retry", "--all-failed", "-n", namespace)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == "all 4 retry requests acknowledged by the operator"
+
+    def succeeded_all() -> bool:
+        return all(condition(kube.job(namespace, n)).get("status") == "True" for n in names)
+
+    wait_for("every retried job to succeed", succeeded_all, timeout=120)
+    most, starts = running_over_time(watcher.stop())
+    assert most <= 1, f"{most} retried jobs ran at once with --max-running-jobs 1"
+    assert all(len(starts[f"{namespace}/{n}"]) == 2 for n in names)  # failed once, then again after the retry
+    done = [kube.job(namespace, n) or {} for n in names]
+    assert all(isinstance(d["status"].get("durationSeconds"), int) for d in done)
+    empty = pj("list", "--failed", "-n", namespace)
+    assert (empty.returncode, empty.stdout) == (0, "")
+    assert empty.stderr == f"No failed processingjobs in namespace {namespace}.\n"

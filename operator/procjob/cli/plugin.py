@@ -70,7 +70,7 @@ EQUIVALENTS = {
     "suspend": 'kubectl patch pj JOB --type=merge -p \'{"spec":{"suspend":true}}\'',
     "resume": 'kubectl patch pj JOB --type=merge -p \'{"spec":{"suspend":false}}\'',
     "retry": f"kubectl annotate pj JOB --overwrite {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n"
-    "  --all-failed: kubectl annotate pj --all --field-selector status.phase=Failed [-l SELECTOR] --overwrite"
+    "  --all-failed: kubectl annotate pj --field-selector status.phase=Failed [-l SELECTOR] --overwrite"
     f" {RETRY_ANNOTATION}=$(date -u +%Y-%m-%dT%H:%M:%SZ)\n"
     "  (that also marks InvalidSpec jobs, which the operator acknowledges and ignores)",
     "list": "kubectl get pj [--field-selector status.phase=Failed] -o custom-columns=NAME:.metadata.name,"
