@@ -6,8 +6,9 @@ and whether `kubectl pj retry` can re-run it (procjob.models.lifecycle's answer)
 computed here from startTime and completionTime (or now while it runs): `status.durationSeconds`
 is only as fresh as the operator's last status write.
 
-`-o json` prints the rows as a JSON list (the same keys as the table, camelCase, plus the UID), for
-programs; the table is for people. Pure: the caller passes the jobs and the clock.
+`-o json` prints the rows as a JSON list of objects (namespace, name, uid, phase, reason, message,
+stage, progress, attempts, startTime, completionTime, the live durationSeconds, retryable) for
+programs; the table shows a few of them for people. Pure: the caller passes the jobs and the clock.
 """
 
 from __future__ import annotations
