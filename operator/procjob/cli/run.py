@@ -85,6 +85,32 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
     ("migrate", "PROCJOB_DATABASE_MIGRATE", "apply audit database migrations at start (true/false)", {}),
     ("max-running-jobs", "PROCJOB_MAX_RUNNING_JOBS", "running jobs allowed at once (default: no limit)", {}),
     (
+        "leader-elect",
+        "PROCJOB_LEADER_ELECT",
+        "elect a leader over a coordination.k8s.io Lease; only the leader writes (default: off; the "
+        "variable takes true/false)",
+        {"action": "store_const", "const": "true"},
+    ),
+    (
+        "leader-election-namespace",
+        "PROCJOB_LEADER_ELECTION_NAMESPACE",
+        "namespace of the Lease (default: the pod's own)",
+        {},
+    ),
+    ("leader-election-lease-seconds", "PROCJOB_LEADER_ELECTION_LEASE_SECONDS", "lease duration (default 15)", {}),
+    (
+        "leader-election-renew-deadline-seconds",
+        "PROCJOB_LEADER_ELECTION_RENEW_DEADLINE_SECONDS",
+        "a leader that has not renewed for this long stops (default 10)",
+        {},
+    ),
+    (
+        "leader-election-retry-seconds",
+        "PROCJOB_LEADER_ELECTION_RETRY_SECONDS",
+        "time between attempts to take or renew the lease (default 2)",
+        {},
+    ),
+    (
         "ttl-seconds-after-finished",
         "PROCJOB_TTL_SECONDS_AFTER_FINISHED",
         "delete finished jobs this many seconds after they end, unless they set ttlSecondsAfterFinished "

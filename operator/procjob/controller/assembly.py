@@ -12,6 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
+import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +28,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.cache import Cache
+from procjob.controller.leadership import LeaderElector, Timings
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
@@ -59,6 +63,7 @@ class Operator:
     reconciler: Reconciler
     store: AuditStore | None  # None: no audit database configured (Events only)
     relay: AuditRelay | None  # present exactly when `store` is
+    elector: LeaderElector | None = None  # None: no leader election (one replica)
     loops: Loops = field(default_factory=Loops)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -81,17 +86,22 @@ class Operator:
         reconciler = Reconciler(
             client, cache, queue, settings.core(), metrics, admission=admission, audit=relay, instance=settings.instance
         )
-        return cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay)
+        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay)
+        if settings.leader_elect:
+            operator.elector = LeaderElector(
+                client,
+                settings.leader_election_namespace,
+                f"{settings.instance}_{uuid.uuid4().hex[:8]}",
+                on_started=operator._start_writing,
+                on_lost=_stop_now,
+                timings=Timings(*settings.leader_election_timings),
+                clock=utcnow,
+                monotonic=time.monotonic,
+            )
+        return operator
 
     # ------------------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self.store is not None and self.relay is not None:
-            if self.settings.migrate:
-                self._run("audit-migrate", self._apply_migrations, must_run=False)
-            self._run("audit-relay", self.relay.run)
-            log.info("audit: recording transitions in PostgreSQL")
-        else:
-            log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
         self._run("start-reconciling", self._start_reconciling, must_run=False)
         self.web = await serve(self._http_app(), self.settings.metrics_host, self.settings.metrics_port)
         s = self.settings
@@ -131,10 +141,17 @@ class Operator:
         return build_app(
             self.metrics.registry,
             live=self.loops.live,
-            ready=lambda: (self.ready, "ready" if self.ready else "starting"),
+            ready=lambda: (self.ready, self._role()),
             history=history if store is not None else None,
             authorize=ReviewAuthorizer(self.client),
         )
+
+    def _role(self) -> str:
+        if not self.ready:
+            return "starting"
+        if self.elector is None:
+            return "ready"
+        return f"ready, leading as {self.elector.identity}" if self.elector.leading else "ready, standby"
 
     # ------------------------------------------------------------------------ the loops
     async def _start_reconciling(self) -> None:
@@ -146,13 +163,28 @@ class Operator:
             except (ApiError, OSError, aiohttp.ClientError, TimeoutError) as exc:
                 log.warning("cache sync: listing failed (%s); retrying", exc)
                 await asyncio.sleep(SYNC_RETRY_SECONDS)
+        self._run("queue-and-gauges", self._refresh_queue_and_gauges)
+        self._run("resync", self._converge_caches)
+        self.ready = True  # a standby is ready too: its caches are warm, it takes over at once
+        if self.elector is None:
+            await self._start_writing()
+        else:
+            self._run("leader-election", self.elector.run)
+
+    async def _start_writing(self) -> None:
+        """What only the leader runs: the reconcile workers, the audit relay and its migrations,
+        the finished-jobs cap. (Every replica watches; only one writes.)"""
+        if self.store is not None and self.relay is not None:
+            if self.settings.migrate:
+                self._run("audit-migrate", self._apply_migrations, must_run=False)
+            self._run("audit-relay", self.relay.run)
+            log.info("audit: recording transitions in PostgreSQL")
+        else:
+            log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
         for i in range(self.settings.workers):
             self._run(f"reconcile-{i}", self.reconciler.worker)
-        self._run("queue-and-gauges", self._refresh_queue_and_gauges)
         if self.settings.max_finished_jobs_per_namespace is not None:
             self._run("finished-jobs-cap", self._cap_finished_jobs)
-        self._run("resync", self._converge_caches)
-        self.ready = True
 
     async def _converge_caches(self) -> None:
         namespaces = self.settings.namespaces
@@ -247,3 +279,10 @@ def finished_jobs(bodies: Iterable[dict[str, Any]]) -> list[Finished]:
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             found.append(Finished(key, meta.get("uid", ""), meta.get("namespace", ""), completed))
     return found
+
+
+def _stop_now() -> None:
+    """Leadership lost: stop writing at once, as client-go does (the process exits; Kubernetes
+    restarts it as a standby)."""
+    logging.shutdown()
+    os._exit(70)

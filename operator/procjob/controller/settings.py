@@ -15,6 +15,8 @@ from typing import Any
 
 from procjob.core.config import DEFAULT_WORKER_IMAGE, CoreConfig, S3Settings
 
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
 
 class SettingsError(ValueError):
     """A setting is invalid; the message names the flag and the environment variable."""
@@ -37,6 +39,9 @@ class OperatorSettings:
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
     ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
+    leader_elect: bool = False  # several replicas: only the Lease holder writes
+    leader_election_namespace: str = "default"
+    leader_election_timings: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease, renew deadline, retry
     max_finished_jobs_per_namespace: int | None = None  # finished jobs kept; the oldest go first
     events: str = "all"  # all | important (no Event for a stage's routine start and success)
     # Label/annotation key prefixes in the kubernetes.io and k8s.io domains that jobs may set on pods.
@@ -155,6 +160,46 @@ def _positive(name: str, env: str, value: str | int | None, *, allow_zero: bool 
     return number
 
 
+def _leadership(pick: Callable[..., str | None], environ: Mapping[str, str]) -> dict[str, Any]:
+    """--leader-elect and the Lease's namespace (default: the pod's own, as the downward API or
+    the service account says; else `default`)."""
+    elect = (pick("leader_elect", "PROCJOB_LEADER_ELECT", "false") or "").lower() in {"1", "true", "yes"}
+    namespace = pick("leader_election_namespace", "PROCJOB_LEADER_ELECTION_NAMESPACE") or environ.get("POD_NAMESPACE")
+    if not namespace:
+        try:
+            with open(SERVICE_ACCOUNT_NAMESPACE) as f:
+                namespace = f.read().strip()
+        except OSError:
+            namespace = "default"
+    timings = tuple(
+        _seconds(flag, env, pick(flag.replace("-", "_"), env), default)
+        for flag, env, default in (
+            ("leader-election-lease-seconds", "PROCJOB_LEADER_ELECTION_LEASE_SECONDS", 15.0),
+            ("leader-election-renew-deadline-seconds", "PROCJOB_LEADER_ELECTION_RENEW_DEADLINE_SECONDS", 10.0),
+            ("leader-election-retry-seconds", "PROCJOB_LEADER_ELECTION_RETRY_SECONDS", 2.0),
+        )
+    )
+    lease, renew, retry = timings
+    if not retry < renew < lease:
+        raise SettingsError(
+            "leader election needs retry < renew deadline < lease (--leader-election-retry-seconds, "
+            f"--leader-election-renew-deadline-seconds, --leader-election-lease-seconds), not {retry}, {renew}, {lease}"
+        )
+    return {"leader_elect": elect, "leader_election_namespace": namespace, "leader_election_timings": timings}
+
+
+def _seconds(flag: str, env: str, value: str | None, default: float) -> float:
+    if value is None or value == "":
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SettingsError(f"--{flag} ({env}) must be a number of seconds, not {value!r}") from None
+    if not seconds > 0:
+        raise SettingsError(f"--{flag} ({env}) must be > 0, not {value!r}")
+    return seconds
+
+
 def _retention(pick: Callable[..., str | None]) -> dict[str, Any]:
     """How long finished jobs are kept: a default TTL and a per-namespace cap (both off by default)."""
     ttl_env = "PROCJOB_TTL_SECONDS_AFTER_FINISHED"
@@ -242,6 +287,7 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
         ),
         events=events,
         **_retention(pick),
+        **_leadership(pick, environ),
         **_tenancy(pick),
         instance=environ.get("POD_NAME", os.uname().nodename),
         failpoints=frozenset(_list(environ.get("PROCJOB_FAILPOINTS"))),

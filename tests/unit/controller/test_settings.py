@@ -104,3 +104,31 @@ def test_flags_win_for_the_tenancy_settings_too() -> None:
 def test_a_bad_tenancy_setting_names_the_flag_and_its_variable(environ: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace(")", r"\)")):
         from_sources({}, environ)
+
+
+def test_leader_election_settings() -> None:
+    default = from_sources({}, {"POD_NAMESPACE": "ops"})
+    assert (default.leader_elect, default.leader_election_namespace) == (False, "ops")
+    assert default.leader_election_timings == (15.0, 10.0, 2.0)
+    on = from_sources(
+        {"leader_elect": "true", "leader_election_lease_seconds": "3", "leader_election_renew_deadline_seconds": "2"},
+        {"PROCJOB_LEADER_ELECTION_RETRY_SECONDS": "0.5", "PROCJOB_LEADER_ELECTION_NAMESPACE": "procjob-system"},
+    )
+    assert (on.leader_elect, on.leader_election_namespace, on.leader_election_timings) == (
+        True,
+        "procjob-system",
+        (3.0, 2.0, 0.5),
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ({"leader_election_lease_seconds": "5"}, "retry < renew deadline < lease"),
+        ({"leader_election_retry_seconds": "soon"}, "--leader-election-retry-seconds"),
+        ({"leader_election_renew_deadline_seconds": "0"}, "must be > 0"),
+    ],
+)
+def test_bad_leader_election_timings_name_the_flag(flags: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        from_sources(flags, {})
