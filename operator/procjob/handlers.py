@@ -11,7 +11,10 @@ never streams other pods. Everything else is built, started and stopped by
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
@@ -55,8 +58,34 @@ class NoProgress(kopf.ProgressStorage):
         return essence
 
 
+def in_cluster_server(environ: Mapping[str, str]) -> str | None:
+    """The API server's URL from the kubelet's KUBERNETES_SERVICE_HOST/PORT, as client-go's InClusterConfig
+    reads it: no DNS lookup (kopf's own service-account login dials `kubernetes.default.svc`, which needs
+    cluster DNS). None outside a pod."""
+    host = environ.get("KUBERNETES_SERVICE_HOST", "").strip()
+    if not host:
+        return None
+    port = environ.get("KUBERNETES_SERVICE_PORT", "").strip() or "443"
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+def connection_info(settings: kopf.OperatorSettings) -> kopf.ConnectionInfo | None:
+    """In a pod: the service account with the API server's address from the environment; else a kubeconfig."""
+    info = kopf.login_with_service_account(settings=settings)
+    if info is not None:
+        server = in_cluster_server(os.environ)
+        return dataclasses.replace(info, server=server) if server is not None else info
+    return kopf.login_with_kubeconfig(settings=settings)
+
+
+@kopf.on.login()
+def login(settings: kopf.OperatorSettings, **_: Any) -> kopf.ConnectionInfo | None:
+    """kopf's own connection: the same as the operator's clients use."""
+    return connection_info(settings)
+
+
 def credentials(settings: kopf.OperatorSettings) -> Credentials:
-    info = kopf.login_with_service_account(settings=settings) or kopf.login_with_kubeconfig(settings=settings)
+    info = connection_info(settings)
     if info is None:
         raise kopf.PermanentError("no Kubernetes credentials: neither a service account nor a kubeconfig")
 

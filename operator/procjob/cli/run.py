@@ -188,6 +188,7 @@ def main(args: argparse.Namespace) -> int:
     import dataclasses
 
     import kopf
+    from kopf._core.engines.peering import Identity  # kopf exports no public name for it
 
     from procjob import handlers  # noqa: F401 - importing registers the kopf handlers
 
@@ -197,6 +198,9 @@ def main(args: argparse.Namespace) -> int:
     try:
         asyncio.run(
             kopf.operator(
+                # An explicit identity: kopf's own guess asks the password database for the user, and
+                # the image's uid 65532 has no entry there (getpwuid raises KeyError, a crash loop).
+                identity=Identity(settings.instance),
                 standalone=True,
                 clusterwide=not settings.namespaces,
                 namespaces=list(settings.namespaces),

@@ -1,0 +1,86 @@
+"""The operator's connection in a pod, and the identity it gives kopf (found on the real node).
+
+In the real image the operator runs as uid 65532 with no password-database entry, and kopf's own
+guesses broke there: its identity asked `getpwuid()` (KeyError, a crash loop) and its service-account
+login dials `kubernetes.default.svc`, which needs cluster DNS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import pwd
+from typing import Any
+
+import kopf
+import pytest
+
+from procjob import handlers
+from procjob.cli import run
+from procjob.cli.main import build_parser
+
+
+@pytest.mark.parametrize(
+    ("env", "server"),
+    [
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "443"}, "https://10.96.0.1:443"),
+        ({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}, "https://10.96.0.1:443"),
+        ({"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}, "https://[fd00::1]:6443"),
+        ({"KUBERNETES_SERVICE_HOST": " "}, None),
+        ({}, None),
+    ],
+)
+def test_the_in_cluster_server_comes_from_the_kubelets_environment(env: dict[str, str], server: str | None) -> None:
+    assert handlers.in_cluster_server(env) == server
+
+
+def test_in_a_pod_the_service_account_is_used_with_the_servers_address_not_its_dns_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    account = kopf.ConnectionInfo(server="https://kubernetes.default.svc", token="t", ca_path="/sa/ca.crt")
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: account)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", "443")
+    info = handlers.connection_info(kopf.OperatorSettings())
+    assert info is not None
+    assert (info.server, info.token, info.ca_path) == ("https://10.96.0.1:443", "t", "/sa/ca.crt")
+    creds = handlers.credentials(kopf.OperatorSettings())
+    assert (creds.server, creds.token) == ("https://10.96.0.1:443", "t")
+
+
+def test_outside_a_pod_the_kubeconfig_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    config = kopf.ConnectionInfo(server="https://127.0.0.1:16443", insecure=True)
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    monkeypatch.setattr(kopf, "login_with_kubeconfig", lambda **_: config)
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1")
+    assert handlers.connection_info(kopf.OperatorSettings()) is config
+
+
+def test_without_any_credentials_the_operator_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kopf, "login_with_service_account", lambda **_: None)
+    monkeypatch.setattr(kopf, "login_with_kubeconfig", lambda **_: None)
+    with pytest.raises(kopf.PermanentError, match="no Kubernetes credentials"):
+        handlers.credentials(kopf.OperatorSettings())
+
+
+def test_procjob_run_starts_for_a_uid_without_a_password_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As uid 65532 in the image: no USER/LOGNAME and getpwuid fails; kopf must get an identity anyway."""
+
+    def no_entry(uid: int) -> Any:
+        raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME", "PROCJOB_DATABASE_URL", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    monkeypatch.setenv("POD_NAME", "procjob-7d9f-abcde")
+    with pytest.raises(KeyError):
+        getpass.getuser()  # what kopf's own identity detection calls
+    seen: dict[str, Any] = {}
+
+    async def operator(**kwargs: Any) -> None:
+        seen.update(kwargs)
+
+    monkeypatch.setattr(kopf, "operator", operator)
+    args: argparse.Namespace = build_parser().parse_args(["run"])
+    assert run.main(args) == 0
+    assert seen["identity"] == "procjob-7d9f-abcde"
