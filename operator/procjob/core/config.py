@@ -33,4 +33,7 @@ class CoreConfig:
     # Built-in stages may use the node's ambient cloud credentials only when the platform says so.
     s3_node_credentials: bool = False
     ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
+    # Seconds podGC (and ttlSecondsAfterFinished) waits after an attempt ended for its log to be
+    # archived; None: logs are not archived (no database), nothing waits.
+    log_archive_wait_seconds: int | None = None
     routine_events: bool = True  # False: no Event for StageStarted/AttemptStarted/StageSucceeded (the audit keeps them)

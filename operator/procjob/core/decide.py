@@ -122,7 +122,7 @@ class _Pass(StageMachine):
             return False
         expires = finished_at + timedelta(seconds=ttl)
         self.at(expires)
-        return self.now >= expires
+        return self.now >= expires and not self.logs_pending()  # the pods' logs first: they go with the job
 
     def started(self, admitted: bool, retried: bool) -> bool:
         """Invalid spec, cancel, the queue and the start: False when the pass ends here."""

@@ -60,6 +60,10 @@ class PodObservation:
     namespace: str = ""
     deletion_time: datetime | None = None  # metadata.deletionTimestamp: when the grace period ends
     grace_seconds: int | None = None  # metadata.deletionGracePeriodSeconds
+    containers: tuple[str, ...] = ()  # init containers, then containers: whose logs an archive keeps
+    # Set by the controller from its log archive (never from the pod): the attempt's log is stored,
+    # so podGC need not wait for it (see PassState.log_pending).
+    log_archived: bool = False
 
     def __post_init__(self) -> None:
         if self.deletion_time is not None and not self.deleting:
@@ -118,6 +122,7 @@ class PodObservation:
             namespace=meta.get("namespace") or "",
             deletion_time=parse_time(meta.get("deletionTimestamp")),
             grace_seconds=_int_or_none(meta.get("deletionGracePeriodSeconds")),
+            containers=_container_names(pod.get("spec") or {}),
         )
 
 
@@ -161,6 +166,17 @@ def _controller_ref(meta: dict[str, Any]) -> dict[str, Any] | None:
         group, slash, _ = str(ref.get("apiVersion") or "").partition("/")
         return ref if ref.get("kind") == KIND and group == GROUP and slash else None
     return None
+
+
+def _container_names(spec: dict[str, Any]) -> tuple[str, ...]:
+    """The names of the pod's init containers, then its containers (what `pods/log` can read)."""
+    names = []
+    for key in ("initContainers", "containers"):
+        for container in spec.get(key) or []:
+            name = container.get("name") if isinstance(container, dict) else None
+            if isinstance(name, str) and name:
+                names.append(name)
+    return tuple(names)
 
 
 def _int_or_none(value: Any) -> int | None:

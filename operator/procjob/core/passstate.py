@@ -179,13 +179,37 @@ class PassState:
         self.gc_pods()
 
     def gc_pods(self) -> None:
-        """Finished jobs: stop anything live; delete finished pods as podGC says."""
+        """Finished jobs: stop anything live; delete finished pods as podGC says, each once its log
+        is archived (see `log_pending`)."""
         policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
         succeeded = succeeded_condition(self.status.conditions)[0] == ConditionStatus.TRUE
         collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
         for pod in self.pods.values():
-            if pod.live or (collect and not pod.deleting):
-                self.delete_pod(pod, "podGC" if not pod.live else "job finished")
+            if pod.live:
+                self.delete_pod(pod, "job finished")
+            elif collect and not pod.deleting and not self.log_pending(pod):
+                self.delete_pod(pod, "podGC")
+
+    def log_pending(self, pod: PodObservation) -> bool:
+        """Whether a finished pod must be kept for its log archive: archiving is on, the log is not
+        stored yet, and less than `log_archive_wait_seconds` have passed since the attempt ended (the
+        container's finish, else the job's end). Then a timer for that bound: the archive never
+        blocks a job for longer, whatever happens to it."""
+        wait = self.config.log_archive_wait_seconds
+        ended = pod.finished or self.status.completion_time
+        if wait is None or pod.log_archived or not pod.terminal or ended is None:
+            return False
+        until = ended + timedelta(seconds=wait)
+        if self.now >= until:
+            return False
+        self.at(until)
+        return True
+
+    def logs_pending(self) -> bool:
+        """Whether any finished pod of the job waits for its log archive (deleting the job would
+        delete the pods with it)."""
+        waiting = [pod for pod in self.pods.values() if self.log_pending(pod)]  # each sets its timer
+        return bool(waiting)
 
     def terminating(self) -> bool:
         """Whether a pod of the job is on its way out but may still run (a new attempt waits)."""

@@ -51,6 +51,7 @@ BASE: dict[str, Any] = {
     "stage": "work",
     "attempt": 1,
     "created": at(T0),
+    "containers": ("main",),
 }
 
 
@@ -248,7 +249,7 @@ BASE: dict[str, Any] = {
         ),
         pytest.param(
             pod(None, labels={"procjob.dev/attempt": "one"}, ownerReferences=None),
-            PodObservation(name=BASE["name"], uid="pod-1", created=at(T0)),
+            PodObservation(name=BASE["name"], uid="pod-1", created=at(T0), containers=("main",)),
             id="an attempt label that is not a number is ignored",
         ),
     ],
@@ -358,3 +359,14 @@ LABELS = {"procjob.dev/job": "thumbs", "procjob.dev/job-uid": JOB_UID}
 )
 def test_owning_job(body: dict[str, Any], expected: JobRef | None) -> None:
     assert owning_job(body) == expected
+
+
+def test_the_containers_whose_logs_an_archive_keeps_are_the_init_containers_then_the_containers() -> None:
+    body = pod({"phase": "Succeeded"})
+    body["spec"] = {
+        "initContainers": [{"name": "setup"}, {"image": "no-name"}, "not a container"],
+        "containers": [{"name": "main"}, {"name": ""}, {"name": 7}],
+    }
+    assert PodObservation.from_api(body).containers == ("setup", "main")
+    assert PodObservation.from_api({**body, "spec": None}).containers == ()
+    assert not PodObservation.from_api(body).log_archived  # only the controller's archive says so
