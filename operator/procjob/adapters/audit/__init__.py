@@ -15,6 +15,7 @@ One module per concern; this package re-exports what the rest of procjob uses:
     rows         records and summaries as rows PostgreSQL accepts, whatever a job put in them
     migrations   the numbered SQL files in `procjob/migrations` and `migrate()`
     history      reading a job's history back, and its JSON document
+    logs         archived pod logs (`job_logs`): ArchivedLog, LogIndex
     store        AuditStore: the pool and its operations
 
 The attempt timeline is a pure projection of the events: `procjob.core.timeline`.
@@ -25,6 +26,7 @@ from __future__ import annotations
 from procjob.adapters.audit.dsn import ENV_DSN, ENV_DSN_FILE, check_dsn, redact_dsn, resolve_dsn, scrub
 from procjob.adapters.audit.errors import AuditConfigError, AuditError, AuditUnavailable
 from procjob.adapters.audit.history import history_document
+from procjob.adapters.audit.logs import ArchivedLog, LogIndex
 from procjob.adapters.audit.migrations import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate
 from procjob.adapters.audit.read_models import JobHistory, JobSummary, SeqGap
 from procjob.adapters.audit.rows import DEGRADED_KEY, DETAIL_CHARS, JSON_DEPTH, SPEC_CHARS, batch, event_row, job_row
@@ -42,6 +44,7 @@ __all__ = [
     "JSON_DEPTH",
     "MIGRATION_LOCK_KEY",
     "SPEC_CHARS",
+    "ArchivedLog",
     "AttemptResult",
     "AttemptRow",
     "AuditConfigError",
@@ -50,6 +53,7 @@ __all__ = [
     "AuditUnavailable",
     "JobHistory",
     "JobSummary",
+    "LogIndex",
     "Migration",
     "SeqGap",
     "attempt_timeline",

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
+from procjob.adapters.audit.logs import ArchivedLog, read_index
 from procjob.adapters.audit.read_models import JobHistory, JobSummary
 from procjob.core.redact import redact_spec
 from procjob.core.timeline import attempt_timeline
@@ -56,6 +57,7 @@ async def read_history(conn: psycopg.AsyncConnection[Any], uid: str) -> JobHisto
     job_row = None if job_row is None else _in_utc(job_row)
     event_rows = [_in_utc(r) for r in event_rows]
     identity = job_row or event_rows[0]
+    logs = await _logs(conn, uid)
     events = tuple(
         AuditEntry.model_validate({k: v for k, v in r.items() if k not in ("namespace", "name")}) for r in event_rows
     )
@@ -66,7 +68,18 @@ async def read_history(conn: psycopg.AsyncConnection[Any], uid: str) -> JobHisto
         job=None if job_row is None else JobSummary.model_validate(_redacted(job_row)),
         attempts=attempt_timeline(events),
         events=events,
+        logs=logs,
     )
+
+
+async def _logs(conn: psycopg.AsyncConnection[Any], uid: str) -> tuple[ArchivedLog, ...]:
+    """The job's archived logs; none while the database lacks the table (`procjob db migrate` not
+    yet run after an upgrade): the history itself must not fail for it."""
+    try:
+        async with conn.transaction():  # a savepoint: the failed statement does not spoil the rest
+            return await read_index(conn, uid)
+    except psycopg.errors.UndefinedTable:
+        return ()
 
 
 def _redacted(job_row: dict[str, Any]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, Field, computed_field
 
+from procjob.adapters.audit.logs import ArchivedLog
 from procjob.core.timeline import AttemptRow, seconds_between
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
@@ -52,6 +53,7 @@ class JobHistory(ApiModel):
     job: JobSummary | None = Field(default=None, description="None until the first upsert_job().")
     attempts: tuple[AttemptRow, ...] = ()
     events: tuple[AuditEntry, ...] = ()
+    logs: tuple[ArchivedLog, ...] = Field(default=(), description="Archived container logs (no content).")
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON document (camelCase keys, RFC 3339 times, nulls kept so every key is present)."""

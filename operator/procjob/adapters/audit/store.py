@@ -24,6 +24,15 @@ from procjob.adapters.audit.connection import connect_error, connect_kwargs, que
 from procjob.adapters.audit.dsn import check_dsn, redact_dsn
 from procjob.adapters.audit.errors import AuditUnavailable
 from procjob.adapters.audit.history import LATEST_UID, read_history
+from procjob.adapters.audit.logs import (
+    ArchivedLog,
+    LogIndex,
+    attempt_archived,
+    insert_logs,
+    latest_uid,
+    read_content,
+    read_index,
+)
 from procjob.adapters.audit.migrations import migrate
 from procjob.adapters.audit.read_models import JobHistory, JobSummary, SeqGap
 from procjob.adapters.audit.rows import batch, event_row, job_row
@@ -205,6 +214,40 @@ class AuditStore:
     async def history_by_uid(self, uid: str) -> JobHistory | None:
         async with self._connection("history") as conn:
             return await read_history(conn, uid)
+
+    # ------------------------------------------------------------------------- archived logs
+    async def save_logs(self, logs: Sequence[ArchivedLog]) -> int:
+        """Archive container logs (the first archive of an attempt wins); how many rows were new."""
+        if not logs:
+            return 0
+        async with self._connection("save_logs") as conn:
+            return await insert_logs(conn, list(logs))
+
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool:
+        """Whether the attempt's logs are archived (a restarted operator asks before reading them again)."""
+        async with self._connection("logs_archived") as conn:
+            return await attempt_archived(conn, job_uid, stage, attempt)
+
+    async def log_index(self, namespace: str, name: str, uid: str | None = None) -> LogIndex | None:
+        """The archived logs (no content) of the latest job of that name, or of the job with `uid`
+        (only if it carried that name); None when the audit never saw such a job."""
+        async with self._connection("log_index") as conn:
+            found = uid or await latest_uid(conn, namespace, name)
+            if found is None:
+                return None
+            logs = await read_index(conn, found)
+        mine = tuple(log for log in logs if (log.namespace, log.name) == (namespace, name))
+        return LogIndex(found, namespace, name, mine)
+
+    async def read_log(
+        self, namespace: str, name: str, stage: str, attempt: int, container: str, uid: str | None = None
+    ) -> ArchivedLog | None:
+        """One archived container log with its content (of the latest job of that name, or of `uid`)."""
+        async with self._connection("read_log") as conn:
+            found = uid or await latest_uid(conn, namespace, name)
+            if found is None:
+                return None
+            return await read_content(conn, found, namespace, name, stage, attempt, container)
 
     async def gaps(self, job_uid: str | None = None) -> list[SeqGap]:
         """Missing sequence numbers (per job, from 1 to its highest seq): empty means gap-free."""
