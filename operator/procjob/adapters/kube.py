@@ -15,7 +15,7 @@ import base64
 import os
 import ssl
 import tempfile
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -94,8 +94,20 @@ def ssl_context(creds: Credentials) -> ssl.SSLContext | bool:
     return ctx
 
 
+async def _api_error(resp: aiohttp.ClientResponse) -> ApiError:
+    """The ApiError (Conflict, NotFound) an answer that is not a success means."""
+    try:
+        problem = await resp.json(content_type=None)
+    except (aiohttp.ContentTypeError, ValueError):
+        problem = {"message": (await resp.text(errors="replace"))[:500]}
+    if not isinstance(problem, dict):
+        problem = {"message": str(problem)[:500]}
+    error = {409: Conflict, 404: NotFound}.get(resp.status, ApiError)
+    return error(resp.status, str(problem.get("reason", resp.reason)), str(problem.get("message", "")))
+
+
 class KubeClient:
-    """The operator's writes to the API server."""
+    """The operator's writes to the API server (and the reads of pod logs for their archive)."""
 
     def __init__(
         self,
@@ -131,12 +143,25 @@ class KubeClient:
         ) as resp:
             if resp.status < 300:
                 return await resp.json(content_type=None)
-            try:
-                problem = await resp.json(content_type=None)
-            except (aiohttp.ContentTypeError, ValueError):
-                problem = {"message": (await resp.text())[:500]}
-            error = {409: Conflict, 404: NotFound}.get(resp.status, ApiError)
-            raise error(resp.status, str(problem.get("reason", resp.reason)), str(problem.get("message", "")))
+            raise await _api_error(resp)
+
+    async def stream_pod_log(
+        self, namespace: str, name: str, params: dict[str, str], *, seconds: float, chunk: int = 65536
+    ) -> AsyncGenerator[bytes, None]:
+        """The bytes of `pods/log` (params: container, tailLines, ...) as they arrive, in chunks of
+        at most `chunk`; the whole read ends within `seconds` (TimeoutError). Close the generator
+        (contextlib.aclosing) to stop early."""
+        self.requests["GET"] = self.requests.get("GET", 0) + 1
+        if self.on_request is not None:
+            self.on_request("GET")
+        url = f"{self.server}/api/v1/namespaces/{namespace}/pods/{name}/log"
+        async with self.session.get(
+            url, params=params, headers={"Accept": "*/*"}, timeout=aiohttp.ClientTimeout(total=seconds)
+        ) as resp:
+            if resp.status >= 300:
+                raise await _api_error(resp)
+            async for data in resp.content.iter_chunked(chunk):
+                yield data
 
     # ---------------------------------------------------------------------------------- pods
     async def create_pod(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
