@@ -10,6 +10,7 @@ message and exits with one of the codes below. Any container image may follow th
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal, get_args
 
 # -- the prefixes of those names: a job author may set none of them (AWS_* only on built-in stages,
 #    whose S3 client reads them). models.syntax refuses them in the schema.
@@ -48,6 +49,17 @@ class S3Credentials(StrEnum):
 # -- where the outputs go, and how large they may be
 TERMINATION_MESSAGE_PATH = "/dev/termination-log"  # the container's terminationMessagePath
 MAX_OUTPUT_BYTES = 4096  # the kubelet keeps at most 4 KiB of a termination message
+
+# -- the worker pod's own parts: its one container, its writable /tmp (an emptyDir, unless the stage
+#    mounts a volume of its own there), and names and paths a job's volumes may not take
+WorkerContainer = Literal["main"]
+WORKER_CONTAINER: str = get_args(WorkerContainer)[0]
+TMP_VOLUME = "procjob-tmp"
+TMP_PATH = "/tmp"  # noqa: S108 - the pod's own emptyDir
+TMP_SIZE_LIMIT = "1Gi"
+RESERVED_VOLUME_PREFIX = "procjob-"  # volume names of the operator's
+# mounted when a job names an allowed service account
+SERVICE_ACCOUNT_TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount"  # noqa: S105 - a path
 
 # -- exit codes
 EXIT_OK = 0

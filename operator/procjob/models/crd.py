@@ -78,7 +78,9 @@ PRINTER_COLUMNS: list[Schema] = [
 # alternative. Only what users filter on.
 SELECTABLE_FIELDS: list[Schema] = [{"jsonPath": ".status.phase"}]
 
-_DROP = {"title", "additionalProperties", "$defs", "discriminator"}
+# propertyNames (pydantic's bounds on map keys) is not part of a CRD schema: the API server drops it inside
+# `items` and server-side apply refuses it elsewhere. Map keys are checked by CEL rules instead.
+_DROP = {"title", "additionalProperties", "$defs", "discriminator", "propertyNames"}
 
 
 def structural(schema: Schema, defs: dict[str, Schema] | None = None, *, keep_defaults: bool = True) -> Schema:

@@ -25,7 +25,9 @@ from procjob.models.container import (
     Resources,
     cel_rules,
 )
+from procjob.models.podtemplate import MAX_MOUNTS, PodTemplate, list_map, spec_problem, spec_rules, unique_mounts
 from procjob.models.retry import Backoff, FailureReason, RetryAction, RetryPolicy, RetryRule
+from procjob.models.security import SecurityContext
 from procjob.models.syntax import (
     CEL,
     DNS_LABEL,
@@ -42,6 +44,7 @@ from procjob.models.syntax import (
     with_problem,
     with_schema,
 )
+from procjob.models.volumes import VolumeMount
 
 
 class PodGC(StrEnum):
@@ -107,7 +110,22 @@ class Stage(ApiModel):
     pod_metadata: PodMetadata | None = Field(
         default=None,
         description="Extra labels and annotations for pods. procjob.dev/ keys are reserved; kubernetes.io and "
-        "k8s.io keys only under prefixes the operator allows (--allowed-metadata-prefixes).",
+        "k8s.io keys only under prefixes the operator allows (--allowed-metadata-prefixes). The same as "
+        "podTemplate.metadata, which wins where both set a key.",
+    )
+    pod_template: PodTemplate | None = Field(
+        default=None, description="Merged over the job's podTemplate: maps key by key, volumes by name, the rest whole."
+    )
+    volume_mounts: list[VolumeMount] | None = Field(
+        default=None,
+        max_length=MAX_MOUNTS,
+        json_schema_extra=list_map("mountPath"),
+        description="Volumes of the job's or the stage's podTemplate.spec.volumes to mount in the stage's container.",
+    )
+    security_context: SecurityContext | None = Field(
+        default=None,
+        description="The container's, merged over the operator's: no privilege escalation, read-only root "
+        "filesystem, all capabilities dropped.",
     )
 
     @model_validator(mode="after")
@@ -117,6 +135,12 @@ class Stage(ApiModel):
         if self.with_ is not None and self.uses is None:
             raise ValueError("with is for built-in stages (uses)")
         return self
+
+    @field_validator("volume_mounts")
+    @classmethod
+    def _unique_mounts(cls, mounts: list[VolumeMount] | None) -> list[VolumeMount] | None:
+        unique_mounts(mounts)
+        return mounts
 
     @field_validator("with_")
     @classmethod
@@ -142,50 +166,48 @@ class Stage(ApiModel):
 class ProcessingJobSpec(ApiModel):
     """The desired run: ordered stages, a retry policy, deadlines, and run controls."""
 
-    model_config = ApiModel.model_config | {
-        "json_schema_extra": {
-            CEL: [
-                {
-                    "rule": "self.stages.all(s, self.stages.exists_one(t, t.name == s.name))",
-                    "message": "stage names must be unique",
-                    "fieldPath": ".stages",
-                },
-                {
-                    "rule": "self.stages == oldSelf.stages",
-                    "message": "stages are immutable",
-                    "fieldPath": ".stages",
-                },
-                {
-                    "rule": "has(self.retry) == has(oldSelf.retry) && "
-                    "(!has(self.retry) || self.retry == oldSelf.retry)",
-                    "message": "retry is immutable",
-                    "fieldPath": ".retry",
-                },
-                {
-                    "rule": "has(self.activeDeadlineSeconds) == has(oldSelf.activeDeadlineSeconds) && "
-                    "(!has(self.activeDeadlineSeconds) || self.activeDeadlineSeconds == oldSelf.activeDeadlineSeconds)",
-                    "message": "activeDeadlineSeconds is immutable",
-                    "fieldPath": ".activeDeadlineSeconds",
-                },
-                {
-                    "rule": "self.podGC == oldSelf.podGC",
-                    "message": "podGC is immutable",
-                    "fieldPath": ".podGC",
-                },
-                {
-                    "rule": "has(self.serviceAccountName) == has(oldSelf.serviceAccountName) && "
-                    "(!has(self.serviceAccountName) || self.serviceAccountName == oldSelf.serviceAccountName)",
-                    "message": "serviceAccountName is immutable",
-                    "fieldPath": ".serviceAccountName",
-                },
-                {
-                    "rule": "!oldSelf.cancel || self.cancel",
-                    "message": "cancel cannot be undone",
-                    "fieldPath": ".cancel",
-                },
-            ]
-        }
-    }
+    model_config = cel_rules(
+        [
+            {
+                "rule": "self.stages.all(s, self.stages.exists_one(t, t.name == s.name))",
+                "message": "stage names must be unique",
+                "fieldPath": ".stages",
+            },
+            {
+                "rule": "self.stages == oldSelf.stages",
+                "message": "stages are immutable",
+                "fieldPath": ".stages",
+            },
+            {
+                "rule": "has(self.retry) == has(oldSelf.retry) && (!has(self.retry) || self.retry == oldSelf.retry)",
+                "message": "retry is immutable",
+                "fieldPath": ".retry",
+            },
+            {
+                "rule": "has(self.activeDeadlineSeconds) == has(oldSelf.activeDeadlineSeconds) && "
+                "(!has(self.activeDeadlineSeconds) || self.activeDeadlineSeconds == oldSelf.activeDeadlineSeconds)",
+                "message": "activeDeadlineSeconds is immutable",
+                "fieldPath": ".activeDeadlineSeconds",
+            },
+            {
+                "rule": "self.podGC == oldSelf.podGC",
+                "message": "podGC is immutable",
+                "fieldPath": ".podGC",
+            },
+            {
+                "rule": "has(self.serviceAccountName) == has(oldSelf.serviceAccountName) && "
+                "(!has(self.serviceAccountName) || self.serviceAccountName == oldSelf.serviceAccountName)",
+                "message": "serviceAccountName is immutable",
+                "fieldPath": ".serviceAccountName",
+            },
+            {
+                "rule": "!oldSelf.cancel || self.cancel",
+                "message": "cancel cannot be undone",
+                "fieldPath": ".cancel",
+            },
+            *spec_rules(),
+        ]
+    )
 
     stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES, description="Stages, run in order.")
     retry: RetryPolicy | None = Field(default=None, description="Default retry policy of every stage.")
@@ -216,6 +238,11 @@ class ProcessingJobSpec(ApiModel):
         description="Service account of the worker pods; must be one the operator allows. Unset: none, "
         "and no token is mounted.",
     )
+    pod_template: PodTemplate | None = Field(
+        default=None,
+        description="Labels, annotations and Pod fields (nodeSelector, tolerations, affinity, volumes, "
+        "securityContext…) of every stage's pods; a stage's podTemplate is merged over it.",
+    )
 
     @field_validator("stages")
     @classmethod
@@ -227,6 +254,13 @@ class ProcessingJobSpec(ApiModel):
                 raise ValueError(f"stage names must be unique: {stage.name!r} appears twice")
             seen.add(stage.name)
         return stages
+
+    @model_validator(mode="after")
+    def _volumes_and_tokens(self) -> ProcessingJobSpec:
+        problem = spec_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 __all__ = [
@@ -245,6 +279,7 @@ __all__ = [
     "LocalRef",
     "PodGC",
     "PodMetadata",
+    "PodTemplate",
     "ProcessingJobSpec",
     "Resources",
     "RetryAction",

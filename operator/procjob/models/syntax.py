@@ -366,6 +366,11 @@ CEL = "x-kubernetes-validations"
 ENV_RESERVED = f"names starting with {RESERVED_ENV_PREFIX} are reserved for the operator"
 PREFIX_RESERVED = f"an envFrom prefix starting with {RESERVED_ENV_PREFIX} is reserved for the operator"
 
+# File paths in volumes and mounts: segments other than "." and "..", no empty segment, no trailing "/".
+PATH_SEGMENT = r"([^/.][^/]*|[.][^/.][^/]*|[.][.][^/]+)"
+RELATIVE_PATH = rf"^{PATH_SEGMENT}(/{PATH_SEGMENT})*$"
+ABSOLUTE_PATH = rf"^(/{PATH_SEGMENT})+$"
+
 Str = Annotated[str, Field(max_length=4096)]
 # A Secret or ConfigMap name (a DNS subdomain) and a key in it, as the Pod API checks them.
 Name = Annotated[str, Field(min_length=1, max_length=253, pattern=f"^{DNS_SUBDOMAIN}$")]
