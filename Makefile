@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.rig/bin:$(PATH)
 
 .PHONY: help setup lint typecheck unit integration e2e coverage test demo demo-down rig-up rig-down rig-status \
-        crd bench bench-full bench-worker clean
+        crd bench bench-full bench-worker clean node-up node-down node-status image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -41,6 +41,18 @@ rig-up: setup ## start the local Kubernetes rig (kubeconfig: .rig/kubeconfig)
 
 rig-down: ## stop the rig's processes and remove its state
 	@if [ -x $(PY) ]; then $(PY) hack/rig/rig.py down; else echo "rig: not set up"; fi
+
+node-up: setup ## a real node (kubelet + containerd + runc) joined to the rig; needs root
+	$(PY) hack/rig/rig.py node-up
+
+node-down: ## stop the real node and undo its host changes (bridge, iptables, mounts, sysctls)
+	@if [ -x $(PY) ]; then $(PY) hack/rig/rig.py node-down; else echo "node: not set up"; fi
+
+node-status: ## what the real node runs
+	$(PY) hack/rig/rig.py node-status
+
+image: setup ## build localhost/procjob:dev from the Dockerfile (buildah); import it into the node if up
+	$(PY) hack/rig/rig.py image
 
 rig-status: ## what the rig runs
 	$(PY) hack/rig/rig.py status

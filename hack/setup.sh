@@ -10,7 +10,10 @@ cd "$root"
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- Debian packages -------------------------------------------------------------------------
-apt_pkgs=(postgresql-15 postgresql-client-15 ca-certificates)
+# The real node (make node-up, make image): containerd + runc + CNI plugins, iptables for its DNAT,
+# socat for its API forwarder, buildah + debootstrap for images without a registry, gcc for pause.
+apt_pkgs=(postgresql-15 postgresql-client-15 ca-certificates
+  containerd runc containernetworking-plugins iptables socat buildah debootstrap gcc libc6-dev)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -24,7 +24,7 @@ k8s_version() {  # go.mod may say `require k8s.io/kubernetes vX` on one line or 
 
 ldflags_for() {
   case "$1" in
-    k8s)
+    k8s|kubelet)
       local v; v=$(k8s_version); local minor=${v#v1.}; minor=${minor%%.*}
       local x="-X k8s.io/component-base/version"
       echo "-s -w $x.gitVersion=$v $x.gitMajor=1 $x.gitMinor=$minor $x.gitTreeState=clean -X k8s.io/client-go/pkg/version.gitVersion=$v"
@@ -76,5 +76,5 @@ build_module() {
 }
 
 modules=("$@")
-[ ${#modules[@]} -gt 0 ] || modules=(etcd k8s kwok helm s3)
+[ ${#modules[@]} -gt 0 ] || modules=(etcd k8s kwok helm s3 kubelet coredns)
 for m in "${modules[@]}"; do build_module "$m"; done

@@ -65,6 +65,11 @@ def up() -> int:
 
 
 def down() -> int:
+    from .nodecli import node_down
+    from .nodeconf import NodePaths
+
+    if NodePaths().root.exists():  # the real node first: it needs the apiserver to remove its Node
+        node_down()
     with locked():
         state = State.load()
         if state is None:
@@ -105,7 +110,26 @@ def env() -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[], int]] = {"up": up, "down": down, "status": status, "env": env}
+def node_command(name: str) -> Callable[[], int]:
+    def run() -> int:
+        from . import nodecli
+
+        command: Callable[[], int] = getattr(nodecli, name)
+        return command()
+
+    return run
+
+
+COMMANDS: dict[str, Callable[[], int]] = {
+    "up": up,
+    "down": down,
+    "status": status,
+    "env": env,
+    "node-up": node_command("node_up"),
+    "node-down": node_command("node_down"),
+    "node-status": node_command("node_status"),
+    "image": node_command("image"),
+}
 
 
 def parser() -> argparse.ArgumentParser:

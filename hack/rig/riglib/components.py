@@ -125,7 +125,14 @@ def apiserver_args(ctx: Context) -> list[str]:
         f"--tls-cert-file={pki.crt('apiserver')}",
         f"--tls-private-key-file={pki.key('apiserver')}",
         f"--client-ca-file={pki.ca_crt}",
-        "--authorization-mode=RBAC",
+        # Node: kubelets of the real node (riglib.node*) get exactly their own objects, as in a cluster.
+        "--authorization-mode=Node,RBAC",
+        "--enable-admission-plugins=NodeRestriction",
+        # The apiserver -> kubelet path (logs, exec) of the real node: its gateway address, a client cert.
+        # The fake Nodes' InternalIP is loopback, where no kubelet listens: nothing else is ever dialled.
+        "--kubelet-preferred-address-types=InternalIP,Hostname",
+        f"--kubelet-client-certificate={pki.crt('kubelet-client')}",
+        f"--kubelet-client-key={pki.key('kubelet-client')}",
         f"--service-account-issuer={ctx.server}",
         f"--service-account-key-file={pki.sa_pub}",
         f"--service-account-signing-key-file={pki.sa_key}",
@@ -167,6 +174,7 @@ def controller_manager_args(ctx: Context) -> list[str]:
         "--use-service-account-credentials=true",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--cluster-name=procjob-rig",
+        f"--flex-volume-plugin-dir={ctx.run / 'flexvolume'}",  # not /usr/libexec/kubernetes
         "--profiling=false",
         f"--kube-api-qps={int_knob('RIG_KCM_QPS', 1)}",
         f"--kube-api-burst={int_knob('RIG_KCM_BURST', 1)}",

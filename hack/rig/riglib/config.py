@@ -26,7 +26,9 @@ LOOPBACK = "127.0.0.1"
 SERVICE_CIDR = "10.96.0.0/16"
 SERVICE_IP = "10.96.0.1"  # first IP of SERVICE_CIDR: the `kubernetes` Service; in the serving cert
 POD_CIDR = "10.244.0.0/16"  # kwok's fake pod IPs; its default /24 runs out after 254 pods
-NODE_IP_PREFIX = "10.200"  # fake node InternalIPs 10.200.0.1, ... (never dialled)
+# The fake Nodes' InternalIP: loopback, so that the apiserver's kubelet client (logs, exec) never
+# dials an address off this machine for a kwok pod (nothing listens there: the request fails at once).
+FAKE_NODE_IP = LOOPBACK
 NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 NODE_LABEL = ("type", "kwok")
 

@@ -6,7 +6,7 @@ import json
 import ssl
 from typing import Any
 
-from .config import NODE_ANNOTATION, NODE_IP_PREFIX, NODE_LABEL, RigError, int_knob, knob
+from .config import FAKE_NODE_IP, NODE_ANNOTATION, NODE_LABEL, RigError, int_knob, knob
 from .probes import api_url, http
 
 
@@ -37,9 +37,9 @@ def node_manifest(i: int) -> dict[str, Any]:
         "status": {
             "allocatable": resources,
             "capacity": resources,
-            # Fake, never dialled; gives pods a hostIP as a kubelet's node would.
+            # Gives pods a hostIP as a kubelet's node would; loopback, so never dialled off the machine.
             "addresses": [
-                {"type": "InternalIP", "address": f"{NODE_IP_PREFIX}.{i // 250}.{i % 250 + 1}"},
+                {"type": "InternalIP", "address": FAKE_NODE_IP},
                 {"type": "Hostname", "address": name},
             ],
         },

@@ -64,6 +64,8 @@ CLIENTS: dict[str, tuple[str, str | None]] = {
     # authentication also stops the controller-manager and scheduler from logging, forever, that the
     # extension-apiserver-authentication ConfigMap lacks a requestheader CA.
     "front-proxy-client": ("front-proxy-client", None),
+    # The apiserver's identity towards kubelets (logs, exec, port-forward), as kubeadm names it.
+    "kubelet-client": ("kube-apiserver-kubelet-client", "system:masters"),
 }
 
 # The names the apiserver's serving certificate is valid for: how clients inside and outside reach it.

@@ -80,10 +80,11 @@ class State:
     ports: dict[str, int]
     procs: list[Proc] = field(default_factory=list)
     started_at: str = ""
+    path: Path = STATE  # the real node keeps its own (riglib.node)
 
     def save(self) -> None:
-        STATE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = STATE.with_suffix(".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
         tmp.write_text(
             json.dumps(
                 {
@@ -94,25 +95,33 @@ class State:
                 indent=2,
             )
         )
-        tmp.replace(STATE)
+        tmp.replace(self.path)
 
     @staticmethod
-    def load() -> State | None:
+    def load(path: Path = STATE) -> State | None:
         try:
-            raw = json.loads(STATE.read_text())
+            raw = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
         return State(
             ports={k: int(v) for k, v in raw.get("ports", {}).items()},
             procs=[Proc(**p) for p in raw.get("procs", [])],
             started_at=raw.get("started_at", ""),
+            path=path,
         )
 
 
-def spawn(state: State, name: str, argv: list[str], port: int | None, env: dict[str, str] | None = None) -> Proc:
+def spawn(
+    state: State,
+    name: str,
+    argv: list[str],
+    port: int | None,
+    env: dict[str, str] | None = None,
+    cwd: Path = RUN,
+) -> Proc:
     """Start a component in its own session (so it outlives this process and the calling shell).
 
-    Its output goes to .rig/logs/<name>.log; its pid is recorded in state.json immediately.
+    Its output goes to .rig/logs/<name>.log; its pid is recorded in the state file immediately.
     """
     LOGS.mkdir(parents=True, exist_ok=True)
     log = (LOGS / f"{name}.log").open("wb")
@@ -122,7 +131,7 @@ def spawn(state: State, name: str, argv: list[str], port: int | None, env: dict[
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            cwd=RUN,
+            cwd=cwd,
             env=env,
             start_new_session=True,
         )
