@@ -30,6 +30,9 @@ class CoreConfig:
     # Label and annotation key prefixes in the kubernetes.io / k8s.io domains a job may set on its pods
     # (the platform's choice, e.g. "karpenter.sh/" is outside those domains and always allowed).
     allowed_metadata_prefixes: tuple[str, ...] = ()
+    # Namespaces whose jobs may loosen their pods to the Pod Security Standards' baseline profile (root,
+    # privilege escalation, baseline capabilities); every other namespace gets restricted (core.podsecurity).
+    baseline_namespaces: frozenset[str] = frozenset()
     # Built-in stages may use the node's ambient cloud credentials only when the platform says so.
     s3_node_credentials: bool = False
     ttl_seconds_after_finished: int | None = None  # the default for jobs that set none

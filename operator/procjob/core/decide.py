@@ -131,7 +131,7 @@ class _Pass(StageMachine):
         if self.spec is None:
             self.fail_job(Reason.INVALID_SPEC, self.job.spec_error or "invalid spec", invalid=True)
             return False
-        problems = validate_spec(self.spec, self.config)
+        problems = validate_spec(self.spec, self.config, self.job.meta.namespace)
         if problems:
             self.fail_job(Reason.INVALID_SPEC, "; ".join(problems), invalid=True)
             return False

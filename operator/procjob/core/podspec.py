@@ -1,9 +1,12 @@
 """Build the Pod manifest of one attempt: secure by default, owned by its job, found by labels.
 
-Job authors choose image, command, env and resources, never the pod's security posture: pods run
-as a non-root user with no privilege escalation, all capabilities dropped, seccomp RuntimeDefault,
-a read-only root filesystem (with a writable /tmp), no service-account token unless the job names
-an allowed service account, and no host namespaces or host paths (the spec has no field for them).
+Job authors choose image, command, env and resources, and through pod templates (core.podtemplate)
+scheduling, volumes and a security context the schema and validation (core.podsecurity) keep within
+the Pod Security Standards. By default pods run as a non-root user with no privilege escalation,
+all capabilities dropped, seccomp RuntimeDefault, a read-only root filesystem (with a writable
+/tmp), no service-account token unless the job names an allowed service account, and never with
+host namespaces or host paths. The operator's own parts — the container, its env, restartPolicy,
+the service account, the procjob.dev/ labels — always win over a template.
 """
 
 from __future__ import annotations
@@ -14,6 +17,14 @@ from typing import Any
 
 from procjob.core.config import CoreConfig
 from procjob.core.naming import pod_name
+from procjob.core.podtemplate import (
+    StageTemplate,
+    container_security_context,
+    pod_fields,
+    pod_security_context,
+    stage_template,
+    volumes_and_mounts,
+)
 from procjob.core.templating import Context, PodTooLarge, render, render_value
 from procjob.models import contract
 from procjob.models.builtin.base import Setting
@@ -29,19 +40,8 @@ from procjob.models.job import (
 )
 from procjob.models.spec import Stage
 
-CONTAINER = "main"
-
-
-def container_security_context() -> dict[str, Any]:
-    """Every worker container's: non-root, read-only root, no privilege escalation, no capabilities."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+CONTAINER = contract.WORKER_CONTAINER
+__all__ = ["CONTAINER", "MAX_POD_BYTES", "build_pod", "container_security_context", "pod_labels"]
 
 
 def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
@@ -133,7 +133,9 @@ def _command_and_args(stage: Stage, ctx: Context) -> tuple[list[str] | None, lis
     return command or None, args or None
 
 
-def _container(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig) -> dict[str, Any]:
+def _container(
+    stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, config: CoreConfig, template: StageTemplate
+) -> dict[str, Any]:
     """The one container: the job's choices where it has any, the operator's posture everywhere else."""
     command, args = _command_and_args(stage, ctx)
     container: dict[str, Any] = {
@@ -142,8 +144,7 @@ def _container(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, con
         "env": _env(stage, job, attempt, ctx, config),
         "terminationMessagePath": contract.TERMINATION_MESSAGE_PATH,
         "terminationMessagePolicy": "File",
-        "securityContext": container_security_context(),
-        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - the pod's own emptyDir
+        "securityContext": container_security_context(stage.security_context, template.spec.security_context),
     }
     if command is not None:
         container["command"] = command
@@ -160,34 +161,31 @@ def _container(stage: Stage, job: ProcessingJob, attempt: int, ctx: Context, con
     return container
 
 
-def _pod_spec(account: str | None, container: dict[str, Any], config: CoreConfig) -> dict[str, Any]:
-    """Never restarted, non-root, no token unless the job names an (allowed) service account."""
-    pod_spec: dict[str, Any] = {
+def _pod_spec(
+    account: str | None, stage: Stage, container: dict[str, Any], config: CoreConfig, template: StageTemplate
+) -> dict[str, Any]:
+    """The template's Pod fields, then the operator's: never restarted, non-root by default, the
+    stage's volumes and /tmp, no token unless the job names an (allowed) service account."""
+    volumes, mounts = volumes_and_mounts(template.spec, stage.volume_mounts)
+    pod_spec: dict[str, Any] = pod_fields(template.spec) | {
         "restartPolicy": "Never",
         "automountServiceAccountToken": account is not None,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": config.run_as_user,
-            "runAsGroup": config.run_as_user,
-            "fsGroup": config.run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
-        "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+        "securityContext": pod_security_context(template.spec, config),
+        "containers": [container | {"volumeMounts": mounts}],
+        "volumes": volumes,
     }
     if account is not None:
         pod_spec["serviceAccountName"] = account
     return pod_spec
 
 
-def _metadata(job: ProcessingJob, stage: Stage, attempt: int) -> dict[str, Any]:
+def _metadata(job: ProcessingJob, stage: Stage, attempt: int, template: StageTemplate) -> dict[str, Any]:
     """Name, labels (the operator's win over the job's) and the controller reference to the job."""
-    extra = stage.pod_metadata
     metadata: dict[str, Any] = {
         "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt),
         "namespace": job.meta.namespace,
-        "labels": {**(extra.labels if extra and extra.labels else {}), **pod_labels(job, stage.name, attempt)},
+        "labels": {**template.labels, **pod_labels(job, stage.name, attempt)},
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
@@ -199,8 +197,8 @@ def _metadata(job: ProcessingJob, stage: Stage, attempt: int) -> dict[str, Any]:
             }
         ],
     }
-    if extra and extra.annotations:
-        metadata["annotations"] = dict(extra.annotations)
+    if template.annotations:
+        metadata["annotations"] = template.annotations
     return metadata
 
 
@@ -215,12 +213,13 @@ def build_pod(
     assert job.spec is not None
     stage = job.spec.stages[index]
     ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs)
-    container = _container(stage, job, attempt, ctx, config)
+    template = stage_template(job.spec, stage)
+    container = _container(stage, job, attempt, ctx, config, template)
     manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _metadata(job, stage, attempt),
-        "spec": _pod_spec(job.spec.service_account_name, container, config),
+        "metadata": _metadata(job, stage, attempt, template),
+        "spec": _pod_spec(job.spec.service_account_name, stage, container, config, template),
     }
     size = len(json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))
     if size > MAX_POD_BYTES:

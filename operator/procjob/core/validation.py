@@ -15,14 +15,15 @@ short and never raises on a spec that parsed: it returns problems, it does not t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from procjob.core.config import CoreConfig
+from procjob.core.podsecurity import security_problems
 from procjob.core.templating import STAGE_REF, TEMPLATE, check_spec, templated_strings
 from procjob.models.builtin.base import ParamProblem, param_problems
 from procjob.models.builtin.registry import BUILTIN_STAGES, known_stages
-from procjob.models.spec import ProcessingJobSpec
+from procjob.models.spec import PodMetadata, ProcessingJobSpec
 
 # Kubernetes' own label and annotation domains: keys there change how Kubernetes and its add-ons
 # treat the pod (AppArmor and seccomp profiles, mesh injection, eviction, scheduling), so only the
@@ -53,19 +54,26 @@ def metadata_problems(where: str, keys: Iterable[str], allowed_prefixes: tuple[s
     ]
 
 
+def _pod_metadata(spec: ProcessingJobSpec) -> Iterator[tuple[str, PodMetadata]]:
+    """Every place that sets labels and annotations of pods, with its path."""
+    if spec.pod_template is not None and spec.pod_template.metadata is not None:
+        yield "spec.podTemplate.metadata", spec.pod_template.metadata
+    for index, stage in enumerate(spec.stages):
+        if stage.pod_metadata is not None:
+            yield f"spec.stages[{index}].podMetadata", stage.pod_metadata
+        if stage.pod_template is not None and stage.pod_template.metadata is not None:
+            yield f"spec.stages[{index}].podTemplate.metadata", stage.pod_template.metadata
+
+
 def _metadata(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
     problems: list[str] = []
-    for index, stage in enumerate(spec.stages):
-        metadata = stage.pod_metadata
-        if metadata is None:
-            continue
+    for where, metadata in _pod_metadata(spec):
         fields: tuple[tuple[str, Mapping[str, str] | None], ...] = (
             ("labels", metadata.labels),
             ("annotations", metadata.annotations),
         )
         for field, values in fields:
-            where = f"spec.stages[{index}].podMetadata.{field}"
-            problems += metadata_problems(where, values or {}, config.allowed_metadata_prefixes)
+            problems += metadata_problems(f"{where}.{field}", values or {}, config.allowed_metadata_prefixes)
     return problems
 
 
@@ -132,10 +140,11 @@ def builtin_output_problems(spec: ProcessingJobSpec) -> list[str]:
     return problems
 
 
-def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
+def validate_spec(spec: ProcessingJobSpec, config: CoreConfig, namespace: str) -> list[str]:
     """Problems the schema cannot see: templates, built-in stages, their parameters and outputs, service
     accounts allowed by this operator, pod label and annotation keys in the Kubernetes domains that
-    the operator's settings do not allow."""
+    the operator's settings do not allow, and security contexts beyond the namespace's Pod Security
+    Standards profile (core.podsecurity)."""
     problems = check_spec(spec)
     problems += builtin_stage_problems(spec)
     problems += builtin_output_problems(spec)
@@ -144,4 +153,5 @@ def validate_spec(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
         allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"
         problems.append(f"spec.serviceAccountName: {account!r} is not allowed by the operator (allowed: {allowed})")
     problems += _metadata(spec, config)
+    problems += security_problems(spec, namespace, config)
     return problems

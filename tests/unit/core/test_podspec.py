@@ -13,7 +13,7 @@ from procjob.core.naming import pod_name
 from procjob.core.podspec import build_pod
 from procjob.core.templating import PodTooLarge, TemplateError
 from procjob.models.job import ProcessingJob
-from procjob.models.spec import PodMetadata
+from procjob.models.spec import PodMetadata, PodTemplate
 from tests.unit.core.builders import JOB_NAME, JOB_NAMESPACE, JOB_UID, image_stage, make_job, spec_of
 
 FETCH = {
@@ -61,8 +61,8 @@ def test_pods_run_as_non_root_without_privileges() -> None:
     assert pod["spec"]["restartPolicy"] == "Never"
     assert pod["spec"]["enableServiceLinks"] is False
     assert not {"hostNetwork", "hostPID", "hostIPC"} & pod["spec"].keys()
-    assert pod["spec"]["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
-    assert container(pod)["volumeMounts"] == [{"name": "tmp", "mountPath": "/tmp"}]
+    assert pod["spec"]["volumes"] == [{"name": "procjob-tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    assert container(pod)["volumeMounts"] == [{"name": "procjob-tmp", "mountPath": "/tmp"}]
 
 
 def test_the_user_id_comes_from_the_operator_config() -> None:
@@ -308,3 +308,81 @@ def test_a_missing_output_is_a_template_error() -> None:
 def test_the_same_inputs_give_the_same_manifest() -> None:
     job = make_job(spec_of(FETCH))
     assert manifest(job) == manifest(job)
+
+
+FULL_TEMPLATE = {
+    "metadata": {"labels": {"team": "media"}, "annotations": {"note": "from the job"}},
+    "spec": {
+        "nodeSelector": {"type": "kwok"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "affinity": {
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "kubernetes.io/os", "operator": "In", "values": ["linux"]}]}
+                    ]
+                }
+            }
+        },
+        "topologySpreadConstraints": [
+            {"maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway"}
+        ],
+        "priorityClassName": "batch-low",
+        "runtimeClassName": "gvisor",
+        "imagePullSecrets": [{"name": "registry"}],
+        "volumes": [
+            {"name": "inputs", "persistentVolumeClaim": {"claimName": "inputs", "readOnly": True}},
+            {"name": "unused", "configMap": {"name": "other"}},
+        ],
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "fsGroup": 1000},
+        "hostNetwork": False,
+    },
+}
+
+
+def test_a_pod_template_puts_its_fields_on_the_pod() -> None:
+    stage = image_stage(
+        volumeMounts=[{"name": "inputs", "mountPath": "/data", "readOnly": True}],
+        securityContext={"readOnlyRootFilesystem": False},
+        podTemplate={"spec": {"nodeSelector": {"zone": "a"}, "priorityClassName": "batch-high"}},
+    )
+    pod = manifest(make_job(spec_of(stage, podTemplate=FULL_TEMPLATE)))
+    spec = pod["spec"]
+    template = FULL_TEMPLATE["spec"]
+    assert spec["nodeSelector"] == {"type": "kwok", "zone": "a"}
+    assert spec["priorityClassName"] == "batch-high"
+    for field in ("tolerations", "affinity", "topologySpreadConstraints", "runtimeClassName", "imagePullSecrets"):
+        assert spec[field] == template[field], field
+    assert spec["hostNetwork"] is False
+    assert spec["volumes"] == [
+        {"name": "inputs", "persistentVolumeClaim": {"claimName": "inputs", "readOnly": True}},
+        {"name": "procjob-tmp", "emptyDir": {"sizeLimit": "1Gi"}},
+    ]
+    assert container(pod)["volumeMounts"] == [
+        {"name": "inputs", "mountPath": "/data", "readOnly": True},
+        {"name": "procjob-tmp", "mountPath": "/tmp"},
+    ]
+    assert spec["securityContext"]["runAsUser"] == 1000
+    assert container(pod)["securityContext"]["readOnlyRootFilesystem"] is False
+    assert pod["metadata"]["labels"]["team"] == "media"
+    assert pod["metadata"]["annotations"] == {"note": "from the job"}
+    # the operator's own parts are untouched
+    assert (spec["restartPolicy"], spec["automountServiceAccountToken"], spec["enableServiceLinks"]) == (
+        "Never",
+        False,
+        False,
+    )
+    assert [c["name"] for c in spec["containers"]] == ["main"]
+    assert "serviceAccountName" not in spec
+
+
+def test_a_template_cannot_override_the_operators_labels() -> None:
+    """The schema refuses procjob.dev/ labels; should one get through anyway, the operator's labels win."""
+    job = make_job()
+    assert job.spec is not None
+    sneaky = PodTemplate.model_construct(
+        metadata=PodMetadata.model_construct(labels={"procjob.dev/job-uid": "someone-else"}, annotations=None),
+        spec=None,
+    )
+    job = ProcessingJob(meta=job.meta, spec=job.spec.model_copy(update={"pod_template": sneaky}), status=job.status)
+    assert manifest(job)["metadata"]["labels"]["procjob.dev/job-uid"] == JOB_UID

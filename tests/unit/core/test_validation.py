@@ -12,12 +12,13 @@ from pydantic import ValidationError
 from procjob.core.config import CoreConfig
 from procjob.core.validation import is_kubernetes_key, validate_spec, value_at
 from procjob.models.spec import ProcessingJobSpec
+from tests.unit.core.builders import JOB_NAMESPACE as NAMESPACE
 from tests.unit.core.builders import image_stage, spec_of
 
 
 def problems(config: CoreConfig | None = None, **pod_metadata: Any) -> list[str]:
     spec = ProcessingJobSpec.model_validate(spec_of(image_stage(podMetadata=pod_metadata)))
-    return validate_spec(spec, config or CoreConfig())
+    return validate_spec(spec, config or CoreConfig(), NAMESPACE)
 
 
 @pytest.mark.parametrize(
@@ -93,15 +94,36 @@ def test_every_stage_is_checked_and_named_by_its_index() -> None:
     spec = ProcessingJobSpec.model_validate(
         spec_of(image_stage("a"), image_stage("b", podMetadata={"labels": {"k8s.io/x": "y"}}))
     )
-    (problem,) = validate_spec(spec, CoreConfig())
+    (problem,) = validate_spec(spec, CoreConfig(), NAMESPACE)
     assert problem.startswith("spec.stages[1].podMetadata.labels: 'k8s.io/x'")
+
+
+def test_pod_templates_metadata_is_checked_like_pod_metadata() -> None:
+    stage = image_stage("a", podTemplate={"metadata": {"annotations": {"kubernetes.io/stage": "1"}}})
+    spec = ProcessingJobSpec.model_validate(
+        spec_of(stage, podTemplate={"metadata": {"labels": {"node.kubernetes.io/x": "y"}}})
+    )
+    found = validate_spec(spec, CoreConfig(), NAMESPACE)
+    assert [problem.split(":")[0] for problem in found] == [
+        "spec.podTemplate.metadata.labels",
+        "spec.stages[0].podTemplate.metadata.annotations",
+    ]
+    allowed = CoreConfig(allowed_metadata_prefixes=("node.kubernetes.io/", "kubernetes.io/stage"))
+    assert validate_spec(spec, allowed, NAMESPACE) == []
+
+
+def test_security_contexts_are_checked_against_the_namespaces_profile() -> None:
+    spec = ProcessingJobSpec.model_validate(spec_of(image_stage(securityContext={"allowPrivilegeEscalation": True})))
+    (problem,) = validate_spec(spec, CoreConfig(), NAMESPACE)
+    assert problem.startswith("spec.stages[0].securityContext.allowPrivilegeEscalation: true is outside")
+    assert validate_spec(spec, CoreConfig(baseline_namespaces=frozenset({NAMESPACE})), NAMESPACE) == []
 
 
 def test_service_accounts_and_templates_are_still_checked() -> None:
     spec = ProcessingJobSpec.model_validate(
         spec_of(image_stage(args=["{{ stages.nope.outputs.k }}"]), serviceAccountName="admin")
     )
-    assert validate_spec(spec, CoreConfig(allowed_service_accounts=frozenset({"reader"}))) == [
+    assert validate_spec(spec, CoreConfig(allowed_service_accounts=frozenset({"reader"})), NAMESPACE) == [
         "spec.stages[0].args[0]: {{ stages.nope.outputs.k }} names stage 'nope', which does not exist",
         "spec.serviceAccountName: 'admin' is not allowed by the operator (allowed: reader)",
     ]
@@ -141,7 +163,7 @@ def test_validate_spec_never_raises_on_a_spec_that_parsed(
         spec = ProcessingJobSpec.model_validate(body)
     except ValidationError:
         return
-    found = validate_spec(spec, CoreConfig(allowed_metadata_prefixes=tuple(allowed)))
+    found = validate_spec(spec, CoreConfig(allowed_metadata_prefixes=tuple(allowed)), NAMESPACE)
     assert all(problem.startswith("spec.") for problem in found)
     refused = {key for key in [*labels, *annotations] if is_kubernetes_key(key) and not key.startswith(tuple(allowed))}
     assert all(any(repr(key) in problem for problem in found) for key in refused)
@@ -150,7 +172,7 @@ def test_validate_spec_never_raises_on_a_spec_that_parsed(
 def test_the_deepest_with_the_model_accepts_is_walked_without_trouble() -> None:
     deep = {"h": {"a": ["{{ job.name }}", "{{ job.bad }}"]}, "l": ["x"], "s": "{{ job.uid }}"}
     spec = ProcessingJobSpec.model_validate(spec_of({"name": "f", "uses": "fetch", "with": deep}))
-    found = validate_spec(spec, CoreConfig())
+    found = validate_spec(spec, CoreConfig(), NAMESPACE)
     assert [p for p in found if "template" in p] == ["spec.stages[0].with.h.a[1]: unknown template {{ job.bad }}"]
     # fetch knows none of these parameters: each is named as well, after the template problem
     assert found[1:] == [
@@ -168,7 +190,7 @@ FETCH_WITH = {"url": "https://example.org/{{ job.name }}.jpg", "bucket": "media"
 
 
 def stage_problems(*stages: dict[str, Any]) -> list[str]:
-    return validate_spec(ProcessingJobSpec.model_validate(spec_of(*stages)), CoreConfig())
+    return validate_spec(ProcessingJobSpec.model_validate(spec_of(*stages)), CoreConfig(), NAMESPACE)
 
 
 def test_an_unknown_built_in_stage_is_named_with_the_known_ones() -> None:
