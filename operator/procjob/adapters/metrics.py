@@ -25,6 +25,7 @@ class Metrics:
         self._audit(self.registry)
         self._queue(self.registry)
         self._isolation(self.registry)
+        self._logs(self.registry)
 
     def _jobs(self, r: CollectorRegistry) -> None:
         """Jobs, attempts and retries."""
@@ -119,4 +120,23 @@ class Metrics:
         )
         self.loop_up = Gauge(
             "procjob_loop_up", "1 while a supervised loop runs, 0 while it waits to restart.", ["loop"], registry=r
+        )
+
+    def _logs(self, r: CollectorRegistry) -> None:
+        """The log archive (controller.logarchive)."""
+        self.log_archived = Counter(
+            "procjob_log_archived_total", "Container logs of finished attempts archived.", registry=r
+        )
+        self.log_archive_bytes = Counter(
+            "procjob_log_archive_bytes_total", "Bytes of container logs archived.", registry=r
+        )
+        self.log_archive_failures = Counter(
+            "procjob_log_archive_failures_total",
+            "Log archive failures by reason: unavailable (the API cannot serve the log; recorded as such), "
+            "error (a read or write failed; retried), abandoned (not archived in time; podGC went ahead).",
+            ["reason"],
+            registry=r,
+        )
+        self.log_archive_pending = Gauge(
+            "procjob_log_archive_pending", "Finished attempts whose logs wait to be archived.", registry=r
         )
