@@ -1,11 +1,13 @@
-"""Who may read a job's audit history over HTTP: TokenReview, SubjectAccessReview, a short cache.
+"""Who may read a job's audit history (and archived logs) over HTTP: TokenReview, SubjectAccessReview,
+a short cache.
 
 The history endpoint serves spec snapshots, outputs and pod names, so it answers only a caller
 whom the API server itself would let `get` that ProcessingJob: the bearer token is checked with a
 TokenReview (authentication.k8s.io/v1), and the user it names with a SubjectAccessReview
 (authorization.k8s.io/v1: verb `get`, group procjob.dev, resource processingjobs, the job's
-namespace and name). This is kube-rbac-proxy's scheme: the cluster's RBAC (and any authorizer
-webhook) decides, and a change of RBAC takes effect within `ttl` seconds.
+namespace and name); its archived pod logs also need `get` on `pods/log` in that namespace, as
+`kubectl logs` would (`LOGS_ACCESS`). This is kube-rbac-proxy's scheme: the cluster's RBAC (and
+any authorizer webhook) decides, and a change of RBAC takes effect within `ttl` seconds.
 
 Costs are bounded, so that a poller cannot turn every request into two API calls:
 - both reviews are cached for `ttl` seconds (10 s by default), positive and negative alike, in
@@ -75,6 +77,39 @@ class Identity:
 
 
 @dataclass(frozen=True)
+class Access:
+    """One right a caller must have in the job's namespace: `verb` on a resource (or subresource),
+    of the job's own name when `named`, else of every object (a namespace-wide right)."""
+
+    verb: str
+    group: str
+    resource: str
+    subresource: str = ""
+    named: bool = True
+
+    def attributes(self, namespace: str, name: str) -> dict[str, str]:
+        found = {"namespace": namespace, "verb": self.verb, "group": self.group, "resource": self.resource}
+        if self.subresource:
+            found["subresource"] = self.subresource
+        if self.named:
+            found["name"] = name
+        return found
+
+    def describe(self, namespace: str, name: str) -> str:
+        what = f"{self.resource}.{self.group}" if self.group else self.resource
+        what += f"/{self.subresource}" if self.subresource else ""
+        return (
+            f"{self.verb} {what} {namespace}/{name}" if self.named else f"{self.verb} {what} in namespace {namespace}"
+        )
+
+
+# The history: `get` on the job. Its archived pod logs: that, and `get pods/log` in the namespace, the
+# right `kubectl logs` needs (the archive must not show a tenant's logs to anyone the cluster would not).
+HISTORY_ACCESS = (Access(VERB, GROUP, RESOURCE),)
+LOGS_ACCESS = (Access(VERB, GROUP, RESOURCE), Access("get", "", "pods", "log", named=False))
+
+
+@dataclass(frozen=True)
 class Verdict:
     """The answer for one request: an HTTP status, a message for the caller, and who asked."""
 
@@ -89,7 +124,7 @@ class Verdict:
 
 
 Authorize = Callable[[str | None, str, str], Awaitable[Verdict]]
-"""`authorize(token or None, namespace, name)`: what the history endpoint asks before answering."""
+"""`authorize(token or None, namespace, name)`: what the history (or logs) endpoint asks before answering."""
 
 
 class TTLCache(Generic[K, V]):
@@ -177,13 +212,19 @@ class ReviewAuthorizer:
     ) -> None:
         self.reviews = reviews
         self.tokens: TTLCache[str, Identity | str] = TTLCache(ttl, max_entries, clock)  # str: why not
-        self.access: TTLCache[tuple[Identity, str, str], tuple[bool, str]] = TTLCache(ttl, max_entries, clock)
+        self.access: TTLCache[tuple[Identity, str, str, Access], tuple[bool, str]] = TTLCache(ttl, max_entries, clock)
         self.limiter = RateLimiter(rate, burst, max_entries, clock)
         self._inflight = asyncio.Semaphore(max_inflight)
         self._pending: dict[Any, asyncio.Future[Any]] = {}
         self.calls = 0  # reviews actually posted, for tests and benchmarks
 
-    async def __call__(self, token: str | None, namespace: str, name: str) -> Verdict:
+    async def logs(self, token: str | None, namespace: str, name: str) -> Verdict:
+        """The archived pod logs of a job: `get` on the job and `get pods/log` in its namespace."""
+        return await self(token, namespace, name, needs=LOGS_ACCESS)
+
+    async def __call__(
+        self, token: str | None, namespace: str, name: str, *, needs: tuple[Access, ...] = HISTORY_ACCESS
+    ) -> Verdict:
         if not token:
             return Verdict(401, "a bearer token is required (Authorization: Bearer <token>)")
         key = token_key(token)
@@ -194,17 +235,15 @@ class ReviewAuthorizer:
             identity = await self._identity(key, token)
             if isinstance(identity, str):
                 return Verdict(401, identity)
-            allowed, reason = await self._access(identity, namespace, name)
+            for access in needs:
+                allowed, reason = await self._access(identity, namespace, name, access)
+                if not allowed:
+                    why = f" ({reason})" if reason else ""
+                    message = f"{identity.user} may not {access.describe(namespace, name)}{why}"
+                    return Verdict(403, message, user=identity.user)
         except (ApiError, aiohttp.ClientError, TimeoutError, OSError) as exc:
             log.warning("history: a review failed: %s", exc)
             return Verdict(503, "cannot verify the request with the API server now; try again")
-        if not allowed:
-            why = f" ({reason})" if reason else ""
-            return Verdict(
-                403,
-                f"{identity.user} may not get {RESOURCE}.{GROUP} {namespace}/{name}{why}",
-                user=identity.user,
-            )
         return Verdict(200, "allowed", user=identity.user)
 
     async def _identity(self, key: str, token: str) -> Identity | str:
@@ -223,14 +262,14 @@ class ReviewAuthorizer:
         self.tokens.put(key, found)
         return found
 
-    async def _access(self, identity: Identity, namespace: str, name: str) -> tuple[bool, str]:
-        cache_key = (identity, namespace, name)
+    async def _access(self, identity: Identity, namespace: str, name: str, access: Access) -> tuple[bool, str]:
+        cache_key = (identity, namespace, name if access.named else "", access)
         cached = self.access.get(cache_key)
         if cached is not None:
             return cached
 
         async def review() -> tuple[bool, str]:
-            attributes = {"namespace": namespace, "verb": VERB, "group": GROUP, "resource": RESOURCE, "name": name}
+            attributes = access.attributes(namespace, name)
             spec = {
                 "user": identity.user,
                 "groups": list(identity.groups),
