@@ -71,6 +71,13 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         {},
     ),
     (
+        "baseline-namespaces",
+        "PROCJOB_BASELINE_NAMESPACES",
+        "comma-separated namespaces whose jobs may loosen their pods to the Pod Security Standards' baseline "
+        "profile (root, privilege escalation, baseline capabilities); elsewhere restricted (default: none)",
+        {},
+    ),
+    (
         "max-priority",
         "PROCJOB_MAX_PRIORITY",
         "highest spec.priority a job is queued with; higher values count as this (default: no cap)",
@@ -129,6 +136,20 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         "running jobs allowed at once per namespace (default: no limit)",
         {},
     ),
+    (
+        "log-archive-max-bytes",
+        "PROCJOB_LOG_ARCHIVE_MAX_BYTES",
+        "with a database: archive the last N bytes of each finished attempt's container logs before podGC "
+        "deletes the pod; 0 turns the archive off (default 1048576)",
+        {},
+    ),
+    (
+        "log-archive-wait-seconds",
+        "PROCJOB_LOG_ARCHIVE_WAIT_SECONDS",
+        "podGC waits at most this long after an attempt ended for its logs to be archived (default 300)",
+        {},
+    ),
+    ("log-archive-workers", "PROCJOB_LOG_ARCHIVE_WORKERS", "container logs read at once (default 4)", {}),
 )
 
 

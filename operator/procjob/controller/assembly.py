@@ -29,6 +29,7 @@ from procjob.adapters.web import build_app, serve
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.cache import Cache
 from procjob.controller.leadership import LeaderElector, Timings
+from procjob.controller.logarchive import LogArchiver
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
@@ -64,6 +65,7 @@ class Operator:
     store: AuditStore | None  # None: no audit database configured (Events only)
     relay: AuditRelay | None  # present exactly when `store` is
     elector: LeaderElector | None = None  # None: no leader election (one replica)
+    logs: LogArchiver | None = None  # None: pod logs are not archived (no database, or turned off)
     loops: Loops = field(default_factory=Loops)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -82,11 +84,31 @@ class Operator:
             store = await AuditStore.open(settings.database_url, connect_timeout=5.0, wait=False)
             failpoint = "audit-after-insert" in settings.failpoints
             relay = AuditRelay(store, queue, metrics, utcnow, crash_after_insert=failpoint)
+        logs = None
+        if store is not None and settings.log_archive:
+            logs = LogArchiver(
+                store,
+                client,
+                queue,
+                metrics,
+                utcnow,
+                max_bytes=settings.log_archive_max_bytes,
+                wait_seconds=settings.log_archive_wait_seconds,
+                workers=settings.log_archive_workers,
+            )
         admission = QueueAdmission(cache, settings, metrics, utcnow)
         reconciler = Reconciler(
-            client, cache, queue, settings.core(), metrics, admission=admission, audit=relay, instance=settings.instance
+            client,
+            cache,
+            queue,
+            settings.core(),
+            metrics,
+            admission=admission,
+            audit=relay,
+            logs=logs,
+            instance=settings.instance,
         )
-        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay)
+        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, logs=logs)
         if settings.leader_elect:
             operator.elector = LeaderElector(
                 client,
@@ -138,12 +160,16 @@ class Operator:
         async def history(ns: str, name: str) -> dict[str, Any] | None:
             return None if store is None else await history_document(store, ns, name)
 
+        authorizer = ReviewAuthorizer(self.client)
         return build_app(
             self.metrics.registry,
             live=self.loops.live,
             ready=lambda: (self.ready, self._role()),
             history=history if store is not None else None,
-            authorize=ReviewAuthorizer(self.client),
+            authorize=authorizer,
+            # Archived logs stay readable with the archive turned off, as long as the database is there.
+            logs=store,
+            authorize_logs=authorizer.logs,
         )
 
     def _role(self) -> str:
@@ -181,6 +207,11 @@ class Operator:
             log.info("audit: recording transitions in PostgreSQL")
         else:
             log.warning("audit: PROCJOB_DATABASE_URL is not set; transitions go to Kubernetes Events only")
+        if self.logs is not None:
+            self._run("log-archive", self.logs.run)
+            log.info("logs: archiving the last %d bytes of finished attempts' logs", self.logs.max_bytes)
+        else:
+            log.warning("logs: pod logs are not archived (no database, or --log-archive-max-bytes 0)")
         for i in range(self.settings.workers):
             self._run(f"reconcile-{i}", self.reconciler.worker)
         if self.settings.max_finished_jobs_per_namespace is not None:
@@ -237,8 +268,11 @@ class Operator:
     def job_deleted(self, body: dict[str, Any]) -> None:
         key = self.cache.observe_job(body, deleted=True)
         self.queue.drop(key)
+        uid = (body.get("metadata") or {}).get("uid", "")
         if self.relay is not None:
-            self.relay.forget((body.get("metadata") or {}).get("uid", ""))
+            self.relay.forget(uid)
+        if self.logs is not None:
+            self.logs.forget_job(uid)
         self.admission.forget(key)
 
     def pod_seen(self, body: dict[str, Any], *, deleted: bool = False, changed: bool = True) -> None:
@@ -262,9 +296,11 @@ class Operator:
         for key in result.dropped_jobs:
             self.queue.drop(key)
             self.admission.forget(key)
-        if self.relay is not None:
-            for uid in result.dropped_job_uids:
+        for uid in result.dropped_job_uids:
+            if self.relay is not None:
                 self.relay.forget(uid)
+            if self.logs is not None:
+                self.logs.forget_job(uid)
         for key in result.dropped_pods:
             self.queue.add(key, urgent=True)
 

@@ -27,6 +27,7 @@ from procjob.core.config import CoreConfig
 from procjob.core.decide import decide, needs_admission
 from procjob.core.decision import Decision, FinalizerAction
 from procjob.core.failsafe import fail_unprocessable
+from procjob.core.observe import PodObservation
 from procjob.core.outbox import plan_write, trimmed
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
@@ -75,6 +76,12 @@ class AuditOutlet(Protocol):
     def problem(self, uid: str) -> str | None: ...
 
 
+class LogArchive(Protocol):
+    """What the reconcile asks of the log archive (controller.logarchive.LogArchiver)."""
+
+    def observe(self, job: ProcessingJob, pods: list[PodObservation]) -> list[PodObservation]: ...
+
+
 def refused(exc: ApiError) -> bool:
     """A create the API server will refuse again as it is: a 4xx other than 409 (exists) and 429
     (throttled). Not the job's: 401 and an RBAC 403 (the operator's own credentials), a quota 403
@@ -105,6 +112,7 @@ class Reconciler:
         clock: Callable[[], datetime] = utcnow,
         admission: Admission | None = None,
         audit: AuditOutlet | None = None,
+        logs: LogArchive | None = None,
         instance: str = "",
     ) -> None:
         self.client = client
@@ -115,6 +123,7 @@ class Reconciler:
         self.clock = clock
         self.admission = admission or AdmitAll()
         self.audit = audit
+        self.logs = logs
         self.instance = instance
         self.events = EventPoster(client, metrics, instance)
         self._trim_due: dict[str, float] = {}
@@ -167,9 +176,12 @@ class Reconciler:
         ticket = self.admission.ticket(job) if needs_admission(job) else Ticket(True)
         try:
             meta = job.meta
+            pods = self.cache.pods_of(meta.namespace, meta.uid)
+            if self.logs is not None:
+                pods = self.logs.observe(job, pods)  # archived attempts marked; finished ones taken in
             decision = decide(
                 job,
-                self.cache.pods_of(meta.namespace, meta.uid),
+                pods,
                 now,
                 self.config,
                 admitted=ticket.admitted,

@@ -50,6 +50,13 @@ class OperatorSettings:
     # Highest spec.priority a job is queued with (None: no cap); a namespace's own entry wins.
     max_priority: int | None = None
     namespace_max_priority: tuple[tuple[str, int], ...] = ()
+    # Namespaces whose jobs may loosen their pods to the Pod Security Standards' baseline (others: restricted).
+    baseline_namespaces: tuple[str, ...] = ()
+    # The log archive (with a database): bytes kept per container log (0: off), how long podGC waits
+    # for an attempt's archive, reads at once.
+    log_archive_max_bytes: int = 1024 * 1024
+    log_archive_wait_seconds: int = 300
+    log_archive_workers: int = 4
     instance: str = ""
     failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS=audit-after-insert
 
@@ -61,10 +68,17 @@ class OperatorSettings:
             fetch_allowed_networks=self.fetch_allowed_networks,
             s3=self.s3,
             allowed_metadata_prefixes=self.allowed_metadata_prefixes,
+            baseline_namespaces=frozenset(self.baseline_namespaces),
             s3_node_credentials=self.s3_node_credentials,
             routine_events=self.events == "all",
             ttl_seconds_after_finished=self.ttl_seconds_after_finished,
+            log_archive_wait_seconds=self.log_archive_wait_seconds if self.log_archive else None,
         )
+
+    @property
+    def log_archive(self) -> bool:
+        """Finished attempts' logs are archived: there is a database, and a bound above 0."""
+        return self.database_url is not None and self.log_archive_max_bytes > 0
 
     def priority_cap(self, namespace: str) -> int | None:
         """The highest priority a job in `namespace` is queued with: its own entry, else the default."""
@@ -132,8 +146,17 @@ def _namespace_priorities(value: str | None) -> tuple[tuple[str, int], ...]:
     return tuple(caps.items())
 
 
+def _namespace_names(name: str, env: str, value: str | None) -> tuple[str, ...]:
+    names = _list(value)
+    for namespace in names:
+        if not DNS_LABEL.match(namespace):
+            raise SettingsError(f"{_flag(name, env)}: {namespace!r} is not a namespace name")
+    return names
+
+
 def _tenancy(pick: Callable[[str, str], str | None]) -> dict[str, Any]:
-    """The settings that confine tenants: pod metadata prefixes, node credentials, priority caps."""
+    """The settings that confine tenants: pod metadata prefixes, node credentials, priority caps, the
+    namespaces allowed the baseline pod security profile."""
     max_priority = pick("max_priority", "PROCJOB_MAX_PRIORITY")
     node_credentials = pick("s3_node_credentials", "PROCJOB_S3_NODE_CREDENTIALS")
     return {
@@ -144,6 +167,11 @@ def _tenancy(pick: Callable[[str, str], str | None]) -> dict[str, Any]:
         "max_priority": _priority("max-priority", "PROCJOB_MAX_PRIORITY", max_priority) if max_priority else None,
         "namespace_max_priority": _namespace_priorities(
             pick("namespace_max_priority", "PROCJOB_NAMESPACE_MAX_PRIORITY")
+        ),
+        "baseline_namespaces": _namespace_names(
+            "baseline-namespaces",
+            "PROCJOB_BASELINE_NAMESPACES",
+            pick("baseline_namespaces", "PROCJOB_BASELINE_NAMESPACES"),
         ),
     }
 
@@ -212,6 +240,20 @@ def _retention(pick: Callable[..., str | None]) -> dict[str, Any]:
             "max-finished-jobs-per-namespace", cap_env, pick("max_finished_jobs_per_namespace", cap_env)
         ),
     }
+
+
+def _log_archive(pick: Callable[..., str | None]) -> dict[str, Any]:
+    """The log archive's bounds: bytes per container log (0: off), podGC's wait, concurrent reads."""
+    found = {}
+    for flag, default, zero in (
+        ("log-archive-max-bytes", 1024 * 1024, True),
+        ("log-archive-wait-seconds", 300, True),
+        ("log-archive-workers", 4, False),
+    ):
+        env = "PROCJOB_" + flag.upper().replace("-", "_")
+        value = _positive(flag, env, pick(flag.replace("-", "_"), env), allow_zero=zero)
+        found[flag.replace("-", "_")] = default if value is None else value
+    return found
 
 
 def _networks(value: str | None) -> tuple[str, ...]:
@@ -287,6 +329,7 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
         ),
         events=events,
         **_retention(pick),
+        **_log_archive(pick),
         **_leadership(pick, environ),
         **_tenancy(pick),
         instance=environ.get("POD_NAME", os.uname().nodename),

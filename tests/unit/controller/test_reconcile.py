@@ -6,6 +6,7 @@ crashing the reconcile ends Failed (ReconcileError) with a Warning Event."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from procjob.controller.cache import Cache
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import CRASHES_TO_FAIL, Reconciler, refused
 from procjob.core.config import CoreConfig
+from procjob.core.observe import PodObservation
 from procjob.models.audit import AuditEntry
 from procjob.models.job import ProcessingJob
 from tests.unit.controller.fakes import START, FakeClock, FakeKube
@@ -297,3 +299,47 @@ async def test_a_finished_job_past_its_ttl_is_deleted_with_a_uid_precondition() 
     await rec.reconcile(key)  # past its TTL of 0 s
     assert (NS, "j1") not in kube.jobs
     assert ("delete_job", "j1") in kube.calls
+
+
+class Archive:
+    """A log archive that knows the attempts it was told were archived."""
+
+    def __init__(self) -> None:
+        self.archived: set[str] = set()
+        self.seen: list[list[str]] = []
+
+    def observe(self, job: ProcessingJob, pods: list[PodObservation]) -> list[PodObservation]:
+        self.seen.append([p.name for p in pods])
+        return [dataclasses.replace(p, log_archived=p.name in self.archived) for p in pods]
+
+
+async def test_podgc_waits_for_the_log_archive_the_reconcile_asks() -> None:
+    kube, cache, clock, archive = FakeKube(), Cache(), FakeClock(), Archive()
+    key = cache.observe_job(kube.add_job(job_body()))
+    rec = Reconciler(
+        kube,  # type: ignore[arg-type]
+        cache,
+        WorkQueue(),
+        CoreConfig(audit_enabled=True, log_archive_wait_seconds=300),
+        Metrics(),
+        clock=clock,
+        audit=Outlet(),
+        logs=archive,
+    )
+    await rec.reconcile(key)
+    ((_, name),) = kube.pods
+    pod = kube.pods[(NS, name)]
+    pod["status"] = {
+        "phase": "Succeeded",
+        "containerStatuses": [
+            {"name": "main", "state": {"terminated": {"exitCode": 0, "finishedAt": "2026-01-02T03:04:05Z"}}}
+        ],
+    }
+    pod["metadata"]["resourceVersion"] = "900"
+    cache.observe_pod(pod)
+    await rec.reconcile(key)  # the job succeeds; its pod waits for the archive
+    assert archive.seen[-1] == [name]
+    assert ("delete_pod", name) not in kube.calls
+    archive.archived.add(name)
+    await rec.reconcile(key)
+    assert ("delete_pod", name) in kube.calls

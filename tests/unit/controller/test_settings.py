@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from procjob.controller.settings import SettingsError, from_sources
@@ -132,3 +134,40 @@ def test_leader_election_settings() -> None:
 def test_bad_leader_election_timings_name_the_flag(flags: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         from_sources(flags, {})
+
+
+def test_the_log_archive_is_on_with_a_database_and_its_bounds_reach_the_core() -> None:
+    default = from_sources({}, {})
+    assert (default.log_archive_max_bytes, default.log_archive_wait_seconds, default.log_archive_workers) == (
+        1048576,
+        300,
+        4,
+    )
+    assert not default.log_archive  # no database: nothing is archived and podGC does not wait
+    assert default.core().log_archive_wait_seconds is None
+    with_db = dataclasses.replace(default, database_url="postgresql://h/db")
+    assert with_db.log_archive
+    assert with_db.core().log_archive_wait_seconds == 300
+    tuned = from_sources(
+        {"log_archive_wait_seconds": "60"},
+        {"PROCJOB_LOG_ARCHIVE_MAX_BYTES": "65536", "PROCJOB_LOG_ARCHIVE_WORKERS": "2"},
+    )
+    assert (tuned.log_archive_max_bytes, tuned.log_archive_wait_seconds, tuned.log_archive_workers) == (65536, 60, 2)
+    off = dataclasses.replace(
+        from_sources({}, {"PROCJOB_LOG_ARCHIVE_MAX_BYTES": "0"}), database_url="postgresql://h/db"
+    )
+    assert not off.log_archive
+    assert off.core().log_archive_wait_seconds is None
+
+
+@pytest.mark.parametrize(
+    ("environ", "named"),
+    [
+        ({"PROCJOB_LOG_ARCHIVE_MAX_BYTES": "1MiB"}, "--log-archive-max-bytes (PROCJOB_LOG_ARCHIVE_MAX_BYTES)"),
+        ({"PROCJOB_LOG_ARCHIVE_WAIT_SECONDS": "-1"}, "--log-archive-wait-seconds (PROCJOB_LOG_ARCHIVE_WAIT_SECONDS)"),
+        ({"PROCJOB_LOG_ARCHIVE_WORKERS": "0"}, "--log-archive-workers (PROCJOB_LOG_ARCHIVE_WORKERS)"),
+    ],
+)
+def test_a_bad_log_archive_setting_names_the_flag(environ: dict[str, str], named: str) -> None:
+    with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        from_sources({}, environ)
