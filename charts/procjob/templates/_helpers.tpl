@@ -68,12 +68,13 @@ account against a real API server, and `kubectl auth can-i` checks what is denie
   on some distributions, e.g. OpenShift) allows only to who may update the owner's finalizers.
 - pods get/list/watch/create/delete: worker pods; the watch uses a label selector
   (procjob.dev/job-uid), so no other pod is streamed, but RBAC cannot express that.
+- pods/log get: the log archive reads the tail of each finished attempt's container logs before
+  podGC deletes the pod (with a database; `database.logArchive`).
 - events create: the operator (and kopf, on errors) posts core/v1 Events; it never patches them.
 Not needed and not granted: customresourcedefinitions and namespaces (kopf's scanning is off:
 the CRD is discovered through API discovery, which every authenticated user may read, and watched
 namespaces are named exactly), leases/peering (kopf runs standalone; one replica, Recreate),
-secrets and configmaps (worker pods reference them by name; the kubelet resolves them), pods/log,
-pods/exec.
+secrets and configmaps (worker pods reference them by name; the kubelet resolves them), pods/exec.
 */}}
 {{- define "procjob.rules" -}}
 - apiGroups: [procjob.dev]
@@ -88,6 +89,9 @@ pods/exec.
 - apiGroups: [""]
   resources: [pods]
   verbs: [get, list, watch, create, delete]
+- apiGroups: [""]
+  resources: [pods/log]
+  verbs: [get]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]
