@@ -324,6 +324,7 @@ def test_every_option_on(rig: Rig) -> None:
         "PROCJOB_MAX_RUNNING_JOBS": "50",
         "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE": "10",
         "PROCJOB_ALLOWED_METADATA_PREFIXES": "cluster-autoscaler.kubernetes.io/",
+        "PROCJOB_BASELINE_NAMESPACES": "legacy,gpu-jobs",
         "PROCJOB_S3_NODE_CREDENTIALS": "true",
         "PROCJOB_MAX_PRIORITY": "10",
         "PROCJOB_TTL_SECONDS_AFTER_FINISHED": "86400",
