@@ -15,6 +15,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -134,6 +135,36 @@ def render_history(history: JobHistory) -> str:
             state += f", deleted {_time(job.deleted_at)}"
     lines = [f"processingjob {history.namespace}/{history.name} uid {history.uid}: {state}", ""]
     lines.append(render_table(history.attempts) if history.attempts else "no attempts recorded")
+    logs = [
+        ArchivedLogRow(log.stage, log.attempt, log.container, log.size, log.truncated, log.error)
+        for log in history.logs
+    ]
+    return "\n".join(lines) + "\n" + render_logs(logs)
+
+
+@dataclass(frozen=True)
+class ArchivedLogRow:
+    """One archived container log as the history shows it."""
+
+    stage: str
+    attempt: int
+    container: str
+    size: int
+    truncated: bool
+    error: str | None
+
+
+def render_logs(rows: Sequence[ArchivedLogRow]) -> str:
+    """The attempts whose logs the operator archived (`kubectl pj logs JOB --stage S --attempt N`)."""
+    if not rows:
+        return ""
+    lines = ["", "archived logs (kubectl pj logs JOB --stage S --attempt N):"]
+    for row in rows:
+        if row.error is not None:
+            what = f"not archived: {row.error}"
+        else:
+            what = f"{row.size} bytes" + (", the end of a longer log" if row.truncated else "")
+        lines.append(f"  {row.stage} attempt {row.attempt} {row.container}: {what}")
     return "\n".join(lines) + "\n"
 
 

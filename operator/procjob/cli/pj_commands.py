@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from procjob.cli.pj_api import CONTAINER, RETRY_ANNOTATION, Api
+from procjob.cli.pj_api import RETRY_ANNOTATION, Api
 from procjob.cli.pj_connect import load_access
 from procjob.cli.pj_describe import render_describe
 from procjob.cli.pj_errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, ApiError, PluginError
@@ -33,7 +33,6 @@ from procjob.cli.pj_state import (
     is_suspended,
     job_key,
     observed,
-    pick_attempt,
     retry_token,
     same_time,
     state_of,
@@ -268,33 +267,6 @@ def _wait_all(ctx: Context, api: Api, ns: str | None, requested: Mapping[str, st
                 f" {ctx.args.timeout:g}s ({shown}; is the operator running and watching their namespaces?)"
             )
         ctx.sleep(POLL_SECONDS)
-
-
-def cmd_logs(ctx: Context) -> int:
-    api, ns = ctx.connect()
-    job = api.job(ns, ctx.args.job)
-    stage, attempt, pod = pick_attempt(job, ctx.args.stage, ctx.args.attempt)
-    ctx.err.write(f"==> pod {pod} (stage {stage}, attempt {attempt}) <==\n")
-    ctx.err.flush()
-    params = {"container": CONTAINER}
-    if ctx.args.follow:
-        params["follow"] = "true"
-    if ctx.args.tail is not None:
-        params["tailLines"] = str(ctx.args.tail)
-    out = getattr(ctx.out, "buffer", None)
-    try:
-        for chunk in api.stream_log(ns, pod, params):
-            if out is not None:
-                out.write(chunk)
-                out.flush()
-            else:
-                ctx.out.write(chunk.decode(errors="replace"))
-    except ApiError as exc:
-        hint = ""
-        if exc.status == 404:
-            hint = " (finished pods are deleted by the job's podGC policy; `kubectl pj history` keeps the record)"
-        raise PluginError(f"logs are not available: {exc.message}{hint}") from None
-    return EXIT_OK
 
 
 def cmd_describe(ctx: Context) -> int:

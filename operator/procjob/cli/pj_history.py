@@ -122,23 +122,44 @@ def fetch_direct(
     url: str, token: str, namespace: str, name: str, *, transport: httpx.BaseTransport | None = None
 ) -> dict[str, Any]:
     """GET the history from the operator's HTTP port (or whatever fronts it) with the token."""
-    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "kubectl-pj"}
-    try:
-        with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), transport=transport) as client:
-            resp = client.get(url + history_path(namespace, name), headers=headers)
-    except httpx.HTTPError as exc:
-        raise PluginError(f"cannot reach the history endpoint at {url}: {exc}") from None
+    resp = get_direct(url, token, history_path(namespace, name), transport=transport)
     return _document(resp, f"the history endpoint at {url}")
 
 
 def fetch_through_proxy(api: Api, service: str, token: str, namespace: str, name: str) -> dict[str, Any]:
     """GET the history through the API server's service proxy, the token again in the proxy header."""
+    resp = get_through_proxy(api, service, token, history_path(namespace, name))
+    return _document(resp, f"the operator (through the service proxy to {service})")
+
+
+def get_direct(
+    url: str,
+    token: str,
+    path: str,
+    params: dict[str, str] | None = None,
+    *,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Response:
+    """GET `path` of the operator's HTTP port (or whatever fronts it) with the token: any answer."""
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", "User-Agent": "kubectl-pj"}
+    try:
+        with httpx.Client(timeout=httpx.Timeout(30.0, connect=10.0), transport=transport) as client:
+            return client.get(url + path, headers=headers, params=params)
+    except httpx.HTTPError as exc:
+        raise PluginError(f"cannot reach the history endpoint at {url}: {exc}") from None
+
+
+def get_through_proxy(
+    api: Api, service: str, token: str, path: str, params: dict[str, str] | None = None, *, what: str = "the history"
+) -> httpx.Response:
+    """GET `path` of the operator through the API server's service proxy (the token again in the
+    proxy header): the operator's answer, or a usage error when the proxy itself refused."""
     svc_ns, sep, svc = service.partition("/")
     if not sep or not svc_ns or not svc:
         raise PluginError(f"--operator-service {service!r} is not NAMESPACE/NAME", EXIT_USAGE)
-    path = f"/api/v1/namespaces/{svc_ns}/services/http:{svc}:{SERVICE_PORT}/proxy" + history_path(namespace, name)
+    proxy = f"/api/v1/namespaces/{svc_ns}/services/http:{svc}:{SERVICE_PORT}/proxy" + path
     try:
-        resp = api.http.get(path, headers={PROXY_TOKEN_HEADER: f"Bearer {token}"})
+        resp = api.http.get(proxy, headers={PROXY_TOKEN_HEADER: f"Bearer {token}"}, params=params)
     except httpx.HTTPError as exc:
         raise PluginError(f"cannot reach the API server at {api.server}: {exc}") from None
     problem = _json(resp)
@@ -146,10 +167,10 @@ def fetch_through_proxy(api: Api, service: str, token: str, namespace: str, name
         # The API server's own answer: the proxy did not reach the operator.
         message = str(problem.get("message") or f"HTTP {resp.status_code}")
         raise PluginError(
-            f"cannot read the history through the API server's service proxy to {service} ({message}); {HINT}",
+            f"cannot read {what} through the API server's service proxy to {service} ({message}); {HINT}",
             EXIT_USAGE,
         )
-    return _document(resp, f"the operator (through the service proxy to {service})")
+    return resp
 
 
 def _json(resp: httpx.Response) -> Any:
@@ -209,7 +230,18 @@ def render_document(doc: Mapping[str, Any]) -> str:
         for a in doc.get("attempts") or []
     ]
     table = audit.render_table(cast("Sequence[AttemptRow]", rows)) if rows else "no attempts recorded"
-    return "\n".join([*lines, table]) + "\n"
+    logs = [
+        audit.ArchivedLogRow(
+            str(entry.get("stage")),
+            int(entry.get("attempt") or 0),
+            str(entry.get("container")),
+            int(entry.get("size") or 0),
+            bool(entry.get("truncated")),
+            entry.get("error"),
+        )
+        for entry in doc.get("logs") or []
+    ]
+    return "\n".join([*lines, table]) + "\n" + audit.render_logs(logs)
 
 
 def to_output(doc: Mapping[str, Any], output: str) -> str:

@@ -8,7 +8,9 @@
                                        retry every retryable failed job (they queue for a slot)
     kubectl pj list [--failed] [-n NS | -A] [-l SELECTOR] [-o json]
                                        jobs at a glance; --failed: what failed, why, when, attempts
-    kubectl pj logs JOB [--stage S] [--attempt N] [-f]
+    kubectl pj logs JOB [--stage S] [--attempt N] [-c C] [-f]
+                                       the attempt's pod log; once the pod is gone, the operator's
+                                       archive of it (procjob.cli.pj_logs says how)
     kubectl pj describe JOB            stages, attempts, retry decisions, conditions, events
     kubectl pj history JOB [-o json]   the audit timeline (also for deleted jobs), read with your own
                                        token from the operator (procjob.cli.pj_history says how)
@@ -37,6 +39,7 @@ This module holds the parser and `main`; the rest is split by concern:
     pj_describe  the `describe` text
     pj_list      the `list` rows and table (the dead-letter view)
     pj_history   `history` over HTTP
+    pj_logs      `logs`: live, else from the operator's archive
 Importing it loads no kopf, no pydantic and no psycopg: the job is read as plain JSON, so a
 plugin older or newer than the operator still reads the fields it knows, and `--help` is quick.
 """
@@ -56,13 +59,13 @@ from procjob.cli.pj_commands import (
     cmd_describe,
     cmd_history,
     cmd_list,
-    cmd_logs,
     cmd_resume,
     cmd_retry,
     cmd_suspend,
 )
 from procjob.cli.pj_connect import load_access
 from procjob.cli.pj_errors import EXIT_OK, PluginError
+from procjob.cli.pj_logs import cmd_logs
 
 DEFAULT_TIMEOUT = 30.0
 EQUIVALENTS = {
@@ -76,7 +79,9 @@ EQUIVALENTS = {
     "list": "kubectl get pj [--field-selector status.phase=Failed] -o custom-columns=NAME:.metadata.name,"
     'REASON:.status.conditions[?(@.type=="Succeeded")].reason,ATTEMPTS:.status.attempts,'
     "FAILED:.status.completionTime,MESSAGE:.status.message",
-    "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}",
+    "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}\n"
+    '  once the pod is gone: curl -H "Authorization: Bearer $TOKEN"'
+    " URL/api/v1/namespaces/NS/processingjobs/JOB/logs/STAGE/N?container=main",
     "describe": "kubectl describe pj JOB; kubectl get pj JOB -o yaml",
     "history": 'curl -H "Authorization: Bearer $TOKEN" URL/api/v1/namespaces/NS/processingjobs/JOB/history',
 }
@@ -129,9 +134,15 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_options(listing)
     listing.add_argument("--failed", action="store_true", help="only the jobs that ended Failed")
     listing.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
-    _logs_options(add("logs", cmd_logs, "print the logs of a stage's attempt (default: the latest attempt)"))
+    logs = add(
+        "logs", cmd_logs, "print the logs of a stage's attempt (default: the latest); archived once the pod is gone"
+    )
+    _logs_options(logs)
+    _source_options(logs)
     add("describe", cmd_describe, "show stages, attempts, retry decisions, conditions and events")
-    _history_options(add("history", cmd_history, "attempt timeline from the audit (also after deletion)"))
+    history = add("history", cmd_history, "attempt timeline from the audit (also after deletion)")
+    history.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+    _source_options(history)
     return parser
 
 
@@ -163,12 +174,16 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
 def _logs_options(logs: argparse.ArgumentParser) -> None:
     logs.add_argument("--stage", help="stage name (default: the current stage, else the last one that ran)")
     logs.add_argument("--attempt", type=int, help="attempt number (default: the stage's latest)")
-    logs.add_argument("-f", "--follow", action="store_true", help="stream the logs")
+    logs.add_argument("-c", "--container", help=f"container (default: {CONTAINER}, the stage's own)")
+    logs.add_argument("-f", "--follow", action="store_true", help="stream the logs (while the pod runs)")
     logs.add_argument("--tail", type=int, help="only the last N lines")
+    logs.add_argument(
+        "--archived", action="store_true", help="read the operator's archive even while the pod still exists"
+    )
 
 
-def _history_options(history: argparse.ArgumentParser) -> None:
-    history.add_argument("-o", "--output", choices=("table", "json"), default="table", help="output format")
+def _source_options(history: argparse.ArgumentParser) -> None:
+    """Where the operator's history (and log archive) is read: --history-url, the proxy, a DSN."""
     history.add_argument(
         "--history-url",
         metavar="URL",
