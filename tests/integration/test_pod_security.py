@@ -78,7 +78,9 @@ def test_root_is_baseline_not_restricted_for_the_operator_and_for_pod_security_a
     assert job.spec is not None, job.spec_error
     listed = CoreConfig(baseline_namespaces=frozenset({namespace}))
     assert validate_spec(job.spec, listed, namespace) == []
-    assert len(validate_spec(job.spec, CoreConfig(), namespace)) == 6  # uid, gid, non-root, fsGroup, escalation, caps
+    assert (
+        len(validate_spec(job.spec, CoreConfig(), namespace)) == 7
+    )  # uid, gid, non-root, fsGroup, escalation, caps; the note
     pod = build_pod(job, 0, 1, {}, listed)
     enforce(rig, namespace, "baseline")
     ok, output = admitted(rig, namespace, pod)

@@ -98,9 +98,12 @@ def security_problems(spec: ProcessingJobSpec, namespace: str, config: CoreConfi
     for index, stage in enumerate(spec.stages):
         if stage.security_context is not None:
             beyond += _beyond_restricted_container(f"spec.stages[{index}].securityContext", stage.security_context)
+    if not beyond:
+        return problems
     listed = ", ".join(sorted(config.baseline_namespaces)) or "none"
-    return problems + [
-        f"{found} is outside the Pod Security Standards' restricted profile; the operator allows the baseline "
-        f"profile only in the namespaces it lists (--baseline-namespaces: {listed}), not in {namespace}"
-        for found in beyond
+    return [
+        *problems,
+        *(f"{found} needs the Pod Security Standards' baseline profile" for found in beyond),
+        f"spec: restricted applies in namespace {namespace}; the operator allows baseline only in the namespaces "
+        f"it lists (--baseline-namespaces: {listed})",
     ]

@@ -114,8 +114,12 @@ def test_pod_templates_metadata_is_checked_like_pod_metadata() -> None:
 
 def test_security_contexts_are_checked_against_the_namespaces_profile() -> None:
     spec = ProcessingJobSpec.model_validate(spec_of(image_stage(securityContext={"allowPrivilegeEscalation": True})))
-    (problem,) = validate_spec(spec, CoreConfig(), NAMESPACE)
-    assert problem.startswith("spec.stages[0].securityContext.allowPrivilegeEscalation: true is outside")
+    problem, note = validate_spec(spec, CoreConfig(), NAMESPACE)
+    assert problem == (
+        "spec.stages[0].securityContext.allowPrivilegeEscalation: true needs the Pod Security Standards' "
+        "baseline profile"
+    )
+    assert "--baseline-namespaces: none" in note
     assert validate_spec(spec, CoreConfig(baseline_namespaces=frozenset({NAMESPACE})), NAMESPACE) == []
 
 
