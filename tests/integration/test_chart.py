@@ -332,6 +332,9 @@ def test_every_option_on(rig: Rig) -> None:
         "PROCJOB_NAMESPACE_MAX_PRIORITY": "batch=0",
         "PROCJOB_DATABASE_URL_FILE": "/etc/procjob/database/dsn",
         "PROCJOB_DATABASE_MIGRATE": "false",
+        "PROCJOB_LOG_ARCHIVE_MAX_BYTES": "1048576",
+        "PROCJOB_LOG_ARCHIVE_WAIT_SECONDS": "300",
+        "PROCJOB_LOG_ARCHIVE_WORKERS": "4",
         "TZ": "UTC",
     }
     assert {"name": "database", "mountPath": "/etc/procjob/database", "readOnly": True} in container["volumeMounts"]
@@ -347,6 +350,28 @@ def test_every_option_on(rig: Rig) -> None:
     assert json.loads(dashboard["data"]["procjob.json"]) == json.loads(
         (ROOT / "dashboards" / "procjob.json").read_text()
     )
+
+
+def test_large_numbers_reach_the_operator_as_integers(rig: Rig) -> None:
+    """Helm reads YAML numbers as floats: quoted alone, 1048576 became '1.048576e+06' and the operator
+    refused to start (found when the chart first ran in-cluster on the real node)."""
+    big = [
+        "--set", "database.existingSecret=db", "--set", "database.logArchive.maxBytes=1048576",
+        "--set", "database.logArchive.waitSeconds=86400", "--set", "operator.ttlSecondsAfterFinished=2592000",
+        "--set", "operator.maxFinishedJobsPerNamespace=1000000", "--set", "queue.maxRunningJobs=1000000",
+        "--set", "queue.maxRunningJobsPerNamespace=2000000", "--set", "operator.namespaceMaxPriority.batch=1000",
+    ]  # fmt: skip
+    (container,) = only(render(rig, "procjob", "procjob-system", *big), "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PROCJOB_LOG_ARCHIVE_MAX_BYTES"] == "1048576"
+    assert env["PROCJOB_LOG_ARCHIVE_WAIT_SECONDS"] == "86400"
+    assert env["PROCJOB_TTL_SECONDS_AFTER_FINISHED"] == "2592000"
+    assert env["PROCJOB_MAX_FINISHED_JOBS_PER_NAMESPACE"] == "1000000"
+    assert env["PROCJOB_MAX_RUNNING_JOBS"] == "1000000"
+    assert env["PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"] == "2000000"
+    assert env["PROCJOB_NAMESPACE_MAX_PRIORITY"] == "batch=1000"
 
 
 # ------------------------------------------------------------------------- the API server's say
