@@ -212,19 +212,21 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, log: RequestLog, stopping: threading.Event) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, log: RequestLog, stopping: threading.Event, host: str) -> None:
+        super().__init__((host, 0), _Handler)
         self.log = log
         self.stopping = stopping
 
 
 class HttpServer:
-    """Two listeners on 127.0.0.1 sharing one request log; `stop()` ends both."""
+    """Two listeners on `host` (127.0.0.1; the real node's pods use the bridge gateway) sharing one
+    request log; `stop()` ends both."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.log = RequestLog()
         self.stopping = threading.Event()
-        self._servers = [_Server(self.log, self.stopping), _Server(self.log, self.stopping)]
+        self._servers = [_Server(self.log, self.stopping, host), _Server(self.log, self.stopping, host)]
         self._threads = [
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
             for server in self._servers
@@ -238,11 +240,11 @@ class HttpServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def other_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._servers[1].server_address[1]}"
+        return f"http://{self.host}:{self._servers[1].server_address[1]}"
 
     def url(self, path: str) -> str:
         return self.base_url + path

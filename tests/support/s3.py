@@ -84,10 +84,10 @@ class S3Server:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on `host` that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -97,26 +97,27 @@ def versitygw_binary() -> Path:
     return VERSITYGW
 
 
-def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path) -> None:
+def _wait_until_listening(process: subprocess.Popen[bytes], port: int, log: Path, host: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"versitygw exited with {process.returncode}: {log.read_text()[-2000:]}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
     raise RuntimeError(f"versitygw did not listen on port {port} within {START_TIMEOUT}s")
 
 
-def start_s3_server(region: str = "us-east-1") -> S3Server:
-    """Start versitygw (posix backend, a fresh temporary root); the caller stops it."""
+def start_s3_server(region: str = "us-east-1", host: str = "127.0.0.1") -> S3Server:
+    """Start versitygw (posix backend, a fresh temporary root) on `host` (the real node's pods reach
+    it on the rig's bridge gateway); the caller stops it."""
     binary = versitygw_binary()
     root = Path(tempfile.mkdtemp(prefix="procjob-s3-"))
     (root / "data").mkdir()
     access_key, secret_key = f"test{secrets.token_hex(6)}", secrets.token_urlsafe(24)
-    port = free_port()
+    port = free_port(host)
     log = root / "versitygw.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(
@@ -129,7 +130,7 @@ def start_s3_server(region: str = "us-east-1") -> S3Server:
                 "--region",
                 region,
                 "--port",
-                f"127.0.0.1:{port}",
+                f"{host}:{port}",
                 "--keep-alive",
                 "--quiet",
                 "posix",
@@ -139,9 +140,9 @@ def start_s3_server(region: str = "us-east-1") -> S3Server:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
         )
-    server = S3Server(f"http://127.0.0.1:{port}", access_key, secret_key, region, process, root)
+    server = S3Server(f"http://{host}:{port}", access_key, secret_key, region, process, root)
     try:
-        _wait_until_listening(process, port, log)
+        _wait_until_listening(process, port, log, host)
         server.client().list_buckets()
     except BaseException:
         server.stop()
