@@ -12,6 +12,7 @@ only source is refused as a volume without a type.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -495,3 +496,16 @@ def test_the_pod_template_is_immutable(rig: Rig, crd: Any, namespace: str) -> No
     assert "spec.podTemplate: Invalid value" in proc.stderr
     assert "podTemplate is immutable" in proc.stderr
     rig.kubectl("delete", "pj", "pt", "-n", namespace, "--wait=false")
+
+
+@pytest.mark.parametrize("how", [["apply"], ["apply", "--server-side"]], ids=["client-side", "server-side"])
+def test_kubectl_apply_of_a_job_with_a_host_path_fails_naming_the_field(
+    rig: Rig, crd: Any, namespace: str, how: list[str]
+) -> None:
+    body = job(volume(hostPath={"path": "/etc"}))
+    proc = rig.kubectl(*how, "-n", namespace, "-f", "-", input=json.dumps(body), check=False)
+    assert proc.returncode != 0, proc.stdout
+    # client-side: unknown field "spec.podTemplate.spec.volumes[0].hostPath"; server-side names the list item
+    # by its key: .spec.podTemplate.spec.volumes[name="v"].hostPath: field not declared in schema
+    assert re.search(r'spec\.podTemplate\.spec\.volumes\[(0|name="v")\]\.hostPath', proc.stderr), proc.stderr
+    assert rig.kubectl("get", "pj", "pt", "-n", namespace, check=False).returncode != 0  # nothing stored
