@@ -192,6 +192,8 @@ def chart_values(node: RealNode, s3: S3Server, namespace: str) -> dict[str, Any]
         "nodeSelector": node.placement["nodeSelector"],
         "tolerations": node.placement["tolerations"],
         "log": {"level": "INFO"},
+        # kubectl pj history/logs through the API server's service proxy, for the jobs namespace's accounts
+        "history": {"serviceProxyGroups": [f"system:serviceaccounts:{namespace}"]},
     }  # fmt: skip
 
 
