@@ -9,13 +9,18 @@ here; `startup.start_components` reads the table and starts the components in wa
 from __future__ import annotations
 
 import functools
+import json
 import os
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
 from .config import (
+    CRDS,
     KUBECONFIG,
     LOOPBACK,
     NODE_ANNOTATION,
@@ -29,6 +34,9 @@ from .config import (
 from .nodes import create_nodes, nodes_ready
 from .pki import Pki, kubeconfig_text, write_private
 from .probes import admin_ssl, api_url, apiserver_ready, etcd_healthy, healthz_ok, http
+from .processes import wait_for
+
+CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 
 
 @dataclass(frozen=True)
@@ -199,9 +207,17 @@ def kwok_stage_files() -> list[Path]:
 
 
 def kwok_args(ctx: Context) -> list[str]:
-    """Out of cluster, managing only the Nodes annotated as fake, with a pod CIDR that does not run out."""
+    """Out of cluster, managing only the Nodes annotated as fake, with a pod CIDR that does not run out.
+
+    Its kubelet API listens on 127.0.0.1 (the fake Nodes' InternalIP, their kubelet port), so that the
+    apiserver's pods/log reaches it; a `Logs` object (kwok's CRD) names the file it serves for a pod.
+    Pods without one answer 400 ("no logs found"), as a kubelet does for a container that never ran."""
+    port = ctx.ports["kwok"]
     return [
         f"--kubeconfig={ctx.kubeconfig('kwok')}",
+        f"--server-address={LOOPBACK}:{port}",
+        f"--node-port={port}",
+        "--enable-crds=Logs",
         *[f"--config={f}" for f in kwok_stage_files()],
         "--manage-all-nodes=false",
         f"--manage-nodes-with-annotation-selector={NODE_ANNOTATION[0]}={NODE_ANNOTATION[1]}",
@@ -220,6 +236,32 @@ def kwok_home(ctx: Context) -> Path:
 def prepare_kwok(ctx: Context) -> None:
     kwok_home(ctx).mkdir(parents=True, exist_ok=True)
     kwok_stage_files()
+    install_crds(ctx)
+
+
+def install_crds(ctx: Context) -> None:
+    """kwok's CRDs (hack/rig/crds/), created and Established before kwok starts to watch them."""
+    for path in sorted(CRDS.glob("*.yaml")):
+        for crd in (d for d in yaml.safe_load_all(path.read_text()) if d):
+            status, body = http(api_url(ctx.ports, CRD_API), ctx.admin_tls, "POST", crd)
+            if status not in (201, 409):
+                raise RigError(f"creating CRD {crd['metadata']['name']} failed: HTTP {status} {body[:200]!r}")
+            name = crd["metadata"]["name"]
+            established = functools.partial(crd_established, ctx, name)
+            wait_for(f"CRD {name} Established", established, time.monotonic() + 30, [])
+
+
+def crd_established(ctx: Context, name: str) -> bool:
+    status, body = http(api_url(ctx.ports, f"{CRD_API}/{name}"), ctx.admin_tls)
+    if status != 200:
+        return False
+    conditions = json.loads(body).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+
+def kwok_serves(ctx: Context) -> bool:
+    """kwok's kubelet API answers on its port (plain HTTP shares it with TLS)."""
+    return http(f"http://{LOOPBACK}:{ctx.ports['kwok']}/healthz")[0] == 200
 
 
 def kwok_env(ctx: Context) -> dict[str, str]:
@@ -280,10 +322,12 @@ COMPONENTS: tuple[Component, ...] = (
         binary="kwok",
         args=kwok_args,
         needs=("kube-apiserver",),
+        port="kwok",
         env=kwok_env,
         prepare=prepare_kwok,
         started=lambda ctx: create_nodes(ctx.ports, ctx.admin_tls, ctx.node_count),
         checks=(
+            Check(lambda ctx: f"kwok's kubelet API on {LOOPBACK}:{ctx.ports['kwok']}", kwok_serves),
             Check(
                 lambda ctx: f"{ctx.node_count} fake Node(s) Ready and untainted",
                 lambda ctx: nodes_ready(ctx.ports, ctx.admin_tls, ctx.node_count),

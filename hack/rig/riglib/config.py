@@ -20,6 +20,7 @@ STATE = RUN / "state.json"
 LOCK = RIG / "rig.lock"
 KUBECONFIG = RIG / "kubeconfig"
 STAGES = HERE / "stages"
+CRDS = HERE / "crds"  # CRDs the rig's kwok watches (its Logs: which file is a kwok pod's log)
 BUILD = HERE / "build.sh"
 
 LOOPBACK = "127.0.0.1"
@@ -40,6 +41,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     "RIG_APISERVER_PORT": ("16443", "kube-apiserver secure port"),
     "RIG_KCM_PORT": ("16257", "kube-controller-manager secure (health) port"),
     "RIG_SCHEDULER_PORT": ("16259", "kube-scheduler secure (health) port"),
+    "RIG_KWOK_PORT": ("16250", "kwok's kubelet API (pod logs) on 127.0.0.1: the fake Nodes' kubelet port"),
     "RIG_APISERVER_MAX_INFLIGHT": ("200", "kube-apiserver --max-requests-inflight"),
     "RIG_APISERVER_MAX_MUTATING_INFLIGHT": ("100", "kube-apiserver --max-mutating-requests-inflight"),
     "RIG_KCM_QPS": ("100", "kube-controller-manager --kube-api-qps (per controller client)"),
@@ -61,6 +63,7 @@ PORT_KNOBS: dict[str, str] = {
     "apiserver": "RIG_APISERVER_PORT",
     "kube-controller-manager": "RIG_KCM_PORT",
     "kube-scheduler": "RIG_SCHEDULER_PORT",
+    "kwok": "RIG_KWOK_PORT",
 }
 
 

@@ -10,8 +10,9 @@ from .config import FAKE_NODE_IP, NODE_ANNOTATION, NODE_LABEL, RigError, int_kno
 from .probes import api_url, http
 
 
-def node_manifest(i: int) -> dict[str, Any]:
-    """A fake Node: managed by kwok (annotation), without taints, with generous allocatable."""
+def node_manifest(i: int, kubelet_port: int | None = None) -> dict[str, Any]:
+    """A fake Node: managed by kwok (annotation), without taints, with generous allocatable; its
+    kubelet port is kwok's kubelet API (pod logs), on its loopback InternalIP."""
     name = f"rig-node-{i}"
     resources = {
         "cpu": knob("RIG_NODE_CPU"),
@@ -42,6 +43,7 @@ def node_manifest(i: int) -> dict[str, Any]:
                 {"type": "InternalIP", "address": FAKE_NODE_IP},
                 {"type": "Hostname", "address": name},
             ],
+            **({"daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}}} if kubelet_port else {}),
         },
     }
 
@@ -49,7 +51,7 @@ def node_manifest(i: int) -> dict[str, Any]:
 def create_nodes(ports: dict[str, int], ctx: ssl.SSLContext, count: int) -> None:
     """Create the fake Nodes rig-node-0... (an existing one is kept) and set their allocatable."""
     for i in range(count):
-        manifest = node_manifest(i)
+        manifest = node_manifest(i, ports.get("kwok"))
         status, body = http(api_url(ports, "/api/v1/nodes"), ctx, "POST", manifest)
         if status not in (200, 201, 409):
             raise RigError(f"creating Node {manifest['metadata']['name']} failed: HTTP {status} {body[:200]!r}")

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from hack.rig.riglib.components import COMPONENT_NAMES, COMPONENTS, Component, Context, start_waves
-from hack.rig.riglib.config import STAGES, RigError
+from hack.rig.riglib.config import CRDS, STAGES, RigError
+from hack.rig.riglib.nodes import node_manifest
 from hack.rig.riglib.pki import Pki
 from hack.rig.riglib.startup import check_ports_free, read_ports, validate_knobs
 
@@ -16,6 +18,7 @@ PORTS = {
     "apiserver": 16443,
     "kube-controller-manager": 16257,
     "kube-scheduler": 16259,
+    "kwok": 16250,
 }
 
 
@@ -85,6 +88,10 @@ def test_kwok_manages_only_fake_nodes_and_reads_every_stage(ctx: Context) -> Non
     assert f"--kubeconfig={ctx.run / 'kwok.kubeconfig'}" in args
     assert "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake" in args
     assert "--cidr=10.244.0.0/16" in args
+    # Its kubelet API on loopback (the fake Nodes' InternalIP and kubelet port), Logs objects watched.
+    assert "--server-address=127.0.0.1:16250" in args
+    assert "--node-port=16250" in args
+    assert "--enable-crds=Logs" in args
     configs = [a.removeprefix("--config=") for a in args if a.startswith("--config=")]
     assert configs == [str(p) for p in sorted(STAGES.glob("*.yaml"))]
     assert configs
@@ -122,7 +129,11 @@ def test_each_component_waits_for_its_own_readiness_signal(ctx: Context) -> None
         "kube-apiserver": ["kube-apiserver /readyz"],
         "kube-controller-manager": ["kube-controller-manager /healthz"],
         "kube-scheduler": ["kube-scheduler /healthz"],
-        "kwok": ["2 fake Node(s) Ready and untainted", "the default ServiceAccount"],
+        "kwok": [
+            "kwok's kubelet API on 127.0.0.1:16250",
+            "2 fake Node(s) Ready and untainted",
+            "the default ServiceAccount",
+        ],
     }
     ports = {c.name: c.port for c in COMPONENTS}
     assert ports == {
@@ -130,5 +141,15 @@ def test_each_component_waits_for_its_own_readiness_signal(ctx: Context) -> None
         "kube-apiserver": "apiserver",
         "kube-controller-manager": "kube-controller-manager",
         "kube-scheduler": "kube-scheduler",
-        "kwok": None,
+        "kwok": "kwok",
     }
+
+
+def test_fake_nodes_name_kwoks_kubelet_api_on_loopback_and_the_logs_crd_is_kwoks() -> None:
+    status = node_manifest(0, 16250)["status"]
+    assert status["addresses"][0] == {"type": "InternalIP", "address": "127.0.0.1"}
+    assert status["daemonEndpoints"] == {"kubeletEndpoint": {"Port": 16250}}
+    assert "daemonEndpoints" not in node_manifest(0)["status"]
+    (crd,) = [d for path in CRDS.glob("*.yaml") for d in yaml.safe_load_all(path.read_text()) if d]
+    assert crd["metadata"]["name"] == "logs.kwok.x-k8s.io"
+    assert crd["spec"]["scope"] == "Namespaced"
