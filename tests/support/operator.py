@@ -7,10 +7,15 @@ Fixtures:
   starts `procjob run --namespace NS` and waits for /readyz; every process it started is stopped
   at the end of the test. `OperatorProcess.kill()` sends SIGKILL (crash tests), `.start()` starts
   it again with the same arguments, `.metrics()` reads /metrics, `.log()` returns its output.
+- `rig_serves_pod_logs(rig)`: whether the rig's kwok serves pod logs (its kubelet API and Logs CRD,
+  hack/rig since RIG_KWOK_PORT). On a rig started before that, the API server cannot reach a kubelet
+  for kwok pods, so the operators started here get `PROCJOB_LOG_ARCHIVE_MAX_BYTES=0` (no log
+  archive: podGC and TTLs would otherwise wait out --log-archive-wait-seconds), unless a test sets it.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import socket
@@ -29,6 +34,37 @@ from tests.support.rig import Rig
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "processingjob.yaml"
+
+
+@functools.cache
+def _serves_pod_logs(kubeconfig: Path) -> bool:
+    rig_env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "PATH": f"{ROOT / '.rig' / 'bin'}{os.pathsep}{os.environ['PATH']}",
+    }
+    crd = subprocess.run(
+        ["kubectl", "get", "crd", "logs.kwok.x-k8s.io"], env=rig_env, capture_output=True, timeout=30, check=False
+    )
+    node = subprocess.run(
+        ["kubectl", "get", "node", "rig-node-0", "-o", "jsonpath={.status.daemonEndpoints.kubeletEndpoint.Port}"],
+        env=rig_env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    port = int(node.stdout.strip() or 0) or 10250  # the API server's default kubelet port
+    try:
+        served = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        served = False
+    return crd.returncode == 0 and served
+
+
+def rig_serves_pod_logs(rig: Rig) -> bool:
+    """Whether the API server can read kwok pods' logs (asked once per session)."""
+    return _serves_pod_logs(rig.kubeconfig)
 
 
 def free_port() -> int:
@@ -136,6 +172,8 @@ def operator(rig: Rig, crd: Path, tmp_path: Path, request: pytest.FixtureRequest
             *args,
         ]
         full_env = {**rig.env, "PYTHONUNBUFFERED": "1", **(env or {})}
+        if not rig_serves_pod_logs(rig):
+            full_env.setdefault("PROCJOB_LOG_ARCHIVE_MAX_BYTES", "0")
         full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), full_env.get("PYTHONPATH", "")])
         proc = OperatorProcess(argv, full_env, tmp_path / f"operator-{len(started)}.log", port)
         started.append(proc)
