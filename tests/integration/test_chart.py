@@ -163,11 +163,11 @@ OPERATOR_NEEDS = [
     ("watch", "pods"),
     ("create", "pods"),
     ("delete", "pods"),
+    ("get", "pods/log"),  # the log archive reads finished attempts' logs before podGC
     ("create", "events"),
 ]
 OPERATOR_MUST_NOT = [
     ("create", "pods/exec"),
-    ("get", "pods/log"),
     ("update", "pods"),
     ("get", "secrets"),
     ("list", "secrets"),

@@ -191,10 +191,12 @@ def _index(ctx: Any, api: Api, ns: str, name: str, key: str) -> dict[str, Any]:
     try:
         resp = _get(ctx, api, logs_path(ns, name), {})
     except PluginError as exc:
-        raise PluginError(f"{key} not found in the API server; its log archive: {exc.message}", exc.code) from None
+        raise PluginError(f"{key} not found (nor could its log archive be read: {exc.message})") from None
     body = _json(resp)
     if resp.status_code == 200 and isinstance(body, dict):
         return body
+    if resp.status_code == 404 and isinstance(body, dict) and body.get("reason") != "NotArchived":
+        raise PluginError(f"{key} not found")  # neither in the API server nor in the archive
     raise PluginError(f"{key} not found in the API server; its log archive: {_why(resp, body)}")
 
 

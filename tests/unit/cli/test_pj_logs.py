@@ -59,6 +59,7 @@ class World:
         self.pods: dict[str, bytes] = {}
         self.archive: dict[tuple[str, str], bytes] = {("work", "1"): b"one\ntwo\nthree\n", ("work", "2"): b"last\n"}
         self.no_database = False
+        self.archive_knows_it = True
         self.requests: list[httpx.Request] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -82,6 +83,8 @@ class World:
         if self.no_database:
             return httpx.Response(404, json={"error": web.NO_DATABASE, "reason": "NotArchived"})
         if rest == "":
+            if not self.archive_knows_it:
+                return httpx.Response(404, json={"error": f"no archived logs for processingjob {NS}/j"})
             return httpx.Response(200, json=INDEX)
         _, stage, attempt = rest.split("/")
         content = self.archive.get((stage, attempt))
@@ -249,3 +252,10 @@ def test_a_kubeconfig_without_a_token_cannot_read_the_archive_and_is_told_why() 
     assert err.value.message.startswith(
         f"logs are not available: pod {POD2} is gone; its archived log: the history endpoint needs a bearer token"
     )
+
+
+def test_a_job_neither_the_api_server_nor_the_archive_knows_is_not_found() -> None:
+    world = World()
+    world.job = None
+    world.archive_knows_it = False
+    assert fails(world, "j") == f"processingjob {NS}/j not found"
