@@ -64,3 +64,21 @@ def stage_status(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def reason(body: dict[str, Any]) -> str:
     return str(next(c for c in body["status"]["conditions"] if c["type"] == "Succeeded")["reason"])
+
+
+# Reports SIGTERM, keeps running through the grace period (reporting once more a second later), and is
+# SIGKILLed by the kubelet when the grace period ends.
+SIGTERM_IGNORER = """
+import os, signal, time, urllib.request
+def ping(what):
+    query = "?signal=%s&job=%s" % (what, os.environ["PROCJOB_JOB_NAME"])
+    urllib.request.urlopen(os.environ["REPORT_URL"] + query, timeout=5).read()
+def ignore(signum, frame):
+    ping("TERM-ignored")
+    time.sleep(1)
+    ping("alive-after-TERM")
+signal.signal(signal.SIGTERM, ignore)
+print("running; SIGTERM will be ignored", flush=True)
+while True:
+    time.sleep(1)
+"""

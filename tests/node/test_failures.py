@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tests.node.conftest import InCluster
-from tests.node.jobs import INTROSPECT, SIGNAL_REPORTER, env, job, python_stage, reason, stage_status
+from tests.node.jobs import INTROSPECT, SIGNAL_REPORTER, SIGTERM_IGNORER, env, job, python_stage, reason, stage_status
 from tests.support.http import HttpServer
 from tests.support.kube import finished, wait_for
 
@@ -49,6 +49,22 @@ def test_timeout_seconds_stops_a_running_container_with_sigterm(incluster: InClu
     (attempt,) = stage_status(done, "slow")["attempts"]
     assert attempt["reason"] == "DeadlineExceeded"
     wait_for("the container's SIGTERM report", lambda: signalled(node_http, "timeout-real"), timeout=40)
+
+
+def test_a_container_ignoring_sigterm_runs_out_its_grace_period_and_is_killed(
+    incluster: InCluster, node_http: HttpServer
+) -> None:
+    stubborn = python_stage("stubborn", SIGTERM_IGNORER, env=env(REPORT_URL=node_http.url("/status/200")),
+                            timeoutSeconds=2, podTemplate={"spec": {"terminationGracePeriodSeconds": 4}})  # fmt: skip
+    name = incluster.create(job("grace-real", stubborn, retry=NO_RETRY))
+    done = wait_for("the attempt timed out", finished(incluster.kube, incluster.namespace, name), timeout=60)
+    assert (done["status"]["phase"], reason(done)) == ("Failed", "BackoffLimitExceeded")
+    base = f"/status/200?signal={{}}&job={name}"
+    wait_for("SIGTERM ignored", lambda: node_http.log.for_path(base.format("TERM-ignored")), timeout=30)
+    wait_for("still running after SIGTERM", lambda: node_http.log.for_path(base.format("alive-after-TERM")), timeout=30)
+    # The kubelet SIGKILLs it when the 4 s grace period ends: the pod goes away, the container exits 137.
+    wait_for("the pod gone", lambda: not incluster.kube.pods(incluster.namespace, f"procjob.dev/job={name}"),
+             timeout=60)  # fmt: skip
 
 
 def test_active_deadline_seconds_stops_the_job_and_its_running_container(

@@ -44,6 +44,9 @@ PROJECTION_NEEDS_ACCOUNT = (
 )
 
 
+MAX_GRACE_SECONDS = 3600  # a stopped attempt holds its queue slot until its pod is gone
+
+
 def list_map(*keys: str) -> JsonDict:
     """The schema of a list whose items are unique by these keys, as in corev1 (the API server checks it)."""
     return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [*keys]}
@@ -73,6 +76,13 @@ class TemplatePodSpec(ApiModel):
         default=None, description="PriorityClass of the pods (the namespace's ResourceQuota may limit which)."
     )
     runtime_class_name: ClassName | None = Field(default=None, description="RuntimeClass of the pods, e.g. gvisor.")
+    termination_grace_period_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_GRACE_SECONDS,
+        description="Seconds a container has to exit after SIGTERM (a timeout, cancel, suspend, deadline) before "
+        "SIGKILL; default 30.",
+    )
     image_pull_secrets: list[LocalObjectReference] | None = Field(
         default=None,
         max_length=16,

@@ -261,6 +261,21 @@ def test_the_pods_context_is_the_operators_with_the_templates_fields_over_it() -
     }
 
 
+def test_the_grace_period_is_the_stages_else_the_jobs_else_kubernetes_default() -> None:
+    stages = [image_stage("a"), {**image_stage("b"), "podTemplate": {"spec": {"terminationGracePeriodSeconds": 5}}}]
+    job = make_job(spec_of(stages=stages, podTemplate={"spec": {"terminationGracePeriodSeconds": 120}}))
+    assert build_pod(job, 0, 1, {}, CoreConfig())["spec"]["terminationGracePeriodSeconds"] == 120
+    assert build_pod(job, 1, 1, {}, CoreConfig())["spec"]["terminationGracePeriodSeconds"] == 5
+    plain = make_job(spec_of())
+    assert "terminationGracePeriodSeconds" not in build_pod(plain, 0, 1, {}, CoreConfig())["spec"]
+
+
+@pytest.mark.parametrize("seconds", [-1, 3601])
+def test_a_grace_period_is_bounded(seconds: int) -> None:
+    with pytest.raises(ValueError, match=r"terminationGracePeriodSeconds|termination_grace_period_seconds"):
+        template_spec(terminationGracePeriodSeconds=seconds)
+
+
 # -- volumes and mounts
 
 
