@@ -153,13 +153,18 @@ def context_key(base: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_procjob() -> Path:
-    """The project's Dockerfile, unchanged, on the local base; its OCI archive (cached by key)."""
+def build_procjob(tag: str = PROCJOB_IMAGE, target: str | None = None) -> Path:
+    """The project's Dockerfile, unchanged, on the local base; its OCI archive (cached by key).
+
+    `tag` and `target` (a Dockerfile stage, e.g. `dev` for the Tiltfile) default to the runtime image
+    `localhost/procjob:dev`, the one node-up imports; other builds are cached apart.
+    """
     base = build_base()
-    key = context_key(base)
-    dest = archive("procjob", key)
+    key = context_key(f"{base} {tag} {target or 'runtime'}")
+    stem = "procjob" if (tag, target) == (PROCJOB_IMAGE, None) else "custom"
+    dest = archive(stem, key)
     if dest.exists():
-        say(f"image {PROCJOB_IMAGE} is up to date (key {key})")
+        say(f"image {tag} is up to date (key {key})")
         return dest
     log = LOGS / "image-procjob.log"
     log.write_text("")
@@ -168,14 +173,15 @@ def build_procjob() -> Path:
     # pip inside the build needs this machine's CA bundle and pip configuration (its index is behind a
     # TLS-intercepting proxy); mounted read-only for the build only, never part of the image.
     mounts = [f"--volume={p}:{p}:ro" for p in ("/etc/ssl/certs", "/etc/pip.conf") if Path(p).exists()]
-    buildah("bud", "--isolation=chroot", "--layers", *mounts, f"--build-arg=PYTHON_IMAGE={base}",
-            f"--build-arg=REVISION={git_revision()}", "-t", PROCJOB_IMAGE, "-f", str(ROOT / "Dockerfile"),
+    stage = [f"--target={target}"] if target else []
+    buildah("bud", "--isolation=chroot", "--layers", *mounts, *stage, f"--build-arg=PYTHON_IMAGE={base}",
+            f"--build-arg=REVISION={git_revision()}", "-t", tag, "-f", str(ROOT / "Dockerfile"),
             str(ROOT), log=log, what="building the procjob image")  # fmt: skip
-    export(PROCJOB_IMAGE, dest)
-    for old in cache_dir().glob("procjob-*.tar"):
+    export(tag, dest)
+    for old in cache_dir().glob(f"{stem}-*.tar"):
         if old != dest:
             old.unlink(missing_ok=True)
-    say(f"image {PROCJOB_IMAGE} built ({time.monotonic() - t0:.0f}s, {dest.stat().st_size / 2**20:.0f} MiB)")
+    say(f"image {tag} built ({time.monotonic() - t0:.0f}s, {dest.stat().st_size / 2**20:.0f} MiB)")
     return dest
 
 

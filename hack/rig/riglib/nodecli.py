@@ -321,13 +321,15 @@ def node_status() -> int:
 
 
 def image() -> int:
-    """Build (or find cached) the images; import them when the node is up."""
+    """Build (or find cached) the images; import them when the node is up. RIG_IMAGE_TAG and
+    RIG_IMAGE_TARGET build another tag or Dockerfile stage (the Tiltfile's `dev` image)."""
     t0 = time.monotonic()
+    tag = os.environ.get("RIG_IMAGE_TAG") or images.PROCJOB_IMAGE
     images.build_pause()
-    built = images.build_procjob()
+    built = images.build_procjob(tag, os.environ.get("RIG_IMAGE_TARGET") or None)
     paths = NodePaths()
     if node_is_up(paths):
         images.import_archive(paths.socket, built)
-        say(f"imported {images.PROCJOB_IMAGE} into node {NODE_NAME}")
+        say(f"imported {tag} into node {NODE_NAME}")
     say(f"image done in {time.monotonic() - t0:.1f}s")
     return 0
