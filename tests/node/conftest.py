@@ -42,6 +42,7 @@ from tests.support.kube import Kube, finished, wait_for
 from tests.support.postgres import PostgresCluster, _unprivileged_account, find_bindir
 from tests.support.rig import Rig
 from tests.support.s3 import S3Server, start_s3_server
+from tests.support.versioned import VersionedSource
 
 ROOT = Path(__file__).resolve().parents[2]
 RIG_PY = ROOT / "hack" / "rig" / "rig.py"
@@ -129,6 +130,15 @@ def node_http(real_node: RealNode) -> Iterator[HttpServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def node_versioned(real_node: RealNode) -> Iterator[VersionedSource]:
+    source = VersionedSource(host=real_node.gateway)
+    try:
+        yield source
+    finally:
+        source.stop()
 
 
 @dataclass

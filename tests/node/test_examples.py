@@ -7,6 +7,7 @@ import hashlib
 import itertools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +17,7 @@ from tests.node.conftest import InCluster
 from tests.node.jobs import IMAGE, WRITE_OUTPUTS, env, job, python_stage, reason, stage_status
 from tests.support.http import HttpServer, payload
 from tests.support.s3 import S3Server
+from tests.support.versioned import Version, VersionedSource
 
 pytestmark = pytest.mark.node
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -92,3 +94,30 @@ def test_fetch_resize_runs_the_real_fetch_worker_against_s3_and_http_on_the_brid
     assert (container["image"], container["command"]) == (IMAGE, ["procjob", "worker", "fetch"])
     terminated = pod["status"]["containerStatuses"][0]["state"]["terminated"]
     assert (terminated["exitCode"], json.loads(terminated["message"])["sha256"]) == (0, expected)
+
+
+def test_the_same_source_into_the_same_key_is_one_download_across_real_pods(
+    incluster: InCluster, node_versioned: VersionedSource
+) -> None:
+    """Idempotent fetch with the real worker in real pods: a second job (as a retry would) finds the
+    object complete with the source's identity and returns its outputs without a GET; a changed
+    source is downloaded again."""
+    path = "/same.png"
+    node_versioned.versions[path] = Version(body=b"\x89PNG" + bytes(range(256)) * 400, etag='"v1"')
+
+    def fetch_job(name: str) -> dict[str, Any]:
+        stage = {"name": "fetch", "uses": "fetch", "with": {"url": node_versioned.url(path),
+                 "bucket": incluster.bucket, "key": "shared/same.png", "contentTypes": ["image/*"]}}  # fmt: skip
+        done = incluster.run(job(name, stage, retry={"limit": 0}))
+        assert reason(done) == "Succeeded", done["status"]
+        return dict(stage_status(done, "fetch")["outputs"])
+
+    first = fetch_job("same-source-1")
+    assert (node_versioned.requests("HEAD", path), node_versioned.requests("GET", path)) == (1, 1)
+    second = fetch_job("same-source-2")
+    assert second == first
+    assert (node_versioned.requests("HEAD", path), node_versioned.requests("GET", path)) == (2, 1)
+    node_versioned.versions[path] = Version(body=b"\x89PNG changed", etag='"v2"')
+    third = fetch_job("same-source-3")
+    assert node_versioned.requests("GET", path) == 2
+    assert third["sha256"] != first["sha256"]

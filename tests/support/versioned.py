@@ -61,17 +61,18 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, host: str) -> None:
+        super().__init__((host, 0), _Handler)
         self.log = RequestLog()
         self.versions: dict[str, Version] = {}
 
 
 class VersionedSource:
-    """One listener serving `versions`; `stop()` ends it."""
+    """One listener serving `versions` on `host` (the real node's pods use the bridge gateway); `stop()` ends it."""
 
-    def __init__(self) -> None:
-        self._server = _Server()
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
+        self._server = _Server(host)
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
@@ -80,7 +81,7 @@ class VersionedSource:
         return self._server.versions
 
     def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}{path}"
+        return f"http://{self.host}:{self._server.server_address[1]}{path}"
 
     def requests(self, method: str, path: str) -> int:
         """How many `method` requests reached `path` so far."""
