@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 from hack.rig.riglib.components import COMPONENT_NAMES, COMPONENTS, Component, Context, start_waves
-from hack.rig.riglib.config import CRDS, STAGES, RigError
+from hack.rig.riglib.config import CRDS, PORT_KNOBS, STAGES, RigError
 from hack.rig.riglib.nodes import node_manifest
 from hack.rig.riglib.pki import Pki
 from hack.rig.riglib.startup import check_ports_free, read_ports, validate_knobs
@@ -105,6 +105,8 @@ def test_kwok_gets_a_private_home_and_no_one_else_an_env(ctx: Context) -> None:
 
 
 def test_ports_come_from_their_knobs_and_must_differ(monkeypatch: pytest.MonkeyPatch) -> None:
+    for knob in PORT_KNOBS.values():  # the defaults, whatever the caller's shell exports
+        monkeypatch.delenv(knob, raising=False)
     assert read_ports() == PORTS
     monkeypatch.setenv("RIG_KCM_PORT", "16443")
     with pytest.raises(RigError, match="ports must differ"):
