@@ -232,6 +232,7 @@ def test_the_dashboard_covers_the_operator_signals() -> None:
         "procjob_reconcile_errors_total",
         "procjob_workqueue_depth",
         "procjob_audit_backlog",
+        "procjob_log_archive_failures_total",
         "procjob_audit_lag_seconds_bucket",
         "procjob_audit_up",
         "procjob_queue_depth",
