@@ -33,7 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from procjob.adapters.audit import ArchivedLog
+from procjob.adapters.audit import ArchivedLog, AuditSchemaMissing
 from procjob.adapters.metrics import Metrics
 from procjob.adapters.podlogs import LogSource, LogUnavailable, read_tail
 from procjob.controller.queue import WorkQueue
@@ -263,6 +263,9 @@ class LogArchiver:
             self._inflight.discard(target.key)
             self._schedule(target.key, self.clock())  # a restarted loop picks it up again
             raise
+        except AuditSchemaMissing as exc:
+            self._failed(target, str(exc), retry=False)  # retrying cannot help until someone migrates
+            return
         except Exception as exc:
             self._failed(target, " ".join(f"{type(exc).__name__}: {exc}".split()))
             return
@@ -299,7 +302,7 @@ class LogArchiver:
             self.metrics.log_archive_bytes.inc(sum(len(entry.content) for entry in stored))
         self.queue.add(target.job_key, urgent=True)  # its podGC may go ahead now
 
-    def _failed(self, target: Target, error: str) -> None:
+    def _failed(self, target: Target, error: str, *, retry: bool = True) -> None:
         """Count and log a failure; retry with backoff while the bound allows, else give up."""
         self.metrics.log_archive_failures.labels(reason="error").inc()
         failures = self._failures.get(target.key, 0) + 1
@@ -308,7 +311,7 @@ class LogArchiver:
         retry_at = self.clock() + timedelta(seconds=self.retry_delays[min(failures, len(self.retry_delays)) - 1])
         where = f"{target.job_key} stage {target.key[1]} attempt {target.key[2]}"
         self._inflight.discard(target.key)
-        if retry_at < target.give_up_at:
+        if retry and retry_at < target.give_up_at:
             if failures == 1:
                 log.warning("log archive: %s: %s; retrying", where, error)
             self._schedule(target.key, retry_at)

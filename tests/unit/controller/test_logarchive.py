@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from procjob.adapters.audit import ArchivedLog, AuditUnavailable
+from procjob.adapters.audit import ArchivedLog, AuditSchemaMissing, AuditUnavailable
 from procjob.adapters.kube import ApiError
 from procjob.adapters.metrics import Metrics
 from procjob.controller.logarchive import LogArchiver
@@ -364,3 +364,14 @@ async def test_the_loop_sleeps_until_a_retry_is_due(
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
     assert (JOB_UID, "work", 1, "main") in store.saved
+
+
+async def test_a_database_without_the_logs_table_gives_up_at_once(
+    archiver: LogArchiver, store: FakeStore, metrics: Metrics, queue: WorkQueue
+) -> None:
+    store.errors = [AuditSchemaMissing("audit logs_archived: the audit schema is missing, run `procjob db migrate`")]
+    archiver.observe(JOB, [finished()])
+    assert await archiver.archive_due() == 1
+    assert archiver.pending == 0  # podGC need not wait out the bound for a table that is not there
+    assert value(metrics, "procjob_log_archive_failures_total", reason="abandoned") == 1
+    assert await asyncio.wait_for(queue.get(), 1) == "media/thumbs"

@@ -8,7 +8,7 @@ Usage::
 
 One module per concern; this package re-exports what the rest of procjob uses:
 
-    errors       the exception tree (AuditError, AuditUnavailable, AuditConfigError)
+    errors       the exception tree (AuditError, AuditUnavailable, AuditConfigError, AuditSchemaMissing)
     dsn          where the DSN comes from (env or a mounted Secret), checking and redacting it
     connection   libpq options, and psycopg's exceptions mapped onto the tree
     read_models  JobSummary, JobHistory, SeqGap (what the store upserts and gives back)
@@ -24,7 +24,7 @@ The attempt timeline is a pure projection of the events: `procjob.core.timeline`
 from __future__ import annotations
 
 from procjob.adapters.audit.dsn import ENV_DSN, ENV_DSN_FILE, check_dsn, redact_dsn, resolve_dsn, scrub
-from procjob.adapters.audit.errors import AuditConfigError, AuditError, AuditUnavailable
+from procjob.adapters.audit.errors import AuditConfigError, AuditError, AuditSchemaMissing, AuditUnavailable
 from procjob.adapters.audit.history import history_document
 from procjob.adapters.audit.logs import ArchivedLog, LogIndex
 from procjob.adapters.audit.migrations import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate
@@ -49,6 +49,7 @@ __all__ = [
     "AttemptRow",
     "AuditConfigError",
     "AuditError",
+    "AuditSchemaMissing",
     "AuditStore",
     "AuditUnavailable",
     "JobHistory",

@@ -12,7 +12,7 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolClosed, PoolTimeout
 
 from procjob.adapters.audit.dsn import redact_dsn, scrub
-from procjob.adapters.audit.errors import AuditConfigError, AuditError, AuditUnavailable
+from procjob.adapters.audit.errors import AuditConfigError, AuditError, AuditSchemaMissing, AuditUnavailable
 
 # Markers of a connection failure that retrying will not cure (libpq and server messages).
 _CONFIG_MARKERS = (
@@ -43,7 +43,7 @@ def query_error(exc: BaseException, dsn: str, what: str) -> AuditError:
     assert isinstance(exc, psycopg.Error)
     detail = scrub(str(exc), dsn)
     if isinstance(exc, psycopg.errors.UndefinedTable):
-        return AuditError(f"audit {what}: the audit schema is missing, run `procjob db migrate`: {detail}")
+        return AuditSchemaMissing(f"audit {what}: the audit schema is missing, run `procjob db migrate`: {detail}")
     if isinstance(exc, psycopg.OperationalError):
         return AuditUnavailable(f"audit {what}: PostgreSQL at {redact_dsn(dsn)}: {detail}", sqlstate=exc.sqlstate)
     return AuditError(f"audit {what}: {detail}", sqlstate=exc.sqlstate)
