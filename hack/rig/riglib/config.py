@@ -41,7 +41,10 @@ KNOBS: dict[str, tuple[str, str]] = {
     "RIG_APISERVER_PORT": ("16443", "kube-apiserver secure port"),
     "RIG_KCM_PORT": ("16257", "kube-controller-manager secure (health) port"),
     "RIG_SCHEDULER_PORT": ("16259", "kube-scheduler secure (health) port"),
-    "RIG_KWOK_PORT": ("16250", "kwok's kubelet API (pod logs) on 127.0.0.1: the fake Nodes' kubelet port"),
+    "RIG_KWOK_PORT": (
+        "16250",
+        "kwok's kubelet API (pod logs) on 127.0.0.1, the fake Nodes' kubelet port; unset: RIG_APISERVER_PORT - 193",
+    ),
     "RIG_APISERVER_MAX_INFLIGHT": ("200", "kube-apiserver --max-requests-inflight"),
     "RIG_APISERVER_MAX_MUTATING_INFLIGHT": ("100", "kube-apiserver --max-mutating-requests-inflight"),
     "RIG_KCM_QPS": ("100", "kube-controller-manager --kube-api-qps (per controller client)"),
@@ -55,6 +58,8 @@ KNOBS: dict[str, tuple[str, str]] = {
     "RIG_UP_TIMEOUT": ("180", "seconds `up` waits for the whole rig to become ready"),
     "RIG_SKIP_BUILD": ("0", "1: do not run build.sh, use whatever .rig/bin holds"),
 }
+
+KWOK_PORT_BELOW_APISERVER = 193  # kwok's port without its knob: 16443 - 193 = 16250
 
 # The ports `up` binds, by the name state.json records them under -> the knob that sets each one.
 PORT_KNOBS: dict[str, str] = {

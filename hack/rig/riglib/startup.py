@@ -15,7 +15,21 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .components import COMPONENT_NAMES, COMPONENTS, Component, Context, start_waves
-from .config import BIN, BUILD, KNOBS, LOOPBACK, PORT_KNOBS, ROOT, RUN, RigError, int_knob, knob, rel, say
+from .config import (
+    BIN,
+    BUILD,
+    KNOBS,
+    KWOK_PORT_BELOW_APISERVER,
+    LOOPBACK,
+    PORT_KNOBS,
+    ROOT,
+    RUN,
+    RigError,
+    int_knob,
+    knob,
+    rel,
+    say,
+)
 from .pki import Pki, kubeconfig_text, make_pki, write_private
 from .probes import apiserver_ready
 from .processes import State, spawn, wait_for
@@ -32,8 +46,12 @@ def validate_knobs() -> None:
 
 
 def read_ports() -> dict[str, int]:
-    """The ports the rig binds, from their knobs; they must all differ."""
+    """The ports the rig binds, from their knobs; they must all differ. kwok's, when its knob is not
+    set, follows the apiserver's (KWOK_PORT_BELOW_APISERVER below it: 16250 by default), so that a
+    second rig moved to other ports by their knobs does not collide on it."""
     ports = {name: int_knob(env_name, 1) for name, env_name in PORT_KNOBS.items()}
+    if not os.environ.get(PORT_KNOBS["kwok"]):
+        ports["kwok"] = ports["apiserver"] - KWOK_PORT_BELOW_APISERVER
     if len(set(ports.values())) != len(ports):
         raise RigError(f"the rig's ports must differ: {ports}")
     return ports

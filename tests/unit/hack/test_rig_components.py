@@ -113,6 +113,15 @@ def test_ports_come_from_their_knobs_and_must_differ(monkeypatch: pytest.MonkeyP
         read_ports()
 
 
+def test_kwoks_port_follows_the_apiservers_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for knob in PORT_KNOBS.values():
+        monkeypatch.delenv(knob, raising=False)
+    monkeypatch.setenv("RIG_APISERVER_PORT", "28443")  # a second rig on other ports: no collision
+    assert read_ports()["kwok"] == 28250
+    monkeypatch.setenv("RIG_KWOK_PORT", "30250")
+    assert read_ports()["kwok"] == 30250
+
+
 def test_a_busy_port_names_the_knob_that_moves_it() -> None:
     with pytest.raises(RigError, match=r"port 127.0.0.1:16257 \(kube-controller-manager\) .* set RIG_KCM_PORT"):
         check_ports_free(PORTS, lambda port: port != 16257)
