@@ -27,6 +27,7 @@ from urllib.parse import quote
 import httpx
 
 from procjob.cli.pj_api import CONTAINER, Api
+from procjob.cli.pj_commands import Context
 from procjob.cli.pj_errors import EXIT_OK, ApiError, PluginError
 from procjob.cli.pj_state import job_key, pick_attempt
 
@@ -67,7 +68,7 @@ def logs_path(namespace: str, name: str, stage: str | None = None, attempt: int 
     return path if stage is None else f"{path}/{quote(stage, safe='')}/{attempt}"
 
 
-def cmd_logs(ctx: Any) -> int:
+def cmd_logs(ctx: Context) -> int:
     """The live log while the pod exists, else the archived one (see the module docstring)."""
     args = ctx.args
     api, ns = ctx.connect()
@@ -99,7 +100,7 @@ def _job_or_none(api: Api, ns: str, name: str) -> dict[str, Any] | None:
     return found
 
 
-def _stream_live(ctx: Any, api: Api, ns: str, pod: str, stage: str, attempt: int, container: str) -> None:
+def _stream_live(ctx: Context, api: Api, ns: str, pod: str, stage: str, attempt: int, container: str) -> None:
     """Stream the pod's log; the header goes out with the first bytes (an error comes alone)."""
     params = {"container": container}
     if ctx.args.follow:
@@ -117,12 +118,12 @@ def _stream_live(ctx: Any, api: Api, ns: str, pod: str, stage: str, attempt: int
         _header(ctx, f"pod {pod} (stage {stage}, attempt {attempt})")
 
 
-def _header(ctx: Any, text: str) -> None:
+def _header(ctx: Context, text: str) -> None:
     ctx.err.write(f"==> {text} <==\n")
     ctx.err.flush()
 
 
-def _write(ctx: Any, out: Any, data: bytes) -> None:
+def _write(ctx: Context, out: Any, data: bytes) -> None:
     if out is not None:
         out.write(data)
         out.flush()
@@ -130,7 +131,7 @@ def _write(ctx: Any, out: Any, data: bytes) -> None:
         ctx.out.write(data.decode(errors="replace"))
 
 
-def _write_archived(ctx: Any, found: Archived, stage: str, attempt: int) -> None:
+def _write_archived(ctx: Context, found: Archived, stage: str, attempt: int) -> None:
     gone = "" if ctx.args.archived else " is gone;"
     _header(ctx, f"pod {found.pod} (stage {stage}, attempt {attempt}){gone} archived log: {found.describe()}")
     content = found.content
@@ -139,7 +140,7 @@ def _write_archived(ctx: Any, found: Archived, stage: str, attempt: int) -> None
     _write(ctx, getattr(ctx.out, "buffer", None), content)
 
 
-def _deleted_job(ctx: Any, api: Api, ns: str, container: str) -> int:
+def _deleted_job(ctx: Context, api: Api, ns: str, container: str) -> int:
     """The job is gone from the API: pick the attempt from its archive's index."""
     args = ctx.args
     key = job_key(ns, args.job)
@@ -163,14 +164,14 @@ def _deleted_job(ctx: Any, api: Api, ns: str, container: str) -> int:
 
 
 # ------------------------------------------------------------------------------ the archive
-def _source(ctx: Any) -> Source:
+def _source(ctx: Context) -> Source:
     from procjob.cli import pj_history  # loads `procjob history`'s renderer: only when the archive is read
 
     args = ctx.args
     return pj_history.choose_source(args.history_url, args.database_url, args.operator_service, ctx.environ)
 
 
-def _get(ctx: Any, api: Api, path: str, params: dict[str, str]) -> httpx.Response:
+def _get(ctx: Context, api: Api, path: str, params: dict[str, str]) -> httpx.Response:
     from procjob.cli import pj_history
 
     source = _source(ctx)
@@ -181,7 +182,7 @@ def _get(ctx: Any, api: Api, path: str, params: dict[str, str]) -> httpx.Respons
     return pj_history.get_through_proxy(api, str(source.value), token, path, params, what="the log archive")
 
 
-def _index(ctx: Any, api: Api, ns: str, name: str, key: str) -> dict[str, Any]:
+def _index(ctx: Context, api: Api, ns: str, name: str, key: str) -> dict[str, Any]:
     source = _source(ctx)
     if source.kind == "dsn":
         found = asyncio.run(_from_database(source.value, ns, name, None, None, "", None))
@@ -201,7 +202,7 @@ def _index(ctx: Any, api: Api, ns: str, name: str, key: str) -> dict[str, Any]:
 
 
 def _read_archived(
-    ctx: Any, api: Api, ns: str, name: str, stage: str, attempt: int, container: str, uid: str, pod: str | None
+    ctx: Context, api: Api, ns: str, name: str, stage: str, attempt: int, container: str, uid: str, pod: str | None
 ) -> Archived:
     source = _source(ctx)
     what = f"pod {pod} is gone" if pod and not ctx.args.archived else f"stage {stage} attempt {attempt}"
