@@ -43,6 +43,11 @@ class NotFound(ApiError):
     """404."""
 
 
+class NotLeading(ConnectionError):
+    """A write refused before it was sent: with leader election, this replica does not lead (or
+    no longer may, by its own clock). A connection error to its callers: retried, never sent."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """Where the API server is and how to authenticate (from kopf's login, or a kubeconfig)."""
@@ -116,6 +121,7 @@ class KubeClient:
         connections: int = 64,
         timeout: float = 30.0,
         on_request: Callable[[str], None] | None = None,
+        fence: Callable[[], bool] | None = None,
     ) -> None:
         self.server = creds.server.rstrip("/")
         headers = {"Accept": "application/json", "User-Agent": "procjob-operator"}
@@ -127,6 +133,13 @@ class KubeClient:
         )
         self.requests: dict[str, int] = {}  # verb -> count, for benchmarks
         self.on_request = on_request  # e.g. a metrics counter
+        # Asked right before each of the writes below (not the Lease's, not the reviews'): with
+        # leader election, whether this replica still leads (controller.leadership).
+        self.fence = fence
+
+    def _fenced(self) -> None:
+        if self.fence is not None and not self.fence():
+            raise NotLeading("this replica does not lead: the write was not sent")
 
     async def close(self) -> None:
         await self.session.close()
@@ -165,6 +178,7 @@ class KubeClient:
 
     # ---------------------------------------------------------------------------------- pods
     async def create_pod(self, namespace: str, manifest: dict[str, Any]) -> dict[str, Any]:
+        self._fenced()
         result: dict[str, Any] = await self.request("POST", f"/api/v1/namespaces/{namespace}/pods", body=manifest)
         return result
 
@@ -186,6 +200,7 @@ class KubeClient:
             body["gracePeriodSeconds"] = grace_seconds
         if uid:
             body["preconditions"] = {"uid": uid}
+        self._fenced()
         try:
             await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}", body=body)
         except (NotFound, Conflict):
@@ -215,6 +230,7 @@ class KubeClient:
         (owner references). False when it is already gone or was replaced."""
         body: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
         body["preconditions"] = {"uid": uid}
+        self._fenced()
         try:
             await self.request("DELETE", self.job_path(namespace, name), body=body)
         except (NotFound, Conflict):
@@ -232,11 +248,13 @@ class KubeClient:
         """PUT the status subresource: replaces the whole status; 409 if resourceVersion is stale."""
         meta = body["metadata"]
         path = self.job_path(meta["namespace"], meta["name"]) + "/status"
+        self._fenced()
         result: dict[str, Any] = await self.request("PUT", path, body=body)
         return result
 
     async def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """A merge patch of the job (e.g. finalizers). Include metadata.resourceVersion to make it conditional."""
+        self._fenced()
         result: dict[str, Any] = await self.request(
             "PATCH", self.job_path(namespace, name), body=patch, content_type="application/merge-patch+json"
         )
@@ -280,6 +298,7 @@ class KubeClient:
             "reportingInstance": instance or component,
             "source": {"component": component},
         }
+        self._fenced()
         await self.request("POST", f"/api/v1/namespaces/{namespace}/events", body=event)
 
     # ------------------------------------------------------------------ reviews (history API)

@@ -26,6 +26,7 @@ class Metrics:
         self._queue(self.registry)
         self._isolation(self.registry)
         self._logs(self.registry)
+        self._leadership(self.registry)
 
     def _jobs(self, r: CollectorRegistry) -> None:
         """Jobs, attempts and retries."""
@@ -139,4 +140,23 @@ class Metrics:
         )
         self.log_archive_pending = Gauge(
             "procjob_log_archive_pending", "Finished attempts whose logs wait to be archived.", registry=r
+        )
+
+    def _leadership(self, r: CollectorRegistry) -> None:
+        """Leader election (controller.leadership). A replica that stops leading exits at once
+        (client-go's rule), so a failover shows on the new leader: `to="leader"`."""
+        self.leader = Gauge(
+            "procjob_leader", "1 while this replica is the one that writes (leads), 0 while it stands by.", registry=r
+        )
+        self.leadership_transitions = Counter(
+            "procjob_leadership_transitions_total",
+            "This replica's leadership changes, by the role entered: leader (took the Lease) or standby "
+            "(stopped leading: lost or released the Lease; the process then exits).",
+            ["to"],
+            registry=r,
+        )
+        self.leader_renew_failures = Counter(
+            "procjob_leader_renew_failures_total",
+            "Renewals of the held Lease that failed; without one for the renew deadline the leader stops.",
+            registry=r,
         )

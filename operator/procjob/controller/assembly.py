@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.cache import Cache
-from procjob.controller.leadership import LeaderElector, Timings
+from procjob.controller.leadership import FencedStore, LeaderElector, Timings
 from procjob.controller.logarchive import LogArchiver
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
@@ -51,6 +50,7 @@ RESYNC_SECONDS = 300.0
 MIGRATE_RETRY_SECONDS = 5.0
 CAP_INTERVAL = 5.0  # seconds between rounds of the per-namespace cap on finished jobs (a cache scan)
 SYNC_RETRY_SECONDS = 2.0
+RELEASE_SECONDS = 5.0  # at most this long on shutdown to give the Lease up (else the standby waits it out)
 
 
 @dataclass
@@ -77,17 +77,36 @@ class Operator:
         metrics, cache, queue = Metrics(), Cache(), WorkQueue()
         requests = metrics.api_requests
         client = KubeClient(credentials, on_request=lambda verb: requests.labels(verb=verb).inc())
+        elector = None
+        if settings.leader_elect:
+
+            async def start_writing() -> None:
+                await operator._start_writing()
+
+            elector = LeaderElector(
+                client,
+                settings.leader_election_namespace,
+                f"{settings.instance}_{uuid.uuid4().hex[:8]}",
+                on_started=start_writing,
+                on_lost=_stop_now,
+                metrics=metrics,
+                timings=Timings(*settings.leader_election_timings),
+                clock=utcnow,
+            )
+            client.fence = elector.may_write  # every write asks first (the Lease's own do not)
         store: AuditStore | None = None
+        sink: AuditStore | FencedStore | None = None
         relay: AuditRelay | None = None
         if settings.database_url:
             # wait=False: start even while PostgreSQL is down; the relay keeps the backlog until it is back.
             store = await AuditStore.open(settings.database_url, connect_timeout=5.0, wait=False)
+            sink = store if elector is None else FencedStore(store, store, elector.may_write)
             failpoint = "audit-after-insert" in settings.failpoints
-            relay = AuditRelay(store, queue, metrics, utcnow, crash_after_insert=failpoint)
+            relay = AuditRelay(sink, queue, metrics, utcnow, crash_after_insert=failpoint)
         logs = None
-        if store is not None and settings.log_archive:
+        if sink is not None and settings.log_archive:
             logs = LogArchiver(
-                store,
+                sink,
                 client,
                 queue,
                 metrics,
@@ -108,18 +127,7 @@ class Operator:
             logs=logs,
             instance=settings.instance,
         )
-        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, logs=logs)
-        if settings.leader_elect:
-            operator.elector = LeaderElector(
-                client,
-                settings.leader_election_namespace,
-                f"{settings.instance}_{uuid.uuid4().hex[:8]}",
-                on_started=operator._start_writing,
-                on_lost=_stop_now,
-                timings=Timings(*settings.leader_election_timings),
-                clock=utcnow,
-                monotonic=time.monotonic,
-            )
+        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, elector, logs)
         return operator
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -138,11 +146,17 @@ class Operator:
 
     async def stop(self) -> None:
         self.ready = False
-        for task in self.tasks:
+        writers = [*self.tasks, *self.reconciler.events.tasks]
+        for task in writers:
             task.cancel()
-        for task in self.tasks:
+        for task in writers:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.elector is not None:
+            # Nothing writes any more: give the Lease up, so that a standby leads at its next try.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RELEASE_SECONDS):
+                    await self.elector.release()
         if self.web is not None:
             await self.web.cleanup()
         await self.client.close()
@@ -193,6 +207,7 @@ class Operator:
         self._run("resync", self._converge_caches)
         self.ready = True  # a standby is ready too: its caches are warm, it takes over at once
         if self.elector is None:
+            self.metrics.leader.set(1)  # the only replica: it writes
             await self._start_writing()
         else:
             self._run("leader-election", self.elector.run)
