@@ -104,6 +104,12 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         "namespace of the Lease (default: the pod's own)",
         {},
     ),
+    (
+        "leader-election-lease-name",
+        "PROCJOB_LEADER_ELECTION_LEASE_NAME",
+        "name of the Lease (default procjob-operator); one per operator installation in that namespace",
+        {},
+    ),
     ("leader-election-lease-seconds", "PROCJOB_LEADER_ELECTION_LEASE_SECONDS", "lease duration (default 15)", {}),
     (
         "leader-election-renew-deadline-seconds",

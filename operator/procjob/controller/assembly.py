@@ -92,6 +92,7 @@ class Operator:
                 metrics=metrics,
                 timings=Timings(*settings.leader_election_timings),
                 clock=utcnow,
+                name=settings.leader_election_lease_name,
             )
             client.fence = elector.may_write  # every write asks first (the Lease's own do not)
         store: AuditStore | None = None

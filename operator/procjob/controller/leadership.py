@@ -36,11 +36,10 @@ from procjob.controller.logarchive import LogStore
 from procjob.controller.relay import AuditSink
 from procjob.core import leadership as rules
 from procjob.models.audit import AuditRecord
-from procjob.models.lease import LeaseRecord
+from procjob.models.lease import LEASE_NAME, LeaseRecord
 
 log = logging.getLogger("procjob.leader")
 
-LEASE_NAME = "procjob-operator"
 FAILURES = (ApiError, OSError, aiohttp.ClientError, TimeoutError)
 
 

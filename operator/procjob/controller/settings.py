@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from procjob.core.config import DEFAULT_WORKER_IMAGE, CoreConfig, S3Settings
+from procjob.models.lease import LEASE_NAME
 
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 
@@ -41,6 +42,7 @@ class OperatorSettings:
     ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
     leader_elect: bool = False  # several replicas: only the Lease holder writes
     leader_election_namespace: str = "default"
+    leader_election_lease_name: str = LEASE_NAME  # one per operator installation sharing a namespace
     leader_election_timings: tuple[float, float, float] = (15.0, 10.0, 2.0)  # lease, renew deadline, retry
     max_finished_jobs_per_namespace: int | None = None  # finished jobs kept; the oldest go first
     events: str = "all"  # all | important (no Event for a stage's routine start and success)
@@ -96,6 +98,7 @@ TRUE, FALSE = {"1", "true", "yes"}, {"", "0", "false", "no"}
 # A label/annotation key or the start of one: a DNS prefix, optionally '/' and the start of a name.
 METADATA_PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/[A-Za-z0-9._-]*)?$")
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+DNS_SUBDOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 PRIORITY_RANGE = (-1000, 1000)  # spec.priority's range
 
 
@@ -213,7 +216,16 @@ def _leadership(pick: Callable[..., str | None], environ: Mapping[str, str]) -> 
             "leader election needs retry < renew deadline < lease (--leader-election-retry-seconds, "
             f"--leader-election-renew-deadline-seconds, --leader-election-lease-seconds), not {retry}, {renew}, {lease}"
         )
-    return {"leader_elect": elect, "leader_election_namespace": namespace, "leader_election_timings": timings}
+    name = pick("leader_election_lease_name", "PROCJOB_LEADER_ELECTION_LEASE_NAME") or LEASE_NAME
+    if not DNS_SUBDOMAIN.match(name):
+        flag = "--leader-election-lease-name (PROCJOB_LEADER_ELECTION_LEASE_NAME)"
+        raise SettingsError(f"{flag} must be a DNS subdomain name, not {name!r}")
+    return {
+        "leader_elect": elect,
+        "leader_election_namespace": namespace,
+        "leader_election_lease_name": name,
+        "leader_election_timings": timings,
+    }
 
 
 def _seconds(flag: str, env: str, value: str | None, default: float) -> float:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+LEASE_NAME = "procjob-operator"  # the Lease's default name (--leader-election-lease-name)
+
 
 @dataclass(frozen=True, slots=True)
 class LeaseRecord:

@@ -112,15 +112,21 @@ def test_leader_election_settings() -> None:
     default = from_sources({}, {"POD_NAMESPACE": "ops"})
     assert (default.leader_elect, default.leader_election_namespace) == (False, "ops")
     assert default.leader_election_timings == (15.0, 10.0, 2.0)
+    assert default.leader_election_lease_name == "procjob-operator"
     on = from_sources(
         {"leader_elect": "true", "leader_election_lease_seconds": "3", "leader_election_renew_deadline_seconds": "2"},
-        {"PROCJOB_LEADER_ELECTION_RETRY_SECONDS": "0.5", "PROCJOB_LEADER_ELECTION_NAMESPACE": "procjob-system"},
+        {
+            "PROCJOB_LEADER_ELECTION_RETRY_SECONDS": "0.5",
+            "PROCJOB_LEADER_ELECTION_NAMESPACE": "procjob-system",
+            "PROCJOB_LEADER_ELECTION_LEASE_NAME": "team-a.procjob-operator",
+        },
     )
     assert (on.leader_elect, on.leader_election_namespace, on.leader_election_timings) == (
         True,
         "procjob-system",
         (3.0, 2.0, 0.5),
     )
+    assert on.leader_election_lease_name == "team-a.procjob-operator"
 
 
 @pytest.mark.parametrize(
@@ -129,6 +135,8 @@ def test_leader_election_settings() -> None:
         ({"leader_election_lease_seconds": "5"}, "retry < renew deadline < lease"),
         ({"leader_election_retry_seconds": "soon"}, "--leader-election-retry-seconds"),
         ({"leader_election_renew_deadline_seconds": "0"}, "must be > 0"),
+        ({"leader_election_lease_name": "Procjob_Operator"}, "--leader-election-lease-name"),
+        ({"leader_election_lease_name": "a" * 254}, "must be a DNS subdomain name"),
     ],
 )
 def test_bad_leader_election_timings_name_the_flag(flags: dict[str, str], message: str) -> None:
