@@ -247,6 +247,13 @@ def test_the_schema_rejects_mistakes(rig: Rig) -> None:
         "networkPolicy.allowedCIDRs[0]=not-a-cidr",
         "networkPolicy.allowedPods[0].namespace=no-labels",
         "networkPolicy.allowedNamespaces[0]=Not_A_Name",
+        "leaderElection.enabled=false",  # with the default replicas: 2 — both would write
+        "replicas=-1",
+        "leaderElection.leaseSeconds=0",
+        "leaderElection.retrySeconds=soon",
+        "podDisruptionBudget.maxUnavailable=0",  # would block every node drain
+        "podAntiAffinity=always",
+        "topologySpread.whenUnsatisfiable=Never",
     ):
         proc = subprocess.run(
             ["helm", "template", "x", str(CHART), "--set", bad],
@@ -264,9 +271,24 @@ def test_the_default_deployment(rig: Rig) -> None:
     objects = render(rig, "procjob", "procjob-system")
     deployment = only(objects, "Deployment", "procjob")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1
-    assert spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
     pod = spec["template"]["spec"]
+    selector = spec["selector"]["matchLabels"]
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "topologyKey": "kubernetes.io/hostname",
+                        "labelSelector": {"matchLabels": selector},
+                    },
+                }
+            ]
+        }
+    }
+    assert "topologySpreadConstraints" not in pod
     assert pod["serviceAccountName"] == "procjob"
     assert pod["automountServiceAccountToken"] is True
     assert pod["securityContext"] == {
@@ -290,6 +312,20 @@ def test_the_default_deployment(rig: Rig) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["PROCJOB_WORKER_IMAGE"] == "ghcr.io/procjob/procjob:0.1.0"
     assert not {k for k in env if k.startswith("PROCJOB_DATABASE")}
+    assert {k: v for k, v in env.items() if "LEADER" in k} == {
+        "PROCJOB_LEADER_ELECT": "true",
+        "PROCJOB_LEADER_ELECTION_NAMESPACE": "procjob-system",
+        "PROCJOB_LEADER_ELECTION_LEASE_NAME": "procjob-operator",
+        "PROCJOB_LEADER_ELECTION_LEASE_SECONDS": "15",
+        "PROCJOB_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "10",
+        "PROCJOB_LEADER_ELECTION_RETRY_SECONDS": "2",
+    }
+    budget = only(objects, "PodDisruptionBudget", "procjob")
+    assert budget["spec"] == {
+        "maxUnavailable": 1,
+        "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        "selector": {"matchLabels": selector},
+    }
     service = only(objects, "Service", "procjob-metrics")
     assert service["spec"]["ports"] == [{"name": "metrics", "port": 8080, "targetPort": "metrics", "protocol": "TCP"}]
     assert not find(objects, "ServiceMonitor")
@@ -299,9 +335,60 @@ def test_the_default_deployment(rig: Rig) -> None:
     ]
 
 
+def test_without_leader_election_one_replica_is_replaced_with_recreate(rig: Rig) -> None:
+    objects = render(rig, "procjob", "procjob-system", "--set", "leaderElection.enabled=false", "--set", "replicas=1")
+    spec = only(objects, "Deployment", "procjob")["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+    (container,) = spec["template"]["spec"]["containers"]
+    assert not [e for e in container["env"] if "LEADER" in e["name"]]
+    assert not find(objects, "Role", "procjob-leader-election")
+    assert not find(objects, "RoleBinding", "procjob-leader-election")
+    assert not find(
+        render(rig, "procjob", "procjob-system", "--set", "podDisruptionBudget.enabled=false"), "PodDisruptionBudget"
+    )
+
+
+def test_leader_election_timings_out_of_order_are_refused(rig: Rig) -> None:
+    for bad in (
+        "leaderElection.retrySeconds=10",
+        "leaderElection.renewDeadlineSeconds=15",
+        "leaderElection.leaseSeconds=1",
+    ):
+        proc = subprocess.run(
+            ["helm", "template", "x", str(CHART), "--set", bad],
+            capture_output=True,
+            text=True,
+            env=rig.env,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode != 0, bad
+        assert "retrySeconds < renewDeadlineSeconds < leaseSeconds" in proc.stderr, (bad, proc.stderr)
+
+
 def test_every_option_on(rig: Rig) -> None:
     objects = render(rig, "procjob", "procjob-system", "-f", str(CHART / "ci" / "full-values.yaml"))
-    pod = only(objects, "Deployment")["spec"]["template"]["spec"]
+    deployment = only(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    selector = {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["affinity"] == {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {"topologyKey": "kubernetes.io/hostname", "labelSelector": selector}
+            ]
+        }
+    }
+    assert pod["topologySpreadConstraints"] == [
+        {
+            "topologyKey": "topology.kubernetes.io/zone",
+            "maxSkew": 1,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": selector,
+        }
+    ]
+    assert only(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == "50%"
     (container,) = pod["containers"]
     assert container["image"] == (
         "ghcr.io/procjob/procjob@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
@@ -309,6 +396,12 @@ def test_every_option_on(rig: Rig) -> None:
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env == {
         "POD_NAME": None,
+        "PROCJOB_LEADER_ELECT": "true",
+        "PROCJOB_LEADER_ELECTION_NAMESPACE": "procjob-system",
+        "PROCJOB_LEADER_ELECTION_LEASE_NAME": "procjob-operator",
+        "PROCJOB_LEADER_ELECTION_LEASE_SECONDS": "20",
+        "PROCJOB_LEADER_ELECTION_RENEW_DEADLINE_SECONDS": "15",
+        "PROCJOB_LEADER_ELECTION_RETRY_SECONDS": "2.5",
         "PROCJOB_METRICS_PORT": "8080",
         "PROCJOB_WORKERS": "16",
         "PROCJOB_EVENTS": "important",
@@ -424,8 +517,12 @@ def test_helm_and_kustomize_describe_the_same_operator(rig: Rig) -> None:
     bindings = find(namespaced, "RoleBinding", "procjob")
     assert sorted(b["metadata"]["namespace"] for b in bindings) == ["team-a", "team-b"]
     assert {b["roleRef"]["name"] for b in bindings} == {"procjob"}
-    for role in find(chart_namespaced, "Role"):
+    for role in find(chart_namespaced, "Role", "procjob"):
         assert only(namespaced, "ClusterRole", "procjob")["rules"] == role["rules"]
+    # The leader election's Role and binding, in the operator's namespace, in both.
+    for kind in ("Role", "RoleBinding"):
+        assert only(namespaced, kind, "procjob-leader-election") == only(base, kind, "procjob-leader-election")
+        assert only(base, kind, "procjob-leader-election")["metadata"]["namespace"] == "procjob-system"
 
 
 # ---------------------------------------------------------------------------------------- RBAC
@@ -504,6 +601,55 @@ def test_namespaced_rbac_grants_the_reviews_and_only_them_cluster_wide(
         expected[(verb, resource, None)] = False
         expected[(verb, resource, "default")] = False
     assert can_i(rig, sa, list(expected)) == expected
+
+
+def test_leader_election_may_use_its_lease_in_the_release_namespace_and_nothing_else(rig: Rig, namespace: str) -> None:
+    """get and update of the one Lease the operator is told to use (by name), create (which RBAC
+    cannot restrict by name), in the release namespace; no other Lease, verb or namespace."""
+    release = f"pj-{namespace}"
+    fullname = f"{release}-procjob"
+    lease = f"{fullname}-operator"
+    rendered = render(rig, release, namespace)
+    role = only(rendered, "Role", f"{fullname}-leader-election")
+    binding = only(rendered, "RoleBinding", f"{fullname}-leader-election")
+    assert (role["metadata"]["namespace"], binding["metadata"]["namespace"]) == (namespace, namespace)
+    assert role["rules"] == [
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": [lease],
+            "verbs": ["get", "update"],
+        },
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+    ]
+    (container,) = only(rendered, "Deployment")["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert (env["PROCJOB_LEADER_ELECTION_NAMESPACE"], env["PROCJOB_LEADER_ELECTION_LEASE_NAME"]) == (namespace, lease)
+    rig.apply(yaml.safe_dump_all([only(rendered, "ServiceAccount", fullname), role, binding]))
+    sa = f"system:serviceaccount:{namespace}:{fullname}"
+    leases = "leases.coordination.k8s.io"
+    expected = {
+        ("get", f"{leases}/{lease}", namespace): True,
+        ("update", f"{leases}/{lease}", namespace): True,
+        ("create", leases, namespace): True,
+        ("get", f"{leases}/another", namespace): False,
+        ("update", f"{leases}/another", namespace): False,
+        ("patch", f"{leases}/{lease}", namespace): False,
+        ("delete", f"{leases}/{lease}", namespace): False,
+        ("list", leases, namespace): False,
+        ("watch", leases, namespace): False,
+        ("get", f"{leases}/{lease}", "default"): False,
+        ("create", leases, "default"): False,
+    }
+
+    def ask(question: Question) -> bool:
+        verb, resource, where = question
+        proc = rig.kubectl("auth", "can-i", verb, resource, f"--as={sa}", "-n", str(where), check=False)
+        assert proc.stdout.strip() in ("yes", "no"), proc.stderr
+        return proc.stdout.strip() == "yes"
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert dict(zip(expected, pool.map(ask, expected), strict=True)) == expected
 
 
 def test_the_service_proxy_right_names_only_the_operators_service(rig: Rig, namespace: str) -> None:
@@ -595,9 +741,15 @@ def test_the_operator_runs_with_only_the_charts_rbac(
     """The chart's rules are enough: the operator, authenticated as the chart's service account
     (namespaced configuration, so nothing cluster-scoped is created on the shared rig), runs a
     three-stage job, cancels another (pod deletions), records the audit (finalizer patches) and
-    lets a deleted job go (finalizer removal); no request is refused along the way."""
-    objects = operator_rbac(render(rig, "pj", namespace, "--set", f"watchNamespaces={{{namespace}}}"), "pj-procjob")
+    lets a deleted job go (finalizer removal); no request is refused along the way. It elects
+    itself leader as the chart configures it (its Lease, by the chart's leader-election Role)."""
+    rendered = render(rig, "pj", namespace, "--set", f"watchNamespaces={{{namespace}}}")
+    objects = operator_rbac(rendered, "pj-procjob")
+    objects += [only(rendered, kind, "pj-procjob-leader-election") for kind in ("Role", "RoleBinding")]
     rig.apply(yaml.safe_dump_all(objects))
+    (container,) = only(rendered, "Deployment")["spec"]["template"]["spec"]["containers"]
+    election = {e["name"]: e["value"] for e in container["env"] if "LEADER" in e["name"]}
+    assert election["PROCJOB_LEADER_ELECT"] == "true"
     kubeconfig = service_account_kubeconfig(rig, namespace, "pj-procjob", tmp_path / "kubeconfig")
     whoami = rig.kubectl(
         "--kubeconfig", str(kubeconfig), "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
@@ -606,9 +758,9 @@ def test_the_operator_runs_with_only_the_charts_rbac(
     dsn = tmp_path / "dsn"
     dsn.write_text(database)
 
-    proc = operator(
-        namespace, "--migrate", "true", env={"KUBECONFIG": str(kubeconfig), "PROCJOB_DATABASE_URL_FILE": str(dsn)}
-    )
+    env = {"KUBECONFIG": str(kubeconfig), "PROCJOB_DATABASE_URL_FILE": str(dsn), **election}
+    proc = operator(namespace, "--migrate", "true", env=env)
+    wait_for("the operator to lead", lambda: "leading" in proc.get("/readyz").text, timeout=30)
     hello = yaml.safe_load((EXAMPLES / "hello.yaml").read_text())
     kube.create_job(namespace, hello)
     slow = {

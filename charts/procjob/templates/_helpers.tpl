@@ -45,6 +45,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The leader election's Lease: one per release, so that two releases in one namespace do not
+share it (`<fullname>-operator`: procjob-operator for the release procjob, the operator's default). */}}
+{{- define "procjob.leaseName" -}}
+{{- printf "%s-operator" (include "procjob.fullname" .) }}
+{{- end }}
+
 {{/* The operator image: repository@digest, else repository:tag (default appVersion). */}}
 {{- define "procjob.image" -}}
 {{- if .Values.image.digest }}
@@ -73,7 +79,8 @@ account against a real API server, and `kubectl auth can-i` checks what is denie
 - events create: the operator (and kopf, on errors) posts core/v1 Events; it never patches them.
 Not needed and not granted: customresourcedefinitions and namespaces (kopf's scanning is off:
 the CRD is discovered through API discovery, which every authenticated user may read, and watched
-namespaces are named exactly), leases/peering (kopf runs standalone; one replica, Recreate),
+namespaces are named exactly), leases here (leader election's Lease is granted by a Role of its
+own in the release namespace, see rbac.yaml; kopf's peering is not used),
 secrets and configmaps (worker pods reference them by name; the kubelet resolves them), pods/exec.
 */}}
 {{- define "procjob.rules" -}}
