@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 
 import psycopg
-from tests.support.postgres import PostgresCluster, _start_cluster
+from tests.support.postgres import PostgresCluster, start_cluster
 
 from bench.api import BenchError
 from bench.rigctl import ROOT
@@ -26,7 +26,7 @@ from bench.rigctl import ROOT
 
 def start_postgres() -> PostgresCluster:
     try:
-        return _start_cluster()
+        return start_cluster()
     except BaseException as exc:  # pytest.fail() raises an exception outside pytest's hierarchy
         raise BenchError(f"PostgreSQL did not start: {exc}") from None
 

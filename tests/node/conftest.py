@@ -39,7 +39,7 @@ import yaml
 
 from tests.support.http import HttpServer
 from tests.support.kube import Kube, finished, wait_for
-from tests.support.postgres import PostgresCluster, _unprivileged_account, find_bindir
+from tests.support.postgres import PostgresCluster, start_cluster
 from tests.support.rig import Rig
 from tests.support.s3 import S3Server, start_s3_server
 from tests.support.versioned import VersionedSource
@@ -95,23 +95,20 @@ def real_node(rig: Rig) -> Iterator[RealNode]:
 @pytest.fixture(scope="session")
 def node_postgres(real_node: RealNode) -> Iterator[PostgresCluster]:
     """PostgreSQL listening on 127.0.0.1 and the bridge gateway (password auth from the bridge subnet)."""
-    account = _unprivileged_account()
-    root = Path(tempfile.mkdtemp(prefix="procjob-node-pg-"))
-    if account is not None:
-        os.chown(root, account.pw_uid, account.pw_gid)
-    cluster = PostgresCluster(find_bindir(), root, account)
-    try:
-        cluster.init()
+
+    def on_the_bridge(cluster: PostgresCluster) -> None:
         with (cluster.datadir / "postgresql.conf").open("a") as conf:
             conf.write(f"listen_addresses = '127.0.0.1,{real_node.gateway}'\n")
         with (cluster.datadir / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {real_node.subnet} scram-sha-256\n")
-        cluster.start()
+
+    cluster = start_cluster(on_the_bridge)
+    try:
         yield cluster
     finally:
         with contextlib.suppress(RuntimeError):
             cluster.stop("immediate")
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(cluster.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

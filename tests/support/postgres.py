@@ -30,7 +30,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +190,9 @@ def _unprivileged_account() -> pwd.struct_passwd | None:
     pytest.fail("running as root and no unprivileged account to run PostgreSQL as", pytrace=False)
 
 
-def _start_cluster() -> PostgresCluster:
+def start_cluster(configure: Callable[[PostgresCluster], None] | None = None) -> PostgresCluster:
+    """initdb and start a throw-away cluster; `configure` may edit its files between the two (the real
+    node's tests add a listen address and a pg_hba line for the pods' subnet)."""
     account = _unprivileged_account()
     root = Path(tempfile.mkdtemp(prefix="procjob-pg-"))
     if account is not None:
@@ -198,6 +200,8 @@ def _start_cluster() -> PostgresCluster:
     cluster = PostgresCluster(find_bindir(), root, account)
     try:
         cluster.init()
+        if configure is not None:
+            configure(cluster)
         for attempt in range(3):
             try:
                 cluster.start()
@@ -215,7 +219,7 @@ def _start_cluster() -> PostgresCluster:
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
-    cluster = _start_cluster()
+    cluster = start_cluster()
     try:
         yield cluster
     finally:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import asdict
@@ -30,7 +29,7 @@ from .config import BIN, LOOPBACK, RUN, RigError, rel, say
 from .nodeconf import NODE_NAME, PAUSE_IMAGE, NodeNet, NodePaths, node_knob
 from .pki import Pki
 from .probes import admin_ssl, api_url, apiserver_ready, http
-from .processes import State, locked, proc_starttime, spawn, stop, wait_for
+from .processes import State, locked, port_free, proc_starttime, spawn, stop, wait_for
 
 HOST_TOOLS = ("containerd", "containerd-shim-runc-v2", "runc", "ctr", "iptables", "ip", "socat", "umount")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
@@ -58,22 +57,12 @@ def preflight() -> dict[str, Path]:
     return bins
 
 
-def bindable(addr: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((addr, port))
-        except OSError:
-            return False
-    return True
-
-
 def check_ports(net: NodeNet) -> None:
     wanted = [(LOOPBACK, net.healthz_port, "RIG_KUBELET_HEALTHZ_PORT"), (LOOPBACK, COREDNS_READY, "CoreDNS ready")]
     wanted += [(net.gateway, p, k) for p, k in ((net.kubelet_port, "RIG_KUBELET_PORT"),
                (net.api_port, "RIG_NODE_API_PORT"), (net.dns_port, "RIG_NODE_DNS_PORT"))]  # fmt: skip
     for addr, port, knob in wanted:
-        if not bindable(addr, port):
+        if not port_free(port, addr):
             raise RigError(f"port {addr}:{port} is already in use; free it or set {knob}")
 
 

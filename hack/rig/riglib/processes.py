@@ -225,12 +225,12 @@ def locked() -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def port_free(port: int) -> bool:
-    """True when nothing listens on 127.0.0.1:port (we can bind it ourselves)."""
+def port_free(port: int, host: str = LOOPBACK) -> bool:
+    """True when nothing listens on host:port (we can bind it ourselves)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind((LOOPBACK, port))
+            s.bind((host, port))
         except OSError:
             return False
     return True
