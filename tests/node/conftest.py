@@ -149,10 +149,23 @@ class InCluster:
     release: str
     bucket: str
 
-    def pod(self) -> dict[str, Any]:
+    def pods(self) -> list[dict[str, Any]]:
+        """The operator's pods (the chart runs two replicas with leader election)."""
         pods = self.node.rig.kubectl_json("get", "pods", "-n", self.system, "-l", "app.kubernetes.io/name=procjob")
-        assert len(pods["items"]) == 1, [p["metadata"]["name"] for p in pods["items"]]
-        return dict(pods["items"][0])
+        return [dict(p) for p in pods["items"]]
+
+    def readyz(self, pod: str) -> str:
+        path = f"/api/v1/namespaces/{self.system}/pods/{pod}:8080/proxy/readyz"
+        return self.node.rig.kubectl("get", "--raw", path, check=False).stdout
+
+    def leader(self) -> dict[str, Any]:
+        """The replica whose /readyz says it leads (waited for: the election takes a few seconds)."""
+
+        def find() -> dict[str, Any] | None:
+            leading = [p for p in self.pods() if "leading" in self.readyz(p["metadata"]["name"])]
+            return leading[0] if len(leading) == 1 else None
+
+        return wait_for("one leading replica", find, timeout=60)
 
     def place(self, manifest: dict[str, Any]) -> dict[str, Any]:
         """The job with the real node's placement in its pod template (kept if the test set one)."""
