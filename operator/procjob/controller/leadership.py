@@ -29,7 +29,7 @@ from datetime import datetime
 import aiohttp
 
 from procjob.adapters.audit import ArchivedLog, AuditUnavailable, JobSummary
-from procjob.adapters.kube import ApiError
+from procjob.adapters.kube import ApiError, Conflict
 from procjob.adapters.lease import Requester, get_lease, write_lease
 from procjob.adapters.metrics import Metrics
 from procjob.controller.logarchive import LogStore
@@ -78,6 +78,7 @@ class LeaderElector:
         self._renewed: float | None = None  # when the last successful renewal was sent; None: not leading
         self._observed: rules.Observed | None = None
         self._seen_holder: str | None = None
+        self._problem: str | None = None  # the last failure logged (each new one is logged once)
 
     @property
     def leading(self) -> bool:
@@ -152,7 +153,7 @@ class LeaderElector:
             async with asyncio.timeout(max(left, 0.0)):
                 return await self._try()
         except TimeoutError:
-            log.debug("leader election: the API server did not answer within %.1fs", left)
+            self._failed(f"no answer within {max(left, 0.0):.1f}s")
             return False
 
     async def _try(self) -> bool:
@@ -160,14 +161,29 @@ class LeaderElector:
         answer (a 409 means another candidate wrote first)."""
         try:
             record = await get_lease(self.client, self.namespace, self.name)
-            if not rules.may_take(self._see(record), self.identity, self.monotonic()):
-                return False
-            mine = rules.claimed(record, self.identity, self.clock(), rules.lease_seconds(self.timings.lease))
-            self._see(await write_lease(self.client, self.namespace, self.name, mine))
-        except FAILURES as exc:
-            log.debug("leader election: %s", exc)
+            taking = rules.may_take(self._see(record), self.identity, self.monotonic())
+            if taking:
+                mine = rules.claimed(record, self.identity, self.clock(), rules.lease_seconds(self.timings.lease))
+                self._see(await write_lease(self.client, self.namespace, self.name, mine))
+        except Conflict as exc:
+            log.debug("leader election: another candidate wrote the Lease first (%s)", exc)
             return False
-        return True
+        except FAILURES as exc:
+            self._failed(" ".join(f"{type(exc).__name__}: {exc}".split()))
+            return False
+        if self._problem is not None:
+            log.info("leader election: %s can use the Lease again", self.identity)
+            self._problem = None
+        return taking
+
+    def _failed(self, problem: str) -> None:
+        """A Lease request failed (the API server, RBAC, the network): logged once per problem —
+        a standby that cannot read the Lease would otherwise stand by in silence forever."""
+        if problem != self._problem:
+            log.warning(
+                "leader election: %s cannot use the Lease %s/%s: %s", self.identity, self.namespace, self.name, problem
+            )
+        self._problem = problem
 
     def _see(self, record: LeaseRecord | None) -> rules.Observed:
         """Note the Lease as read now; a standby logs each new holder it sees."""

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from procjob.adapters.audit import AuditUnavailable
-from procjob.adapters.kube import Conflict, Credentials, NotFound
+from procjob.adapters.kube import ApiError, Conflict, Credentials, NotFound
 from procjob.adapters.metrics import Metrics
 from procjob.controller.assembly import Operator
 from procjob.controller.leadership import FencedStore, LeaderElector, Timings
@@ -39,12 +39,12 @@ class FakeLeases:
         self.leases: dict[str, dict[str, Any]] = {}
         self.rv = itertools.count(1)
         self.down = False
-        self.before: Callable[[], Awaitable[None]] | None = None
+        self.before: Callable[[str], Awaitable[None]] | None = None
         self.writes = 0
 
     async def request(self, method: str, path: str, *, body: Any = None, **_: str) -> Any:
         if self.before is not None:
-            await self.before()
+            await self.before(method)
         if self.down:
             raise OSError("connection refused")
         name = path.rsplit("/", 1)[-1] if method != "POST" else body["metadata"]["name"]
@@ -233,7 +233,7 @@ async def test_a_renewal_counts_from_when_it_was_sent() -> None:
     a = world.elector("a")
     await turn(a)
 
-    async def slow() -> None:
+    async def slow(_: str) -> None:
         world.clock.tick(1.5)
 
     world.leases.before = slow  # GET and PUT: 3s in flight
@@ -252,7 +252,7 @@ async def test_a_renewal_that_fails_past_the_deadline_stops_the_leader(caplog: p
     await turn(a)
     world.clock.tick(8)
 
-    async def refused_slowly() -> None:
+    async def refused_slowly(_: str) -> None:
         world.clock.tick(3)
         world.leases.down = True
 
@@ -279,7 +279,7 @@ async def test_a_hung_renewal_is_cut_off_at_the_deadline() -> None:
     await turn(a)
     hung = asyncio.Event()
 
-    async def hang() -> None:
+    async def hang(_: str) -> None:
         await hung.wait()
 
     world.leases.before = hang
@@ -351,6 +351,43 @@ async def test_each_transition_is_a_log_line(caplog: pytest.LogCaptureFixture) -
         "leader election: a stops leading: its renew loop woke up late: its last renewal is 10.0s old, past the "
         "renew deadline (10s); exiting",
         "leader election: b leads (lease ops/procjob-operator)",
+    ]
+
+
+async def test_a_lease_that_cannot_be_used_is_a_warning_once_per_problem(caplog: pytest.LogCaptureFixture) -> None:
+    """A standby whose Lease requests fail (RBAC, the network) says so, once per problem and once
+    when it works again; losing a race for the Lease (409) is no problem."""
+    world = World()
+    b = world.elector("b")
+    with caplog.at_level(logging.INFO, logger="procjob.leader"):
+        world.leases.down = True
+        await turn(b)
+        await turn(b)
+        world.leases.down = False
+
+        async def forbidden(_: str) -> None:
+            raise ApiError(403, "Forbidden", 'leases "procjob-operator" is forbidden')
+
+        world.leases.before = forbidden
+        await turn(b)
+        world.leases.before = None
+        a = world.elector("a")
+
+        async def raced(method: str) -> None:
+            if method == "POST":  # a creates the Lease between b's read and b's create
+                world.leases.before = None
+                await turn(a)
+
+        world.leases.before = raced
+        await turn(b)  # loses the race for the Lease: a 409 on its create, no problem
+        assert (a.leading, b.leading) == (True, False)
+        await turn(b)  # reads it and stands by: it works again
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING or "again" in r.getMessage()]
+    assert lines == [
+        "leader election: b cannot use the Lease ops/procjob-operator: OSError: connection refused",
+        "leader election: b cannot use the Lease ops/procjob-operator: "
+        'ApiError: 403 Forbidden: leases "procjob-operator" is forbidden',
+        "leader election: b can use the Lease again",
     ]
 
 
