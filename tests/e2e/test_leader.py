@@ -12,6 +12,7 @@ written to .rig/logs/failover.json; the README's HA section quotes them.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.jobs import job, stage, when
+from tests.e2e.test_audit import all_finished, assert_exact, drained, migrate, rows
 from tests.support.kube import Kube, Watcher, condition, finished, wait_for
 from tests.support.operator import OperatorProcess
 
@@ -159,3 +161,42 @@ def test_failover_with_client_gos_default_timings(kube: Kube, namespace: str, op
     record(f"lease 15s, renew deadline 10s, retry 2s (defaults, the chart's); {how}", result)
     if how == "SIGKILL":
         assert result["leads"] >= 15 - 2
+
+
+@pytest.mark.postgres
+def test_failovers_leave_no_gap_in_the_audit(kube: Kube, namespace: str, operator: Any, database: str) -> None:
+    """Two failovers while jobs retry, a crash (SIGKILL) and a freeze past the lease (SIGSTOP, then
+    SIGCONT: that replica exits): PostgreSQL holds every transition the jobs went through, once,
+    1..N per job (the new leader relays what the old one had left in the status outboxes)."""
+    migrate(database)
+    watcher = Watcher(kube, f"/apis/procjob.dev/v1alpha1/namespaces/{namespace}/processingjobs").start()
+    args = (*FAST, "--leader-election-namespace", namespace)
+    env = {"PROCJOB_DATABASE_URL": database}
+    first = operator(namespace, *args, env={**env, "POD_NAME": "replica-a"})
+    second = operator(namespace, *args, env={**env, "POD_NAME": "replica-b"})
+    leader_id = wait_for("a leader", lambda: holder(kube, namespace))
+    crashed, survivor = (first, second) if leader_id.startswith("replica-a") else (second, first)
+    for i in range(4):
+        flaky = stage("flaky", rig={"fail_attempts": 2, "exit_code": 1, "run_seconds": 1})
+        kube.create_job(namespace, job(f"audited-{i}", flaky, stage("steady", rig={"run_seconds": 3}),
+                                       retry={"limit": 3, "delaysSeconds": [2]}))  # fmt: skip
+    wait_for("transitions in PostgreSQL", lambda: rows(database))
+
+    crashed.kill()
+    second_id = wait_for("the standby to lead", lambda: (h := holder(kube, namespace)) != leader_id and h)
+    crashed.start()  # back, as a standby
+    assert survivor.proc is not None
+    survivor.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for("the restarted replica to lead", lambda: (h := holder(kube, namespace)) != second_id and h)
+    finally:
+        survivor.proc.send_signal(signal.SIGCONT)
+    assert wait_for("the frozen leader to exit", lambda: survivor.proc.poll() is not None) is True
+    assert survivor.proc.returncode == 70
+
+    wait_for("every job to finish", all_finished(kube, namespace, 4), timeout=120)
+    wait_for("the outboxes to drain", drained(kube, namespace), timeout=30)
+    watcher.stop()
+    jobs = kube.jobs(namespace)
+    assert all(condition(b)["reason"] == "Succeeded" for b in jobs)
+    assert_exact(database, watcher, jobs)
