@@ -58,7 +58,8 @@ def test_the_standby_takes_over_when_the_leader_dies(kube: Kube, namespace: str,
     leader_id = wait_for("a leader", lambda: holder(kube, namespace))
     leader, standby = (first, second) if leader_id.startswith("replica-a") else (second, first)
     assert "leading" in leader.get("/readyz").text
-    assert "standby" in standby.get("/readyz").text
+    named = f"ready, standby ({leader_id} leads)"
+    wait_for("the standby to name the leader", lambda: named in standby.get("/readyz").text, timeout=10)
 
     kube.create_job(namespace, job("failover", stage("a", rig={"run_seconds": 2}), stage("b", rig={"run_seconds": 2})))
     wait_for("the first pod", lambda: kube.pods(namespace) or None)

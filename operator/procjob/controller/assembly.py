@@ -192,7 +192,10 @@ class Operator:
             return "starting"
         if self.elector is None:
             return "ready"
-        return f"ready, leading as {self.elector.identity}" if self.elector.leading else "ready, standby"
+        if self.elector.leading:
+            return f"ready, leading as {self.elector.identity}"
+        holder = self.elector.holder
+        return f"ready, standby ({holder} leads)" if holder else "ready, standby (no leader yet)"
 
     # ------------------------------------------------------------------------ the loops
     async def _start_reconciling(self) -> None:

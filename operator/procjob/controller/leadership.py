@@ -84,6 +84,11 @@ class LeaderElector:
     def leading(self) -> bool:
         return self._renewed is not None
 
+    @property
+    def holder(self) -> str | None:
+        """Who holds the Lease, as last read (None: nobody, or not read yet)."""
+        return self._seen_holder or None
+
     # ------------------------------------------------------------------------------ the fence
     def may_write(self) -> bool:
         """Asked right before every write: True while this replica leads by its own clock. Past the

@@ -132,6 +132,8 @@ async def test_one_candidate_leads_and_the_other_stands_by() -> None:
     assert world.metric("b", "procjob_leadership_transitions_total", to="leader") == 0
     assert (a.may_write(), b.may_write()) == (True, False)
     assert world.lost == []  # a standby's refusal stops nothing
+    assert (a.holder, b.holder) == ("a", "a")
+    assert world.elector("c").holder is None  # not read yet
 
 
 async def test_a_standby_takes_over_a_lease_after_it_last_saw_the_lease_change() -> None:
