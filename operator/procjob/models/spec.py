@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import Field, WithJsonSchema, field_validator, model_validator
+from pydantic import Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from procjob.models.base import ApiModel
 from procjob.models.container import (
@@ -24,6 +24,15 @@ from procjob.models.container import (
     PodMetadata,
     Resources,
     cel_rules,
+)
+from procjob.models.flow import (
+    DEPENDS_ON_SELF,
+    FINALLY_DEADLINE_SECONDS,
+    MAX_FINALLY,
+    MAX_FINALLY_DEADLINE_SECONDS,
+    depends_on_problem,
+    finally_names_problem,
+    flow_rules,
 )
 from procjob.models.podtemplate import MAX_MOUNTS, PodTemplate, list_map, spec_problem, spec_rules, unique_mounts
 from procjob.models.retry import Backoff, FailureReason, RetryAction, RetryPolicy, RetryRule
@@ -55,24 +64,34 @@ class PodGC(StrEnum):
     ON_COMPLETION = "OnCompletion"
 
 
+StageName = Annotated[str, Field(min_length=1, max_length=MAX_STAGE_NAME, pattern=DNS_LABEL)]
+
+
 class Stage(ApiModel):
     """One step of the job: a container image, or a built-in worker stage (`uses`)."""
 
     model_config = cel_rules(
         [
             {"rule": "has(self.image) != has(self.uses)", "message": "set exactly one of image or uses"},
+            {"rule": "!has(self.dependsOn) || !(self.name in self.dependsOn)", "message": DEPENDS_ON_SELF},
             *uses_env_rules(),
         ]
     )
 
-    name: Annotated[str, Field(min_length=1, max_length=MAX_STAGE_NAME, pattern=DNS_LABEL)] = Field(
-        description="Stage name: a DNS label, unique within the job; part of pod names."
-    )
+    name: StageName = Field(description="Stage name: a DNS label, unique within the job; part of pod names.")
     image: Annotated[str, Field(min_length=1, max_length=512, pattern=r"^\S(.*\S)?$")] | None = Field(
         default=None, description="Container image that runs the stage."
     )
     uses: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)] | None = Field(
         default=None, description="A built-in worker stage run by the operator's worker image, e.g. fetch."
+    )
+    depends_on: list[StageName] | None = Field(
+        default=None,
+        max_length=MAX_STAGES,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Stages that must succeed before this one starts. Unset: the stage listed before it (none "
+        "for the first), so stages without dependsOn run in order. []: starts when the job starts. A stage of "
+        "spec.finally names stages of spec.finally.",
     )
     with_: Annotated[dict[str, Any], WithJsonSchema(with_schema())] | None = Field(
         default=None,
@@ -132,6 +151,8 @@ class Stage(ApiModel):
     def _image_or_uses(self) -> Stage:
         if (self.image is None) == (self.uses is None):
             raise ValueError("set exactly one of image or uses")
+        if self.name in (self.depends_on or []):
+            raise ValueError(DEPENDS_ON_SELF)
         if self.with_ is not None and self.uses is None:
             raise ValueError("with is for built-in stages (uses)")
         return self
@@ -163,8 +184,20 @@ class Stage(ApiModel):
         return self
 
 
+def _finally_rules() -> list[dict[str, str]]:
+    """spec_rules' checks of every stage (mounts name declared volumes, a projected token needs an account),
+    the same CEL and message applied to spec.finally."""
+    return [
+        {**rule, "rule": f"!has(self.finally) || {rule['rule'].replace('self.stages', 'self.finally')}"}
+        | ({"fieldPath": ".finally"} if rule.get("fieldPath") == ".stages" else {})
+        for rule in spec_rules()
+        if "self.stages" in rule["rule"]
+    ]
+
+
 class ProcessingJobSpec(ApiModel):
-    """The desired run: ordered stages, a retry policy, deadlines, and run controls."""
+    """The desired run: stages (a chain, or a graph through dependsOn) and finally stages, a retry policy,
+    deadlines, and run controls."""
 
     model_config = cel_rules(
         [
@@ -206,10 +239,32 @@ class ProcessingJobSpec(ApiModel):
                 "fieldPath": ".cancel",
             },
             *spec_rules(),
+            *_finally_rules(),
+            *flow_rules(),
         ]
     )
 
-    stages: list[Stage] = Field(min_length=1, max_length=MAX_STAGES, description="Stages, run in order.")
+    stages: list[Stage] = Field(
+        min_length=1,
+        max_length=MAX_STAGES,
+        description="Stages: each starts once the stages it dependsOn have succeeded (unset: the one before it, "
+        "so by default they run in order); independent stages run at the same time.",
+    )
+    finally_: list[Stage] | None = Field(
+        default=None,
+        alias="finally",
+        max_length=MAX_FINALLY,
+        description="Stages run after the stages have ended, whatever the outcome (succeeded, failed, cancelled "
+        "or past the deadline), with {{ job.status }} and {{ job.reason }}. Their failure is reported; a failed "
+        "job stays failed, a succeeded one fails with reason FinallyFailed.",
+    )
+    finally_deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_FINALLY_DEADLINE_SECONDS,
+        description=f"Limit on the finally stages, from when they start; unset: {FINALLY_DEADLINE_SECONDS}. "
+        "activeDeadlineSeconds does not apply to them.",
+    )
     retry: RetryPolicy | None = Field(default=None, description="Default retry policy of every stage.")
     priority: int = Field(default=0, ge=-1000, le=1000, description="Higher runs first while jobs are queued.")
     active_deadline_seconds: int | None = Field(
@@ -253,20 +308,52 @@ class ProcessingJobSpec(ApiModel):
             if stage.name in seen:
                 raise ValueError(f"stage names must be unique: {stage.name!r} appears twice")
             seen.add(stage.name)
+        problem = depends_on_problem(stages, "stages")
+        if problem:
+            raise ValueError(problem)
         return stages
+
+    @field_validator("finally_")
+    @classmethod
+    def _finally_names(cls, final: list[Stage] | None, info: ValidationInfo) -> list[Stage] | None:
+        """Named `spec.finally`, as the CEL rules' fieldPath is (stages, listed before, are validated first)."""
+        problem = depends_on_problem(final or [], "finally") or finally_names_problem(
+            info.data.get("stages") or [], final or []
+        )
+        if problem:
+            raise ValueError(problem)
+        return final
 
     @model_validator(mode="after")
     def _volumes_and_tokens(self) -> ProcessingJobSpec:
         problem = spec_problem(self)
+        if problem is None and self.finally_:
+            found = spec_problem(self.model_copy(update={"stages": self.finally_, "finally_": None}))
+            problem = found.replace("stages[", "finally[") if found else None
         if problem:
             raise ValueError(problem)
         return self
+
+    @property
+    def all_stages(self) -> list[Stage]:
+        """The stages, then the finally stages: the order of status.stages."""
+        return [*self.stages, *(self.finally_ or [])]
+
+    def stage_path(self, index: int) -> str:
+        """The field path of `all_stages[index]`, e.g. spec.stages[1] or spec.finally[0]."""
+        main = len(self.stages)
+        return f"spec.stages[{index}]" if index < main else f"spec.finally[{index - main}]"
+
+    @property
+    def finally_deadline(self) -> int:
+        return self.finally_deadline_seconds or FINALLY_DEADLINE_SECONDS
 
 
 __all__ = [
     "CEL",
     "DNS_LABEL",
     "ENV_NAME",
+    "MAX_FINALLY",
     "MAX_RULES",
     "MAX_STAGES",
     "MAX_STAGE_NAME",
@@ -286,4 +373,5 @@ __all__ = [
     "RetryPolicy",
     "RetryRule",
     "Stage",
+    "StageName",
 ]

@@ -2,7 +2,7 @@
 
 The status subresource is the operator's only memory: a restart, a lost watch or a conflict never
 resets a backoff or loses an attempt because all of it is here. Its size is bounded: at most
-MAX_STAGES stages, the last MAX_ATTEMPTS_KEPT attempts of each (older ones are counted in
+MAX_STAGES + MAX_FINALLY stages, the last MAX_ATTEMPTS_KEPT attempts of each (older ones are counted in
 `attemptCount` and kept in full in PostgreSQL), stage outputs of at most 4 KiB, and an audit outbox
 of at most AUDIT_OUTBOX_HARD_LIMIT entries (see `AuditOutbox`).
 """
@@ -18,7 +18,7 @@ from pydantic import Field
 from procjob.models import contract
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
-from procjob.models.spec import RetryAction
+from procjob.models.spec import MAX_FINALLY, MAX_STAGES, RetryAction
 
 MAX_ATTEMPTS_KEPT = 10
 AUDIT_BACKLOG_LIMIT = 100
@@ -45,12 +45,14 @@ class Reason(StrEnum):
     BACKOFF_WAITING = "BackoffWaiting"
     SUSPENDED = "Suspended"
     AUDIT_BACKLOG = "AuditBacklogFull"
+    FINALIZING = "Finalizing"  # the stages have ended; spec.finally runs
     SUCCEEDED = "Succeeded"
     STAGE_FAILED = "StageFailed"
     BACKOFF_LIMIT_EXCEEDED = "BackoffLimitExceeded"
     DEADLINE_EXCEEDED = "DeadlineExceeded"
     CANCELLED = "Cancelled"
     INVALID_SPEC = "InvalidSpec"
+    FINALLY_FAILED = "FinallyFailed"  # the stages succeeded, a finally stage did not
     RECONCILE_ERROR = "ReconcileError"  # the operator could not process the job at all (see core.failsafe)
 
 
@@ -168,6 +170,18 @@ class AuditOutbox(ApiModel):
     )
 
 
+class FinallyStatus(ApiModel):
+    """How the stages ended, kept while spec.finally runs: what the job ends with (unless a finally stage
+    fails after the stages succeeded) and what {{ job.status }} and {{ job.reason }} say."""
+
+    outcome: Annotated[str, Field(max_length=16)] = Field(description="Succeeded, Failed or Cancelled.")
+    reason: Annotated[str, Field(max_length=64)] = Field(
+        description="The Succeeded condition's reason the stages ended with, e.g. StageFailed."
+    )
+    message: Message = Field(default="", description="The Succeeded condition's message they ended with.")
+    start_time: datetime = Field(description="When the finally stages started (finallyDeadlineSeconds counts from it).")
+
+
 class QueueStatus(ApiModel):
     """Where a queued job stands."""
 
@@ -199,7 +213,14 @@ class ProcessingJobStatus(ApiModel):
     )
     attempts: int = Field(default=0, ge=0, description="Attempts made in all stages.")
     message: Message | None = Field(default=None, description="The Succeeded condition's message.")
-    stages: list[StageStatus] = Field(default_factory=list, max_length=32, description="Per-stage progress.")
+    stages: list[StageStatus] = Field(
+        default_factory=list,
+        max_length=MAX_STAGES + MAX_FINALLY,
+        description="Per-stage progress: spec.stages, then spec.finally.",
+    )
+    finally_: FinallyStatus | None = Field(
+        default=None, alias="finally", description="How the stages ended, once spec.finally runs."
+    )
     queue: QueueStatus | None = Field(default=None, description="Position while queued.")
     last_retry_request: Annotated[str, Field(max_length=64)] | None = Field(
         default=None, description="The last procjob.dev/retry annotation value the operator acted on."

@@ -41,6 +41,7 @@ class Transition(StrEnum):
     RETRY_SCHEDULED = "RetryScheduled"
     STAGE_SUCCEEDED = "StageSucceeded"
     STAGE_FAILED = "StageFailed"
+    FINALLY_STARTED = "FinallyStarted"
     JOB_SUCCEEDED = "JobSucceeded"
     JOB_FAILED = "JobFailed"
     JOB_CANCELLED = "JobCancelled"
@@ -79,6 +80,7 @@ MEANINGS: dict[Transition, Meaning] = {
     Transition.RETRY_SCHEDULED: Meaning(_S, "RetryScheduled"),
     Transition.STAGE_SUCCEEDED: Meaning(_S, "StageSucceeded", routine=True),
     Transition.STAGE_FAILED: Meaning(_S, "StageFailed", warning=True),
+    Transition.FINALLY_STARTED: Meaning(_J, "FinallyStarted"),
     Transition.JOB_SUCCEEDED: Meaning(_J, "JobSucceeded", ends_job=True),
     Transition.JOB_FAILED: Meaning(_J, "JobFailed", warning=True, ends_job=True),
     Transition.JOB_CANCELLED: Meaning(_J, "Cancelled", ends_job=True),

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from procjob.models.crd import PRINTER_COLUMNS, SELECTABLE_FIELDS, crd, crd_yaml, open_api_schema, structural
-from procjob.models.spec import MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
+from procjob.models.spec import DNS_LABEL, MAX_FINALLY, MAX_RULES, MAX_STAGE_NAME, MAX_STAGES
 from procjob.models.status import MAX_ATTEMPTS_KEPT
 from procjob.models.syntax import LABEL_VALUE, MAX_WITH_KEYS, QUANTITY, with_schema
 
@@ -146,7 +146,13 @@ def test_every_list_and_string_is_bounded() -> None:
         pytest.param(".spec.podGC", "default", "OnSuccess", id="podGC defaults to OnSuccess"),
         pytest.param(".spec.podGC", "enum", ["Never", "OnSuccess", "OnCompletion"], id="podGC is an enum"),
         pytest.param(".status.conditions", "maxItems", 8, id="at most 8 conditions"),
-        pytest.param(".status.stages", "maxItems", MAX_STAGES, id="at most 32 stage statuses"),
+        pytest.param(".status.stages", "maxItems", MAX_STAGES + MAX_FINALLY, id="at most 32 + 8 stage statuses"),
+        pytest.param(".spec.finally", "maxItems", MAX_FINALLY, id="at most 8 finally stages"),
+        pytest.param(".spec.finally[].name", "maxLength", MAX_STAGE_NAME, id="finally stages are stages"),
+        pytest.param(".spec.stages[].dependsOn", "maxItems", MAX_STAGES, id="dependsOn names at most 32 stages"),
+        pytest.param(".spec.stages[].dependsOn", "x-kubernetes-list-type", "set", id="dependsOn is a set"),
+        pytest.param(".spec.stages[].dependsOn[]", "pattern", DNS_LABEL, id="dependsOn names stage names"),
+        pytest.param(".spec.finallyDeadlineSeconds", "maximum", 86400, id="a finally deadline of at most a day"),
         pytest.param(".status.stages[].attempts", "maxItems", MAX_ATTEMPTS_KEPT, id="at most 10 attempts kept"),
         pytest.param(".status.message", "maxLength", 1024, id="a status message of at most 1 KiB"),
         pytest.param(".status.stages[].attempts[].message", "maxLength", 1024, id="attempt messages of at most 1 KiB"),

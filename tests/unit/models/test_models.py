@@ -789,3 +789,70 @@ def test_audit_entries_take_wire_or_python_names() -> None:
     assert record.entry.seq == 1
     with pytest.raises(ValidationError):
         AuditEntry.model_validate({"seq": 0, "type": "X", "time": T0})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            spec(image("a", dependsOn=["a"])),
+            "spec.stages[0]: Value error, a stage cannot depend on itself",
+            id="a stage depending on itself is refused",
+        ),
+        pytest.param(
+            spec(image("a"), image("b", dependsOn=["a", "gone"])),
+            "spec.stages: Value error, stage 'b': dependsOn names a stage that is not in spec.stages",
+            id="dependsOn naming an unknown stage is refused naming the stage",
+        ),
+        pytest.param(
+            spec(image("a"), **{"finally": [image("c", dependsOn=["a"])]}),
+            "spec.finally: Value error, stage 'c': dependsOn names a stage that is not in spec.finally",
+            id="a finally stage's dependsOn names finally stages only",
+        ),
+        pytest.param(
+            spec(image("a"), **{"finally": [image("a")]}),
+            "spec.finally: Value error, stage names must be unique across stages and finally: 'a' appears twice",
+            id="a finally stage named like a stage is refused",
+        ),
+        pytest.param(
+            spec(image("a"), **{"finally": [image("c"), image("c")]}),
+            "spec.finally: Value error, stage names must be unique across stages and finally: 'c' appears twice",
+            id="two finally stages of one name are refused",
+        ),
+        pytest.param(
+            spec(image("a"), **{"finally": [image(f"f{i}") for i in range(9)]}),
+            "spec.finally: List should have at most 8 items",
+            id="at most 8 finally stages",
+        ),
+        pytest.param(
+            spec(image("a"), finallyDeadlineSeconds=0),
+            "spec.finallyDeadlineSeconds: Input should be greater than or equal to 1",
+            id="a finally deadline of at least a second",
+        ),
+        pytest.param(
+            spec(image("a"), **{"finally": [image("c", volumeMounts=[{"name": "data", "mountPath": "/d"}])]}),
+            "spec: Value error, volumeMounts must name a volume of the job's or the stage's podTemplate.spec.volumes: "
+            "finally[0].volumeMounts[0].name is 'data'",
+            id="a finally stage may mount only declared volumes, like a stage",
+        ),
+    ],
+)
+def test_bad_graphs_are_refused_naming_the_stage(body: dict[str, Any], message: str) -> None:
+    assert problems(body).startswith(message)
+
+
+def test_a_graph_with_finally_parses_and_round_trips() -> None:
+    body = spec(
+        image("a", dependsOn=[]),
+        image("b", dependsOn=["a"]),
+        **{"finally": [image("c"), image("d", dependsOn=["c"])], "finallyDeadlineSeconds": 30},
+    )
+    parsed = ProcessingJobSpec.model_validate(body)
+    assert [s.name for s in parsed.all_stages] == ["a", "b", "c", "d"]
+    assert parsed.stage_path(1) == "spec.stages[1]"
+    assert parsed.stage_path(3) == "spec.finally[1]"
+    assert parsed.finally_deadline == 30
+    assert ProcessingJobSpec.model_validate(spec()).finally_deadline == 600
+    wire = parsed.to_api()
+    assert wire["finally"][1]["dependsOn"] == ["c"]
+    assert ProcessingJobSpec.model_validate(wire) == parsed
