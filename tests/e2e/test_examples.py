@@ -35,7 +35,8 @@ def test_each_example_runs_to_success(path: Path, kube: Kube, namespace: str, op
     kube.create_job(namespace, manifest)
     done = wait_for(f"example {name}", finished(kube, namespace, name), timeout=90)
     assert condition(done)["reason"] == "Succeeded", condition(done)
-    assert done["status"]["progress"] == f"{len(manifest['spec']['stages'])}/{len(manifest['spec']['stages'])}"
+    count = len(manifest["spec"]["stages"]) + len(manifest["spec"].get("finally") or [])
+    assert done["status"]["progress"] == f"{count}/{count}"
 
 
 def test_a_fetch_stage_runs_the_worker_and_hands_its_outputs_on(kube: Kube, namespace: str, operator: Any) -> None:

@@ -1,10 +1,12 @@
 """The stage machine of one pass: attempt by attempt — start, follow the pod, succeed, fail,
-classify, retry with backoff, or fail the stage (and so the job). Pure, like all of core.
+classify, retry with backoff, or fail the stage (and so the job's stages). Pure, like all of core.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from datetime import timedelta
+from typing import Any
 
 from procjob.core.backoff import effective_policy, retry_delay
 from procjob.core.classify import Failure, failure_of, match_rule
@@ -14,13 +16,12 @@ from procjob.core.observe import PodObservation
 from procjob.core.outputs import InvalidOutputs, outputs_of
 from procjob.core.passstate import PassState, StageView
 from procjob.core.podspec import build_pod
-from procjob.core.templating import TemplateError
+from procjob.core.templating import TemplateError, upstream
 from procjob.models.spec import FailureReason, RetryAction
 from procjob.models.status import (
     MAX_ATTEMPTS_KEPT,
     Attempt,
     AttemptState,
-    ConditionStatus,
     Reason,
     RetryDecision,
     StageState,
@@ -31,56 +32,41 @@ from procjob.models.transitions import Transition
 MAX_ATTEMPTS_PER_STAGE = 100
 
 
-class StageMachine(PassState):
-    """Walks the stages in order and moves the first unfinished one as far as the world allows."""
+class StageMachine(PassState, ABC):
+    """One stage's attempts: start one, follow its pod, record its end, retry or give up. Which stages
+    move in a pass, and what a stage that gives up means for the job, is the flow's (core.flow)."""
 
-    def advance(self) -> None:
-        """Walk the stages in order; work on the first that has not succeeded."""
+    @abstractmethod
+    def stages_failed(self, reason: Reason, message: str) -> None:
+        """A main stage failed for good: the job's stages have failed (core.flow.Flow)."""
+
+    def gave_up(self, view: StageView, reason: Reason, message: str) -> None:
+        """A stage failed for good. A main stage fails the job's stages; a finally stage's failure is
+        reported by the finally walk once every finally stage has ended."""
+        if not view.final:
+            self.stages_failed(reason, message)
+
+    def manifest(self, view: StageView, attempt: int) -> dict[str, Any]:
+        """The attempt's pod, its templates rendered from the outputs of the stages upstream of it (and
+        for a finally stage, how the stages ended). Raises TemplateError."""
         assert self.spec is not None
-        for view in self.stages:
-            if view.status.state == StageState.SUCCEEDED:
-                continue
-            self.step(view)
-            if not view.succeeded or self.terminal:
-                return
-        done = len(self.stages)  # every stage succeeded, and a success never ends the job on its own
-        self.end_job(
-            ConditionStatus.TRUE,
-            Reason.SUCCEEDED,
-            f"all {done} stages succeeded" if done != 1 else "the stage succeeded",
-            Transition.JOB_SUCCEEDED,
-        )
-
-    def step(self, view: StageView) -> None:
-        """Advance one stage as far as the observed world allows in this pass."""
-        last = view.last
-        if last is None or last.state == AttemptState.STOPPED:
-            self.start_attempt(view)
-            return
-        if last.state in (AttemptState.PENDING, AttemptState.RUNNING):
-            self.track(view, last)
-        last = view.last
-        assert last is not None
-        if last.state == AttemptState.FAILED and view.status.state == StageState.BACKOFF_WAITING:
-            due = view.status.next_attempt_time
-            if due is None or self.now >= due:
-                self.start_attempt(view)
-            else:
-                self.at(due)
+        names = upstream(self.spec, view.index)
+        outputs = {v.status.name: v.status.outputs for v in self.stages if v.status.name in names}
+        ended = self.status.finally_
+        facts = (ended.outcome, ended.reason) if view.final and ended is not None else None
+        return build_pod(self.job, view.index, attempt, outputs, self.config, ended=facts)
 
     def start_attempt(self, view: StageView) -> None:
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         if self.backlog_full:
             self.backlogged = True
             return
-        if self.terminating():
+        if self.terminating(stage.name):
             return  # the previous attempt's container may still run: no overlap
         number = view.status.attempt_count + 1
         name = pod_name(self.job.meta.name, self.job.meta.uid, stage.name, number)
-        outputs = {v.status.name: v.status.outputs for v in self.stages[: view.index]}
         try:
-            manifest = build_pod(self.job, view.index, number, outputs, self.config)
+            manifest = self.manifest(view, number)
         except TemplateError as exc:
             self.template_failed(view, exc)
             return
@@ -105,11 +91,11 @@ class StageMachine(PassState):
         self.at(self.now + timedelta(seconds=stage.startup_timeout_seconds))
 
     def template_failed(self, view: StageView, exc: TemplateError) -> None:
-        """A template that cannot be rendered (e.g. a missing output) fails the stage and the job."""
+        """A template that cannot be rendered (e.g. a missing output) fails the stage for good."""
         name = view.status.name
         view.update(state=StageState.FAILED, completion_time=self.now, message=str(exc)[:1024])
         self.record(Transition.STAGE_FAILED, f"stage {name}: {exc}", reason=exc.reason, stage=name)
-        self.fail_job(Reason.STAGE_FAILED, f"stage {name}: {exc}")
+        self.gave_up(view, Reason.STAGE_FAILED, f"stage {name}: {exc}")
 
     def track(self, view: StageView, last: Attempt) -> None:
         """Follow the live attempt's pod: running, finished, vanished, timed out."""
@@ -146,8 +132,7 @@ class StageMachine(PassState):
 
     def running(self, view: StageView, last: Attempt, pod: PodObservation) -> None:
         """A running attempt: recorded once as running, stopped at timeoutSeconds."""
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         if last.state == AttemptState.PENDING:
             last = last.model_copy(
                 update={"state": AttemptState.RUNNING, "start_time": pod.started or self.now, "message": None}
@@ -167,8 +152,7 @@ class StageMachine(PassState):
 
     def pending(self, view: StageView, last: Attempt, pod: PodObservation) -> None:
         """A pod not running yet: its waiting reason shown, stopped at startupTimeoutSeconds."""
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         waiting = pod.waiting_reason or ("Unschedulable" if pod.unschedulable else None)
         detail = pod.waiting_message or pod.unschedulable or ""
         message = f"{waiting}: {detail}".rstrip(": ")[:1024] if waiting else None  # schedulers write long ones
@@ -186,16 +170,14 @@ class StageMachine(PassState):
 
     def recreate_missing(self, view: StageView, last: Attempt) -> None:
         """The attempt was recorded but its pod never seen: (re)issue the create; 409 adopts."""
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         ends = last.create_time + timedelta(seconds=stage.startup_timeout_seconds)
         if self.now >= ends:
             why = f"pod not created within startupTimeoutSeconds ({stage.startup_timeout_seconds}s)"
             self.attempt_failed(view, Failure(FailureReason.STARTUP_TIMEOUT, None, why), None)
             return
-        outputs = {v.status.name: v.status.outputs for v in self.stages[: view.index]}
         try:
-            manifest = build_pod(self.job, view.index, last.attempt, outputs, self.config)
+            manifest = self.manifest(view, last.attempt)
         except TemplateError as exc:  # the same inputs rendered when it was recorded: a status edited by hand
             ended = {"state": AttemptState.FAILED, "finish_time": self.now, "reason": exc.reason, "charged": False}
             view.replace_last(last.model_copy(update=ended))
@@ -233,8 +215,7 @@ class StageMachine(PassState):
         self.stage_failed(view, decision, Reason.STAGE_FAILED, f"stage {view.status.name}: {failure.message}")
 
     def attempt_succeeded(self, view: StageView, last: Attempt, pod: PodObservation) -> None:
-        assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         try:
             outputs, problem = outputs_of(pod.termination_message)
         except InvalidOutputs as exc:
@@ -266,7 +247,7 @@ class StageMachine(PassState):
     def attempt_failed(self, view: StageView, failure: Failure, pod: PodObservation | None) -> None:
         """Record the failure, then apply the first matching rule: retry, ignore, or fail the job."""
         assert self.spec is not None
-        stage = self.spec.stages[view.index]
+        stage = view.stage
         last = view.last
         assert last is not None
         policy = effective_policy(self.spec.retry, stage.retry)
@@ -344,10 +325,7 @@ class StageMachine(PassState):
             attempt=failed,
             detail={**decision.to_api(), "nextAttemptTime": due.isoformat()},
         )
-        if due <= self.now:
-            self.start_attempt(view)
-        else:
-            self.at(due)
+        self.at(due)  # a wait already over starts in this pass (core.flow starts what is due)
 
     def stage_failed(self, view: StageView, decision: RetryDecision, reason: Reason, message: str) -> None:
         view.update(
@@ -360,4 +338,4 @@ class StageMachine(PassState):
         self.record(
             Transition.STAGE_FAILED, message, reason=reason.value, stage=view.status.name, detail=decision.to_api()
         )
-        self.fail_job(reason, message)
+        self.gave_up(view, reason, message)

@@ -13,6 +13,7 @@ from procjob.models.status import (
     AttemptState,
     Condition,
     ConditionStatus,
+    FinallyStatus,
     Phase,
     ProcessingJobStatus,
     Reason,
@@ -52,7 +53,19 @@ def set_condition(
     return sorted([*others, new], key=lambda c: (c.type != SUCCEEDED, c.type))
 
 
+_ACTIVE = frozenset({StageState.RUNNING, StageState.BACKOFF_WAITING, StageState.SUSPENDED})
+
+
 def _progress_message(stages: Sequence[StageStatus], current: StageStatus) -> tuple[Reason, str]:
+    """What the current stage does; `(+N more stages in progress)` when others run beside it."""
+    reason, message = _stage_message(stages, current)
+    others = sum(1 for s in stages if s.state in _ACTIVE and s.name != current.name)
+    if others:
+        message += f" (+{others} more {'stage' if others == 1 else 'stages'} in progress)"
+    return reason, message
+
+
+def _stage_message(stages: Sequence[StageStatus], current: StageStatus) -> tuple[Reason, str]:
     position = f"{[s.name for s in stages].index(current.name) + 1}/{len(stages)}"
     last = current.attempts[-1] if current.attempts else None
     if current.state == StageState.BACKOFF_WAITING and last is not None:
@@ -80,8 +93,10 @@ def job_conditions(
     queued: bool,
     suspended: bool,
     backlogged: bool,
+    ended: FinallyStatus | None = None,
 ) -> list[Condition]:
-    """The Succeeded condition of a job in progress (terminal ones are kept as they are)."""
+    """The Succeeded condition of a job in progress (terminal ones are kept as they are); `ended`:
+    the stages have ended that way and spec.finally runs (reason Finalizing)."""
     existing = next((c for c in conditions if c.type == SUCCEEDED), None)
     if existing is not None and existing.status != ConditionStatus.UNKNOWN:
         return list(conditions)
@@ -98,6 +113,8 @@ def job_conditions(
         reason, message = Reason.RUNNING, "finishing"
     else:
         reason, message = _progress_message(stages, current)
+    if ended is not None and not suspended and not queued and not backlogged:
+        reason, message = Reason.FINALIZING, f"stages ended {ended.outcome} ({ended.reason}); finally: {message}"
     return set_condition(conditions, SUCCEEDED, ConditionStatus.UNKNOWN, reason, message, now, generation)
 
 

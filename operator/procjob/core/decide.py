@@ -7,11 +7,13 @@ makes the operator correct after a crash at any line.
 
 Order of concerns in one pass (each a small method of `_Pass`):
 deletion → terminal (absorbing) → invalid spec → cancel → queue → start → deadline → suspend /
-resume → the stage machine (attempt by attempt) → pod GC and strays → conditions and summary.
+resume → the stages' flow (the graph, then spec.finally) and each stage's attempts → pod GC and
+strays → conditions and summary.
 
-Where each part lives: this module (the flow and the job's lifecycle), `core.attempts` (the stage
-machine), `core.passstate` (the pass's state, ending the job, pod GC, the Decision),
-`core.events` (Event mirroring), `core.validation` (what the schema cannot check),
+Where each part lives: this module (the job's lifecycle), `core.flow` (which stages move, what
+their end means, finally), `core.attempts` (one stage's attempts), `core.dag` (the graph),
+`core.passstate` (the pass's state, ending the job, pod GC, the Decision), `core.summary` (what the
+status shows), `core.events` (Event mirroring), `core.validation` (what the schema cannot check),
 `core.outputs` (termination messages as outputs).
 """
 
@@ -21,22 +23,18 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from procjob.core.attempts import MAX_ATTEMPTS_PER_STAGE, StageMachine
+from procjob.core.attempts import MAX_ATTEMPTS_PER_STAGE
 from procjob.core.conditions import SUCCEEDED, SUSPENDED, set_condition
 from procjob.core.config import CoreConfig
 from procjob.core.decision import Decision, FinalizerAction
+from procjob.core.flow import Flow
 from procjob.core.observe import PodObservation
 from procjob.core.passstate import TERMINATING_PATIENCE
 from procjob.core.sanitize import clean_text
 from procjob.core.validation import validate_spec
 from procjob.models.job import FINALIZER, ProcessingJob
 from procjob.models.lifecycle import retryable, succeeded_condition
-from procjob.models.status import (
-    AttemptState,
-    ConditionStatus,
-    Reason,
-    StageState,
-)
+from procjob.models.status import ConditionStatus, Reason, StageState
 from procjob.models.transitions import Transition
 
 MAX_RETRY_REQUEST = 64  # characters of a procjob.dev/retry value (status.lastRetryRequest's bound)
@@ -94,9 +92,9 @@ def needs_admission(job: ProcessingJob) -> bool:
     return request is not None and request != "" and retry_ack(request) != job.status.last_retry_request
 
 
-class _Pass(StageMachine):
+class _Pass(Flow):
     """One reconcile pass: the flow of concerns and the job's lifecycle (queue, suspend, cancel,
-    retry requests, deletion); the stage machine and the shared state are its bases."""
+    retry requests, deletion); the stages' flow, the stage machine and the shared state are its bases."""
 
     def run(self, admitted: bool) -> Decision:
         if self.job.meta.deletion_time is not None:
@@ -129,15 +127,15 @@ class _Pass(StageMachine):
         if not self.status.audit.last_seq and not self.status.conditions:
             self.record(Transition.JOB_CREATED, "job created")
         if self.spec is None:
-            self.fail_job(Reason.INVALID_SPEC, self.job.spec_error or "invalid spec", invalid=True)
+            self.invalid_spec(self.job.spec_error or "invalid spec")
             return False
         problems = validate_spec(self.spec, self.config, self.job.meta.namespace)
         if problems:
-            self.fail_job(Reason.INVALID_SPEC, "; ".join(problems), invalid=True)
+            self.invalid_spec("; ".join(problems))
             return False
-        if self.spec.cancel:
-            self.stop_current("Cancelled", StageState.CANCELLED)
-            self.end_job(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", Transition.JOB_CANCELLED)
+        if self.spec.cancel and not self.finalizing:  # the finally stages are not cancelled: they clean up
+            self.stop_current("Cancelled", StageState.CANCELLED, views=self.main)
+            self.conclude(ConditionStatus.FALSE, Reason.CANCELLED, "cancelled", Transition.JOB_CANCELLED)
             return False
         if self.status.start_time is None:
             if self.suspend_wanted():  # suspended before it started, or again: it holds no queue slot
@@ -156,10 +154,15 @@ class _Pass(StageMachine):
         """A started job: its deadline, suspend and resume, then the stage machine."""
         assert self.spec is not None
         deadline = self.deadline()
+        if deadline is not None and self.now >= deadline and self.finalizing:
+            self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True, views=self.finale)
+            self.finish_finally(overdue=True)
+            return
         if deadline is not None and self.now >= deadline:
-            self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True)
+            self.stop_current("DeadlineExceeded", StageState.FAILED, failed=True, views=self.main)
             limit = self.spec.active_deadline_seconds
-            self.fail_job(Reason.DEADLINE_EXCEEDED, f"job ran past activeDeadlineSeconds ({limit}s)")
+            message = f"job ran past activeDeadlineSeconds ({limit}s)"
+            self.conclude(ConditionStatus.FALSE, Reason.DEADLINE_EXCEEDED, message, Transition.JOB_FAILED)
             return
         self.at(deadline)
         if self.suspend_wanted():
@@ -205,7 +208,7 @@ class _Pass(StageMachine):
                 reason="RetryIgnored",
             )
             return False
-        failed = [v for v in self.stages if v.status.state == StageState.FAILED]
+        failed = [v for v in self.main if v.status.state == StageState.FAILED]
         for view in failed:  # (none: the job failed between stages; the next one simply starts)
             view.update(
                 state=StageState.BACKOFF_WAITING,
@@ -213,6 +216,11 @@ class _Pass(StageMachine):
                 completion_time=None,
                 charged_failures=0,
                 message=None,
+            )
+        stopped = [v for v in self.main if v.status.state == StageState.CANCELLED]  # beside the failed one
+        for view in [*stopped, *(v for v in self.finale if v.status.state != StageState.PENDING)]:
+            view.update(  # they start again when their upstream stages have succeeded (numbering goes on)
+                state=StageState.PENDING, next_attempt_time=None, completion_time=None, charged_failures=0, message=None
             )
         self.status = self.status.model_copy(
             update={
@@ -228,6 +236,7 @@ class _Pass(StageMachine):
                 "completion_time": None,
                 "duration": None,
                 "start_time": None,  # queues like a new job; the deadline counts from its new start
+                "finally_": None,  # the finally stages run again after the stages
             }
         )
         names = ", ".join(v.status.name for v in failed) or "the next stage"
@@ -274,38 +283,3 @@ class _Pass(StageMachine):
                 ),
             }
         )
-
-    def stop_current(self, why: str, stage_state: StageState, *, failed: bool = False) -> None:
-        """Stop the attempt in progress (suspend, cancel, job deadline); stop every live pod.
-
-        An attempt whose pod has already succeeded is recorded as the success it is, not stopped:
-        a resumed job must not run a finished stage again.
-        """
-        for view in self.stages:
-            last = view.last
-            if last is not None and last.state in (AttemptState.PENDING, AttemptState.RUNNING):
-                pod = self.pods.get(last.pod_name)
-                if pod is not None and pod.phase == "Succeeded" and last.pod_uid in (None, pod.uid):
-                    self.attempt_succeeded(view, last.model_copy(update={"pod_uid": pod.uid}), pod)
-                    continue
-                state = AttemptState.FAILED if failed else AttemptState.STOPPED
-                stopped = last.model_copy(
-                    update={"state": state, "finish_time": self.now, "reason": why, "charged": False}
-                )
-                view.replace_last(stopped)
-                view.update(state=stage_state, next_attempt_time=None)
-                self.record(
-                    Transition.ATTEMPT_STOPPED if not failed else Transition.ATTEMPT_FAILED,
-                    f"stage {view.status.name} attempt {last.attempt} stopped: {why}",
-                    reason=why,
-                    stage=view.status.name,
-                    attempt=stopped,
-                )
-            elif view.status.state in (StageState.BACKOFF_WAITING, StageState.RUNNING) and stage_state in (
-                StageState.CANCELLED,
-                StageState.FAILED,
-            ):
-                view.update(state=stage_state, next_attempt_time=None)
-        for pod in self.pods.values():
-            if pod.live:
-                self.delete_pod(pod, why)

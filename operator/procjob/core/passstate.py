@@ -1,6 +1,7 @@
 """The working state of one reconcile pass (see `procjob.core.decide`): the stage views being
 rewritten, the transitions recorded, the pod actions gathered, the timers; and what every part of
-the pass shares — ending the job, collecting pods, and turning it all into a `Decision`.
+the pass shares — ending the job, collecting pods, and turning it all into a `Decision`
+(summarized by `core.summary`).
 """
 
 from __future__ import annotations
@@ -10,22 +11,23 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from procjob.core.conditions import SUCCEEDED, SUSPENDED, job_conditions, phase_of, set_condition
+from procjob.core import summary
+from procjob.core.conditions import SUCCEEDED, SUSPENDED, phase_of, set_condition
 from procjob.core.config import CoreConfig
+from procjob.core.dag import Graph
 from procjob.core.decision import CreatePod, Decision, DeletePod, FinalizerAction
 from procjob.core.events import mirror_events
 from procjob.core.observe import PodObservation
-from procjob.core.timefmt import earliest, human_duration
+from procjob.core.timefmt import earliest
 from procjob.models.audit import AuditEntry
 from procjob.models.job import ProcessingJob
 from procjob.models.lifecycle import finished, succeeded_condition
-from procjob.models.spec import PodGC
+from procjob.models.spec import PodGC, Stage
 from procjob.models.status import (
     AUDIT_BACKLOG_LIMIT,
     Attempt,
     AttemptState,
     ConditionStatus,
-    ProcessingJobStatus,
     Reason,
     StageState,
     StageStatus,
@@ -38,10 +40,13 @@ TERMINATING_PATIENCE = timedelta(seconds=60)
 
 @dataclass
 class StageView:
-    """Mutable working copy of one stage's status during a pass."""
+    """Mutable working copy of one stage's status during a pass; `index` is its place in
+    spec.all_stages (the stages, then the finally stages)."""
 
     index: int
+    stage: Stage
     status: StageStatus
+    final: bool = False  # a stage of spec.finally
 
     @property
     def succeeded(self) -> bool:
@@ -83,14 +88,25 @@ class PassState:
         self.create: list[CreatePod] = []
         self.delete: dict[str, DeletePod] = {}
         self.timers: list[datetime | None] = []
-        self.stages: list[StageView] = []
+        self.stages: list[StageView] = []  # spec order: the stages, then the finally stages
+        self.main: list[StageView] = []  # the stages in the order a pass looks at them (core.dag)
+        self.finale: list[StageView] = []  # the finally stages, likewise
+        self.by_name: dict[str, StageView] = {}
+        self.graph = Graph((), {})
+        self.finally_graph = Graph((), {})
         self.backlogged = False  # the audit outbox is full: no new attempts
         if self.spec is not None:
             by_name = {s.name: s for s in job.status.stages}
+            main = len(self.spec.stages)
             self.stages = [
-                StageView(i, by_name.get(s.name) or StageStatus(name=s.name, state=StageState.PENDING))
-                for i, s in enumerate(self.spec.stages)
+                StageView(i, s, by_name.get(s.name) or StageStatus(name=s.name, state=StageState.PENDING), i >= main)
+                for i, s in enumerate(self.spec.all_stages)
             ]
+            self.graph = Graph.of(self.spec.stages)
+            self.finally_graph = Graph.of(self.spec.finally_ or [])
+            self.by_name = {v.status.name: v for v in self.stages}
+            self.main = [self.by_name[name] for name in self.graph.order()]
+            self.finale = [self.by_name[name] for name in self.finally_graph.order()]
 
     def record(
         self,
@@ -148,16 +164,25 @@ class PassState:
             return self.suspended
         return self.spec.suspend
 
+    @property
+    def finalizing(self) -> bool:
+        """The stages have ended and spec.finally runs (status.finally records how they ended)."""
+        return self.status.finally_ is not None and not self.terminal
+
     def deadline(self) -> datetime | None:
+        """activeDeadlineSeconds from startTime; once the finally stages run, finallyDeadlineSeconds from
+        their start instead."""
         assert self.spec is not None
+        if self.status.finally_ is not None:
+            return self.status.finally_.start_time + timedelta(seconds=self.spec.finally_deadline)
         if self.spec.active_deadline_seconds is None or self.status.start_time is None:
             return None
         return self.status.start_time + timedelta(seconds=self.spec.active_deadline_seconds)
 
-    def fail_job(self, reason: Reason, message: str, *, invalid: bool = False) -> None:
-        if invalid:
-            self.record(Transition.INVALID_SPEC, message, reason=Reason.INVALID_SPEC)
-        self.end_job(ConditionStatus.FALSE, reason, message, Transition.JOB_FAILED)
+    def invalid_spec(self, message: str) -> None:
+        """A spec the operator cannot run ends the job before any pod (and without its finally stages)."""
+        self.record(Transition.INVALID_SPEC, message, reason=Reason.INVALID_SPEC)
+        self.end_job(ConditionStatus.FALSE, Reason.INVALID_SPEC, message, Transition.JOB_FAILED)
 
     def end_job(self, status: ConditionStatus, reason: Reason, message: str, transition: Transition) -> None:
         self.status = self.status.model_copy(
@@ -211,9 +236,10 @@ class PassState:
         waiting = [pod for pod in self.pods.values() if self.log_pending(pod)]  # each sets its timer
         return bool(waiting)
 
-    def terminating(self) -> bool:
-        """Whether a pod of the job is on its way out but may still run (a new attempt waits)."""
-        leaving = [p for p in self.pods.values() if p.deleting and not p.terminal]
+    def terminating(self, stage: str) -> bool:
+        """Whether a pod of the stage is on its way out but may still run (its new attempt waits: two
+        attempts of one stage never overlap)."""
+        leaving = [p for p in self.pods.values() if p.deleting and not p.terminal and p.stage in (stage, None)]
         for pod in leaving:
             self.settle(pod)
         return bool(leaving)
@@ -228,7 +254,7 @@ class PassState:
             self.at(ends)
 
     def strays(self) -> None:
-        """Invariant: at most one live pod per job, the current attempt's — the pod of an attempt
+        """Invariant: at most one live pod per stage, its current attempt's — the pod of an attempt
         still Pending or Running, read from the stage statuses as this pass leaves them."""
         current = {
             view.last.pod_name
@@ -246,7 +272,7 @@ class PassState:
             self.strays()
         status = self.status
         if summarize and self.spec is not None:
-            status = self.summarize(status)
+            status = summary.summarize(self, status)
         elif summarize:  # an unparsable spec: no stages to summarize, only the condition to show
             succeeded = next((c for c in status.conditions if c.type == SUCCEEDED), None)
             status = status.model_copy(
@@ -276,51 +302,3 @@ class PassState:
             finalizer=finalizer,
             delete_job=delete_job,
         )
-
-    def summarize(self, status: ProcessingJobStatus) -> ProcessingJobStatus:
-        """Conditions, phase, printer-column fields, all derived from the stage statuses."""
-        assert self.spec is not None
-        stages = [v.status for v in self.stages]
-        current = next((s for s in stages if s.state != StageState.SUCCEEDED), None)
-        reached = sum(1 for s in stages if s.state != StageState.PENDING)
-        conditions = job_conditions(
-            status.conditions,
-            stages,
-            current,
-            self.now,
-            self.job.meta.generation,
-            queued=status.start_time is None,
-            suspended=self.suspend_wanted(),
-            backlogged=self.backlogged,
-        )
-        status = status.model_copy(
-            update={
-                "stages": stages,
-                "conditions": conditions,
-                "observed_generation": self.job.meta.generation,
-                "current_stage": current.name if current and not self.terminal else None,
-                "progress": f"{max(reached, 1 if status.start_time else 0)}/{len(stages)}",
-                "attempts": sum(s.attempt_count for s in stages),
-            }
-        )
-        cond = next(c for c in conditions if c.type == SUCCEEDED)
-        duration = None
-        if status.start_time and status.completion_time:
-            duration = human_duration(status.completion_time - status.start_time)
-        status = status.model_copy(update={"phase": phase_of(status), "message": cond.message, "duration": duration})
-        return self.with_duration_seconds(status)
-
-    def with_duration_seconds(self, status: ProcessingJobStatus) -> ProcessingJobStatus:
-        """`durationSeconds`: startTime to completionTime, or to now while the job runs — but only
-        when this pass writes the status anyway (a transition, any other field changed). Time alone
-        never makes a pass write, so a quiet pass keeps the stored value (decide stays idempotent
-        and the controller's write-only-on-change holds); once the job ends the value is exact."""
-        stored = self.job.status.duration_seconds
-        if status.start_time is None:
-            seconds = None
-        elif not self.transitions and status.model_copy(update={"duration_seconds": stored}) == self.job.status:
-            return status.model_copy(update={"duration_seconds": stored})
-        else:
-            end = status.completion_time or self.now
-            seconds = max(0, int((end - status.start_time).total_seconds()))
-        return status.model_copy(update={"duration_seconds": seconds})

@@ -208,11 +208,15 @@ def build_pod(
     attempt: int,
     outputs: Mapping[str, Mapping[str, Any] | None],
     config: CoreConfig,
+    *,
+    ended: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The manifest of attempt `attempt` of stage `index`. Raises TemplateError."""
+    """The manifest of attempt `attempt` of stage `index` of spec.all_stages (the stages, then the
+    finally stages); `ended`: {{ job.status }} and {{ job.reason }} for a finally stage. Raises
+    TemplateError."""
     assert job.spec is not None
-    stage = job.spec.stages[index]
-    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs)
+    stage = job.spec.all_stages[index]
+    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs, ended=ended)
     template = stage_template(job.spec, stage)
     container = _container(stage, job, attempt, ctx, config, template)
     manifest: dict[str, Any] = {

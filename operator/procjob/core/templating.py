@@ -1,9 +1,12 @@
 """`{{ ... }}` templates in stage commands, args, env values and built-in stage parameters.
 
 Grammar (deliberately tiny, no code execution): `{{ job.name }}`, `{{ job.namespace }}`,
-`{{ job.uid }}`, `{{ stages.NAME.outputs.KEY }}`. `check_spec` finds every reference when a job
-starts, so a template naming an unknown or later stage is an InvalidSpec before any pod runs;
-`render` expands them when an attempt's pod is built, and a missing output key is a TemplateError.
+`{{ job.uid }}`, `{{ stages.NAME.outputs.KEY }}`, and in finally stages `{{ job.status }}` (Succeeded,
+Failed or Cancelled: how the stages ended) and `{{ job.reason }}` (the reason they ended with).
+`check_spec` finds every reference when a job starts, so a template naming an unknown stage, or one
+that is not upstream (a finally stage's upstream includes every main stage), is an InvalidSpec
+before any pod runs; `render` expands them when an attempt's pod is built, and a missing output key
+is a TemplateError.
 
 Rendering is bounded: outputs (up to 4 KiB each) referenced many times could otherwise expand a
 small spec into a pod manifest of hundreds of megabytes. Every `render` of one pod draws from one
@@ -20,11 +23,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from procjob.core.dag import Graph
 from procjob.models.spec import ProcessingJobSpec
 
 TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 STAGE_REF = re.compile(r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z0-9_-]+)$")
 JOB_FIELDS = ("name", "namespace", "uid")
+FINALLY_FIELDS = ("status", "reason")  # how the stages ended: only finally stages may ask
 
 
 RENDER_BUDGET = 256 * 1024  # bytes of rendered text one pod may hold (commands, args, env, params)
@@ -67,6 +72,7 @@ class Context:
     job_uid: str
     outputs: Mapping[str, Mapping[str, Any] | None]  # stage name -> its outputs (None: none written)
     budget: Budget = field(default_factory=Budget)
+    ended: tuple[str, str] | None = None  # (job.status, job.reason) for a finally stage
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -85,9 +91,9 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 
 
 def templated_strings(spec: ProcessingJobSpec, index: int) -> Iterator[tuple[str, str]]:
-    """(field path, text) of every string of stage `index` that may hold templates."""
-    stage = spec.stages[index]
-    base = f"spec.stages[{index}]"
+    """(field path, text) of every string of stage `index` (of spec.all_stages) that may hold templates."""
+    stage = spec.all_stages[index]
+    base = spec.stage_path(index)
     yield from _strings(stage.command or [], f"{base}.command")
     yield from _strings(stage.args or [], f"{base}.args")
     for i, env in enumerate(stage.env or []):
@@ -96,29 +102,44 @@ def templated_strings(spec: ProcessingJobSpec, index: int) -> Iterator[tuple[str
     yield from _strings(stage.with_ or {}, f"{base}.with")
 
 
+def upstream(spec: ProcessingJobSpec, index: int) -> set[str]:
+    """The stages whose outputs stage `index` (of spec.all_stages) may use: those it waits for; for a
+    finally stage also every main stage."""
+    main = len(spec.stages)
+    if index < main:
+        return Graph.of(spec.stages).ancestors(spec.stages[index].name)
+    final = spec.finally_ or []
+    return {s.name for s in spec.stages} | Graph.of(final).ancestors(final[index - main].name)
+
+
 def check_spec(spec: ProcessingJobSpec) -> list[str]:
     """Every template problem of the spec, each naming its field."""
     problems: list[str] = []
-    names = [s.name for s in spec.stages]
-    for index, stage in enumerate(spec.stages):
+    stages = spec.all_stages
+    names = {s.name for s in stages}
+    for index, stage in enumerate(stages):
+        allowed = upstream(spec, index)
+        final = index >= len(spec.stages)
         for path, text in templated_strings(spec, index):
             for expr in TEMPLATE.findall(text):
-                problem = _check_expr(expr, names, index, stage.name)
+                problem = _check_expr(expr, names, allowed, stage.name, final)
                 if problem:
                     problems.append(f"{path}: {problem}")
     return problems
 
 
-def _check_expr(expr: str, names: list[str], index: int, stage: str) -> str | None:
+def _check_expr(expr: str, names: set[str], allowed: set[str], stage: str, final: bool) -> str | None:
     if expr.startswith("job."):
-        return None if expr[4:] in JOB_FIELDS else f"unknown template {{{{ {expr} }}}}"
+        if expr[4:] in FINALLY_FIELDS and not final:
+            return f"{{{{ {expr} }}}} is known only in spec.finally stages (after the stages have ended)"
+        return None if expr[4:] in (*JOB_FIELDS, *FINALLY_FIELDS) else f"unknown template {{{{ {expr} }}}}"
     match = STAGE_REF.match(expr)
     if not match:
         return f"unknown template {{{{ {expr} }}}} (use job.name, job.namespace, job.uid or stages.NAME.outputs.KEY)"
     ref = match.group(1)
     if ref not in names:
         return f"{{{{ {expr} }}}} names stage {ref!r}, which does not exist"
-    if names.index(ref) >= index:
+    if ref not in allowed:
         return f"{{{{ {expr} }}}} names stage {ref!r}, which does not run before stage {stage!r}"
     return None
 
@@ -132,6 +153,8 @@ def _lookup(expr: str, ctx: Context) -> str:
             return ctx.job_namespace
         if field == "uid":
             return ctx.job_uid
+        if field in FINALLY_FIELDS and ctx.ended is not None:
+            return ctx.ended[FINALLY_FIELDS.index(field)]
         raise TemplateError(f"unknown template {{{{ {expr} }}}}")
     match = STAGE_REF.match(expr)
     if not match:

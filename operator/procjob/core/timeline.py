@@ -58,8 +58,9 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
     """One row per (stage, attempt), in the order the attempts started.
 
     An attempt starts at AttemptStarted (the pod was created), runs from AttemptRunning and ends at
-    AttemptSucceeded or AttemptFailed, which carry the exit code and reason. A job-level end or
-    suspension closes attempts still open as `Interrupted`; an outcome recorded after that wins.
+    AttemptSucceeded or AttemptFailed, which carry the exit code and reason. AttemptStopped (suspend,
+    cancel, a deadline, another stage's failure) closes it as `Interrupted` with its reason, and so does
+    a job-level end or suspension for attempts still open; an outcome recorded after that wins.
     """
     rows: dict[tuple[str, int], dict[str, Any]] = {}
     for event in sorted(events, key=lambda e: e.seq):
@@ -82,6 +83,8 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
             row.setdefault("running_time", event.time)
             if row["result"] == "Pending":
                 row["result"] = "Running"
+        elif event.type == Transition.ATTEMPT_STOPPED and row["result"] in ("Pending", "Running"):
+            row.update(end_time=event.time, reason=event.reason or event.type, result="Interrupted")
         elif event.type in (Transition.ATTEMPT_SUCCEEDED, Transition.ATTEMPT_FAILED):
             succeeded = event.type == Transition.ATTEMPT_SUCCEEDED
             row.update(

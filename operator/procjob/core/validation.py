@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from procjob.core.config import CoreConfig
+from procjob.core.dag import cycle_problems
 from procjob.core.podsecurity import security_problems
 from procjob.core.templating import STAGE_REF, TEMPLATE, check_spec, templated_strings
 from procjob.models.builtin.base import ParamProblem, param_problems
@@ -58,11 +59,12 @@ def _pod_metadata(spec: ProcessingJobSpec) -> Iterator[tuple[str, PodMetadata]]:
     """Every place that sets labels and annotations of pods, with its path."""
     if spec.pod_template is not None and spec.pod_template.metadata is not None:
         yield "spec.podTemplate.metadata", spec.pod_template.metadata
-    for index, stage in enumerate(spec.stages):
+    for index, stage in enumerate(spec.all_stages):
+        where = spec.stage_path(index)
         if stage.pod_metadata is not None:
-            yield f"spec.stages[{index}].podMetadata", stage.pod_metadata
+            yield f"{where}.podMetadata", stage.pod_metadata
         if stage.pod_template is not None and stage.pod_template.metadata is not None:
-            yield f"spec.stages[{index}].podTemplate.metadata", stage.pod_template.metadata
+            yield f"{where}.podTemplate.metadata", stage.pod_template.metadata
 
 
 def _metadata(spec: ProcessingJobSpec, config: CoreConfig) -> list[str]:
@@ -104,10 +106,10 @@ def builtin_stage_problems(spec: ProcessingJobSpec) -> list[str]:
     """An unknown `uses`, and each `with` field its stage's params model refuses (values that hold a
     template excepted: they are judged when rendered, by the worker)."""
     problems: list[str] = []
-    for index, stage in enumerate(spec.stages):
+    for index, stage in enumerate(spec.all_stages):
         if stage.uses is None:
             continue
-        where = f"spec.stages[{index}]"
+        where = spec.stage_path(index)
         builtin = BUILTIN_STAGES.get(stage.uses)
         if builtin is None:
             problems.append(f"{where}.uses: unknown built-in stage {stage.uses!r} (known: {known_stages()})")
@@ -122,10 +124,10 @@ def builtin_stage_problems(spec: ProcessingJobSpec) -> list[str]:
 
 def builtin_output_problems(spec: ProcessingJobSpec) -> list[str]:
     """Each template naming an output a built-in stage never writes (its descriptor lists them all)."""
-    builtins = {stage.name: BUILTIN_STAGES.get(stage.uses or "") for stage in spec.stages}
+    builtins = {stage.name: BUILTIN_STAGES.get(stage.uses or "") for stage in spec.all_stages}
     declared = {name: builtin.outputs for name, builtin in builtins.items() if builtin is not None}
     problems: list[str] = []
-    for index in range(len(spec.stages)):
+    for index in range(len(spec.all_stages)):
         for path, text in templated_strings(spec, index):
             for expr in TEMPLATE.findall(text):
                 match = STAGE_REF.match(expr)
@@ -140,12 +142,24 @@ def builtin_output_problems(spec: ProcessingJobSpec) -> list[str]:
     return problems
 
 
+def finally_security_problems(spec: ProcessingJobSpec, namespace: str, config: CoreConfig) -> list[str]:
+    """core.podsecurity's checks of the stages, applied to the finally stages (each problem named by its
+    spec.finally path; the job-wide ones are the stages' own)."""
+    if not spec.finally_:
+        return []
+    as_stages = spec.model_copy(update={"stages": spec.finally_, "finally_": None})
+    return [p.replace("spec.stages[", "spec.finally[") for p in security_problems(as_stages, namespace, config)]
+
+
 def validate_spec(spec: ProcessingJobSpec, config: CoreConfig, namespace: str) -> list[str]:
-    """Problems the schema cannot see: templates, built-in stages, their parameters and outputs, service
-    accounts allowed by this operator, pod label and annotation keys in the Kubernetes domains that
-    the operator's settings do not allow, and security contexts beyond the namespace's Pod Security
-    Standards profile (core.podsecurity)."""
-    problems = check_spec(spec)
+    """Problems the schema cannot see: dependency cycles, templates, built-in stages, their parameters and
+    outputs, service accounts allowed by this operator, pod label and annotation keys in the Kubernetes
+    domains that the operator's settings do not allow, and security contexts beyond the namespace's Pod
+    Security Standards profile (core.podsecurity)."""
+    problems = cycle_problems(spec.stages, "stages") + cycle_problems(spec.finally_ or [], "finally")
+    if problems:
+        return problems  # the rest assumes a graph (templates name upstream stages)
+    problems += check_spec(spec)
     problems += builtin_stage_problems(spec)
     problems += builtin_output_problems(spec)
     account = spec.service_account_name
@@ -153,5 +167,7 @@ def validate_spec(spec: ProcessingJobSpec, config: CoreConfig, namespace: str) -
         allowed = ", ".join(sorted(config.allowed_service_accounts)) or "none"
         problems.append(f"spec.serviceAccountName: {account!r} is not allowed by the operator (allowed: {allowed})")
     problems += _metadata(spec, config)
-    problems += security_problems(spec, namespace, config)
-    return problems
+    security = dict.fromkeys(
+        security_problems(spec, namespace, config) + finally_security_problems(spec, namespace, config)
+    )
+    return problems + sorted(security, key=lambda p: p.startswith("spec: "))  # the namespace's note last

@@ -239,3 +239,82 @@ def test_a_budget_refuses_what_would_pass_it() -> None:
     with pytest.raises(PodTooLarge, match=r"^args\[1\]: the rendered pod would exceed 256 KiB"):
         render(text, ctx, "args[1]")
     assert ctx.budget.left < 0
+
+
+def graph_spec(*stages: dict[str, Any], final: list[dict[str, Any]] | None = None) -> ProcessingJobSpec:
+    body: dict[str, Any] = {"stages": list(stages)}
+    if final is not None:
+        body["finally"] = final
+    return ProcessingJobSpec.model_validate(body)
+
+
+@pytest.mark.parametrize(
+    ("job", "problems"),
+    [
+        pytest.param(
+            graph_spec(
+                image_stage("a", dependsOn=[]),
+                image_stage("b", dependsOn=[], args=["{{ stages.a.outputs.k }}"]),
+            ),
+            ["spec.stages[1].args[0]: {{ stages.a.outputs.k }} names stage 'a', which does not run before stage 'b'"],
+            id="a stage may not use the outputs of a stage it does not wait for, even one listed before",
+        ),
+        pytest.param(
+            graph_spec(
+                image_stage("d", dependsOn=["b"], args=["{{ stages.a.outputs.k }}"]),
+                image_stage("b", dependsOn=["a"]),
+                image_stage("a", dependsOn=[]),
+            ),
+            [],
+            id="it may use any stage upstream of it, directly or not, wherever it is listed",
+        ),
+        pytest.param(
+            graph_spec(image_stage("a", args=["{{ job.status }}", "{{ job.reason }}"])),
+            [
+                "spec.stages[0].args[0]: {{ job.status }} is known only in spec.finally stages "
+                "(after the stages have ended)",
+                "spec.stages[0].args[1]: {{ job.reason }} is known only in spec.finally stages "
+                "(after the stages have ended)",
+            ],
+            id="job.status and job.reason are refused in a main stage",
+        ),
+        pytest.param(
+            graph_spec(
+                image_stage("a"),
+                image_stage("b"),
+                final=[
+                    image_stage("c", args=["{{ job.status }}/{{ job.reason }}", "{{ stages.a.outputs.k }}"]),
+                    image_stage("d", args=["{{ stages.c.outputs.k }}", "{{ stages.b.outputs.k }}"]),
+                ],
+            ),
+            [],
+            id="a finally stage may use job.status, any main stage and its upstream finally stages",
+        ),
+        pytest.param(
+            graph_spec(
+                image_stage("a", args=["{{ stages.c.outputs.k }}"]),
+                final=[image_stage("c"), image_stage("d", dependsOn=[], args=["{{ stages.c.outputs.k }}"])],
+            ),
+            [
+                "spec.stages[0].args[0]: {{ stages.c.outputs.k }} names stage 'c', which does not run before stage 'a'",
+                "spec.finally[1].args[0]: {{ stages.c.outputs.k }} names stage 'c', "
+                "which does not run before stage 'd'",
+            ],
+            id="a main stage may not use a finally stage, nor a finally stage one it does not wait for",
+        ),
+    ],
+)
+def test_check_spec_follows_the_graph(job: ProcessingJobSpec, problems: list[str]) -> None:
+    assert check_spec(job) == problems
+
+
+def test_job_status_and_reason_render_in_a_finally_stage_only() -> None:
+    ended = Context("j", "n", "u", {}, ended=("Failed", "StageFailed"))
+    assert render("{{ job.status }}: {{ job.reason }}", ended) == "Failed: StageFailed"
+    with pytest.raises(TemplateError, match=r"unknown template \{\{ job.status \}\}"):
+        render("{{ job.status }}", Context("j", "n", "u", {}))
+
+
+def test_templated_strings_of_a_finally_stage_are_named_by_its_path() -> None:
+    job = graph_spec(image_stage("a"), final=[image_stage("c", args=["x"])])
+    assert list(templated_strings(job, 1)) == [("spec.finally[0].args[0]", "x")]

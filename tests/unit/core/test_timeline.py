@@ -110,8 +110,35 @@ CASES = [
             (3, "AttemptStopped", "a", 1, {"reason": "Suspended"}),
             (4, "JobSuspended", None, None, {"reason": "Suspended"}),
         ),
-        [("a", 1, "p1", 3.0, None, "Suspended", "Interrupted")],
-        id="a stopped attempt stays open until the job's suspension interrupts it",
+        [("a", 1, "p1", 2.0, None, "Suspended", "Interrupted")],
+        id="a stopped attempt ends when it is stopped",
+    ),
+    pytest.param(
+        events(
+            (1, "AttemptStarted", "a", 1, {"podName": "p1"}),
+            (3, "JobSuspended", None, None, {"reason": "JobSuspended"}),
+            (3, "AttemptStopped", "a", 1, {"reason": "Suspended"}),
+        ),
+        [("a", 1, "p1", 2.0, None, "JobSuspended", "Interrupted")],
+        id="a stop after the job's suspension (the order a pass records them in) changes nothing",
+    ),
+    pytest.param(
+        events(
+            (1, "AttemptStarted", "b", 1, {"podName": "pb"}),
+            (1, "AttemptStarted", "c", 1, {"podName": "pc"}),
+            (4, "AttemptFailed", "b", 1, {"exitCode": 1, "reason": "Error"}),
+            (4, "AttemptStopped", "c", 1, {"reason": "StageFailed"}),
+            (4, "FinallyStarted", None, None, {"reason": "StageFailed"}),
+            (5, "AttemptStarted", "cleanup", 1, {"podName": "pf"}),
+            (30, "AttemptSucceeded", "cleanup", 1, {"exitCode": 0}),
+            (30, "JobFailed", None, None, {"reason": "StageFailed"}),
+        ),
+        [
+            ("b", 1, "pb", 3.0, 1, "Error", "Failed"),
+            ("c", 1, "pc", 3.0, None, "StageFailed", "Interrupted"),
+            ("cleanup", 1, "pf", 25.0, 0, "Completed", "Succeeded"),
+        ],
+        id="a sibling stopped by a failed stage ends then, not when the finally stages end",
     ),
     pytest.param(
         events(

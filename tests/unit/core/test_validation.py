@@ -296,3 +296,44 @@ def test_a_template_may_name_only_outputs_a_built_in_stage_writes() -> None:
 )
 def test_value_at_follows_a_problems_path(path: tuple[str | int, ...], expected: Any) -> None:
     assert value_at({"a": [1, {"b": 2}]}, path) == expected
+
+
+def finally_problems(*final: dict[str, Any], config: CoreConfig | None = None, **spec: Any) -> list[str]:
+    body = spec_of(image_stage(), **{"finally": list(final), **spec})
+    return validate_spec(ProcessingJobSpec.model_validate(body), config or CoreConfig(), NAMESPACE)
+
+
+def test_finally_stages_are_checked_like_stages_and_named_by_their_path() -> None:
+    found = finally_problems(
+        image_stage("notify", podMetadata={"labels": {"kubernetes.io/x": "y"}}),
+        {"name": "fetch", "uses": "fetchh"},
+        image_stage("root", securityContext={"runAsUser": 0, "runAsNonRoot": False}),
+    )
+    assert found[0].startswith("spec.finally[1].uses: unknown built-in stage 'fetchh'")
+    assert found[1].startswith("spec.finally[0].podMetadata.labels: 'kubernetes.io/x' is in the kubernetes.io")
+    assert any(p.startswith("spec.finally[2].securityContext.runAsUser: 0 (root)") for p in found), found
+    assert found[-1].startswith("spec: restricted applies in namespace media")
+    assert sum(p.startswith("spec: restricted") for p in found) == 1
+
+
+def test_job_wide_security_problems_are_reported_once_with_finally_stages() -> None:
+    found = finally_problems(
+        image_stage("cleanup"), podTemplate={"spec": {"securityContext": {"runAsUser": 0, "runAsNonRoot": False}}}
+    )
+    assert found == list(dict.fromkeys(found))
+    assert found[-1].startswith("spec: restricted applies")
+
+
+def test_a_dependency_cycle_is_the_only_problem_reported() -> None:
+    body = spec_of(
+        image_stage("a", dependsOn=["b"], args=["{{ stages.b.outputs.k }}"]),
+        image_stage("b", dependsOn=["a"]),
+        **{"finally": [image_stage("x", dependsOn=["y"]), image_stage("y", dependsOn=["x"])]},
+    )
+    found = validate_spec(ProcessingJobSpec.model_validate(body), CoreConfig(), NAMESPACE)
+    assert found == [
+        "spec.stages[0].dependsOn: stage 'a' is on a dependency cycle (a waits for b waits for a), "
+        "so it could never start",
+        "spec.finally[0].dependsOn: stage 'x' is on a dependency cycle (x waits for y waits for x), "
+        "so it could never start",
+    ]
