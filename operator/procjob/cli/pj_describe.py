@@ -1,7 +1,10 @@
 """`kubectl pj describe`: a job's stages, attempts, retry decisions, conditions and events as text.
 
 A pure rendering of the job's JSON (and its Events, when RBAC lets the caller list them) at a
-given `now`, one named step per section, so that it is tested without a server.
+given `now`, one named step per section, so that it is tested without a server. A job whose stages
+form a graph (dependsOn) or that has finally stages also gets its graph drawn (`Graph:`): the stages
+by level — a stage's level is one more than its deepest upstream stage's, so the stages of one level
+may run at the same time — each with its state and the stages it waits for.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from typing import Any
 
 from procjob.cli.pj_api import RETRY_ANNOTATION
 from procjob.cli.pj_state import same_time, state_of, status_of
+from procjob.core.dag import Graph
 from procjob.core.timefmt import human_duration, parse_time
 
 MAX_EVENTS = 15
@@ -20,6 +24,7 @@ MAX_EVENTS = 15
 def render_describe(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]] | None, now: datetime) -> str:
     lines = [
         *_summary(job, now),
+        *_graph(job),
         "",
         "Stages:",
         *_stages(job, now),
@@ -89,9 +94,63 @@ def _requests(job: Mapping[str, Any]) -> list[str]:
 
 
 def _stage_statuses(job: Mapping[str, Any]) -> list[tuple[Mapping[str, Any], Mapping[str, Any]]]:
-    """(spec stage, its status or {}) in spec order."""
+    """(spec stage, its status or {}) in spec order: the stages, then the finally stages."""
     by_name = {s.get("name"): s for s in status_of(job).get("stages") or []}
-    return [(item, by_name.get(item.get("name"), {})) for item in (job.get("spec") or {}).get("stages") or []]
+    spec = job.get("spec") or {}
+    return [(item, by_name.get(item.get("name"), {})) for item in [*_list(spec, "stages"), *_list(spec, "finally")]]
+
+
+def _list(spec: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    return [item for item in spec.get(key) or [] if isinstance(item, Mapping)]
+
+
+class _Node:
+    """A spec stage as core.dag reads it (name, dependsOn), from the job's JSON."""
+
+    def __init__(self, item: Mapping[str, Any]) -> None:
+        self.name = str(item.get("name"))
+        deps = item.get("dependsOn")
+        self.depends_on = [str(d) for d in deps] if isinstance(deps, list) else None
+
+
+def _levels(items: Sequence[Mapping[str, Any]]) -> list[tuple[int, str, tuple[str, ...]]]:
+    """(level, stage, its upstream stages) in the order the operator looks at them."""
+    graph = Graph.of([_Node(i) for i in items])
+    level: dict[str, int] = {}
+    for name in graph.order():
+        level[name] = 1 + max((level.get(d, 0) for d in graph.deps[name]), default=0)
+    return [(level[name], name, graph.deps[name]) for name in graph.order()]
+
+
+def _graph(job: Mapping[str, Any]) -> list[str]:
+    """The stages' graph by level, then the finally stages': only for a job with dependsOn or finally."""
+    spec = job.get("spec") or {}
+    stages, final = _list(spec, "stages"), _list(spec, "finally")
+    if not final and not any("dependsOn" in item for item in stages):
+        return []
+    states = {s.get("name"): s for s in status_of(job).get("stages") or []}
+    lines = ["", "Graph:"]
+    for title, items in (("", stages), ("finally", final)):
+        if not items:
+            continue
+        if title:
+            ended = status_of(job).get("finally") or {}
+            after = f"; they ended {ended.get('outcome')}, {ended.get('reason')}" if ended else ""
+            lines.append(f"  Finally (after the stages end, whatever the outcome{after}):")
+        rows, shown = [], 0
+        for level, name, deps in _levels(items):
+            st = states.get(name) or {}
+            mark = str(level) if level != shown else ""
+            shown = level
+            rows.append([mark, name, _node_state(st), ", ".join(deps) or "-"])
+        lines += table(["LEVEL", "STAGE", "STATE", "WAITS FOR"], rows, indent="    " if title else "  ")
+    return lines
+
+
+def _node_state(stage: Mapping[str, Any]) -> str:
+    state = str(stage.get("state") or "Pending")
+    count = stage.get("attemptCount") or 0
+    return f"{state} (attempt {count})" if state in ("Running", "BackoffWaiting") and count else state
 
 
 def _stages(job: Mapping[str, Any], now: datetime) -> list[str]:

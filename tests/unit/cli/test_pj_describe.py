@@ -160,3 +160,46 @@ def test_a_job_the_operator_has_not_seen() -> None:
     assert "Attempts:\n  (none yet)\n" in text
     assert "Conditions:\n  (none: the operator has not reconciled this job yet)\n" in text
     assert text.endswith("Events:\n  (none)\n")
+
+
+def test_a_graph_with_finally_is_drawn_by_level_with_each_stages_state() -> None:
+    job = {
+        "metadata": {"name": "d", "namespace": "n", "uid": "u", "creationTimestamp": "2026-03-01T10:00:00Z"},
+        "spec": {
+            "stages": [
+                {"name": "d", "image": "i", "dependsOn": ["b", "c"]},
+                {"name": "a", "image": "i", "dependsOn": []},
+                {"name": "b", "image": "i", "dependsOn": ["a"]},
+                {"name": "c", "image": "i", "dependsOn": ["a"]},
+            ],
+            "finally": [{"name": "cleanup", "image": "i"}, {"name": "notify", "image": "i"}],
+        },
+        "status": {
+            "stages": [
+                {"name": "a", "state": "Succeeded", "attemptCount": 1},
+                {"name": "b", "state": "Failed", "attemptCount": 2},
+                {"name": "c", "state": "Cancelled", "attemptCount": 1},
+                {"name": "cleanup", "state": "Running", "attemptCount": 1},
+            ],
+            "finally": {"outcome": "Failed", "reason": "StageFailed", "startTime": "2026-03-01T10:00:09Z"},
+        },
+    }
+    text = render_describe(job, None, NOW)
+    graph = text.split("Graph:\n")[1].split("\n\n")[0]
+    assert graph.splitlines() == [
+        "  LEVEL   STAGE   STATE       WAITS FOR",
+        "  1       a       Succeeded   -",
+        "  2       b       Failed      a",
+        "          c       Cancelled   a",
+        "  3       d       Pending     b, c",
+        "  Finally (after the stages end, whatever the outcome; they ended Failed, StageFailed):",
+        "    LEVEL   STAGE     STATE                 WAITS FOR",
+        "    1       cleanup   Running (attempt 1)   -",
+        "    2       notify    Pending               cleanup",
+    ]
+    stages = text.split("Stages:\n")[1].split("\n\n")[0].splitlines()
+    assert [line.split()[0] for line in stages] == ["STAGE", "d", "a", "b", "c", "cleanup", "notify"]
+
+
+def test_a_chain_has_no_graph_section() -> None:
+    assert "Graph:" not in render_describe(JOB, None, NOW)
