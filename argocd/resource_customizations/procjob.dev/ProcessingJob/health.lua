@@ -7,7 +7,12 @@
 --   Succeeded=False, any other reason    -> Degraded "<reason>: <message>"
 --   in progress, spec not yet observed   -> Progressing "Waiting for the operator to observe generation N"
 --   in progress, Suspended=True          -> Suspended
---   in progress (Queued, Running, BackoffWaiting, AuditBacklogFull) -> Progressing "<reason>: <message>"
+--   in progress (Queued, Running, BackoffWaiting, AuditBacklogFull, Finalizing) -> Progressing "<reason>: <message>"
+--
+-- Finalizing: the stages have ended and the finally stages (spec.finally) run; the job is not finished
+-- until they end, so it stays Progressing even after a failure. FinallyFailed (the stages succeeded, a
+-- finally stage did not) is Degraded like every other failure. Stages running side by side (dependsOn)
+-- change nothing here: the Succeeded condition speaks for the whole job.
 --
 -- A cancelled job is Degraded, as Argo CD shows a stopped or terminated Workflow (phase Failed):
 -- it did not produce what the Application declares, even though someone chose to stop it.
