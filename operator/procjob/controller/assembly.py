@@ -27,6 +27,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.adapters.web import build_app, serve
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.cache import Cache
+from procjob.controller.failpoints import Failpoints
 from procjob.controller.leadership import FencedStore, LeaderElector, Timings
 from procjob.controller.logarchive import LogArchiver
 from procjob.controller.queue import WorkQueue
@@ -127,6 +128,7 @@ class Operator:
             audit=relay,
             logs=logs,
             instance=settings.instance,
+            failpoints=Failpoints(settings.failpoints),
         )
         operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, elector, logs)
         return operator

@@ -21,6 +21,7 @@ from procjob.adapters.kube import ApiError, Conflict, KubeClient, NotFound
 from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import Ticket
 from procjob.controller.cache import Cache
+from procjob.controller.failpoints import Failpoints
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reporting import EventPoster, active_job_counts, count_pass
 from procjob.core.config import CoreConfig
@@ -114,6 +115,7 @@ class Reconciler:
         audit: AuditOutlet | None = None,
         logs: LogArchive | None = None,
         instance: str = "",
+        failpoints: Failpoints | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -125,6 +127,7 @@ class Reconciler:
         self.audit = audit
         self.logs = logs
         self.instance = instance
+        self.failpoints = failpoints or Failpoints()
         self.events = EventPoster(client, metrics, instance)
         self._trim_due: dict[str, float] = {}
         self._rejected: dict[str, dict[str, str]] = {}  # job UID -> pod name -> the API server's refusal
@@ -242,6 +245,7 @@ class Reconciler:
             body = written
         self._forget_rejections(meta.uid, decision)
         for create in decision.create:
+            self.failpoints.reach("pod-before-create")  # the attempt is recorded, its pod not created
             await self._create_pod(key, meta, create.manifest)
         for delete in decision.delete:
             grace = 0 if delete.force else None
@@ -311,6 +315,7 @@ class Reconciler:
                 return
             created = existing
         self.cache.observe_pod(created)
+        self.failpoints.reach("pod-after-create")  # the pod exists, its UID is not in the status yet
 
     def _forget_rejections(self, uid: str, decision: Decision) -> None:
         """A refusal is remembered until a status that records it has been written."""

@@ -60,7 +60,7 @@ class OperatorSettings:
     log_archive_wait_seconds: int = 300
     log_archive_workers: int = 4
     instance: str = ""
-    failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS=audit-after-insert
+    failpoints: frozenset[str] = frozenset()  # tests only: PROCJOB_FAILPOINTS (controller.failpoints)
 
     def core(self) -> CoreConfig:
         return CoreConfig(
