@@ -50,6 +50,14 @@ def _older(new: int | None, old: int | None) -> bool:
     return new is not None and old is not None and new < old
 
 
+def _disruption(body: dict[str, Any]) -> str | None:
+    """The reason of a pod's DisruptionTarget condition when it is True (evicted, node gone, preempted)."""
+    for cond in (body.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
+            return str(cond.get("reason") or "DisruptionTarget")
+    return None
+
+
 def job_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -81,19 +89,32 @@ class Converged:
 
 
 class Tombstones:
-    """(namespace, job UID) -> pod name -> UID of pods seen deleted; the newest `limit`, for `seconds`."""
+    """(namespace, job UID) -> pod name -> UID of pods seen deleted; the newest `limit`, for `seconds`.
+
+    With the reason of the DisruptionTarget condition the pod carried when last seen, if any: an
+    evicted pod may be gone (kwok, or a kubelet quick enough, removes it at once) before a reconcile
+    sees it failed, and its end must still count as a disruption, not as a deletion."""
 
     def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
         self.limit, self.seconds, self._clock = limit, seconds, clock
         self._order: deque[tuple[float, PodKey, str, str]] = deque()
         self._index: dict[PodKey, dict[str, str]] = {}
+        self._disruptions: dict[str, str] = {}  # pod UID -> DisruptionTarget reason
 
-    def add(self, key: PodKey, name: str, uid: str) -> None:
-        if not uid or self.holds(key, name, uid):
+    def add(self, key: PodKey, name: str, uid: str, disruption: str | None = None) -> None:
+        if not uid:
+            return
+        if disruption:
+            self._disruptions[uid] = disruption
+        if self.holds(key, name, uid):
             return
         self._index.setdefault(key, {})[name] = uid
         self._order.append((self._clock(), key, name, uid))
         self._prune()
+
+    def disrupted(self, key: PodKey) -> dict[str, str]:
+        """Pod name -> DisruptionTarget reason, of the tombstones of `key` that carried one."""
+        return {n: self._disruptions[u] for n, u in self.of(key).items() if u in self._disruptions}
 
     def holds(self, key: PodKey, name: str, uid: str) -> bool:
         return bool(uid) and self._index.get(key, {}).get(name) == uid
@@ -109,6 +130,7 @@ class Tombstones:
         horizon = self._clock() - self.seconds
         while self._order and (len(self._order) > self.limit or self._order[0][0] < horizon):
             _, key, name, uid = self._order.popleft()
+            self._disruptions.pop(uid, None)
             names = self._index.get(key)
             if names is not None and names.get(name) == uid:  # not a newer pod of the same name
                 del names[name]
@@ -169,9 +191,10 @@ class Cache:
         owner = owning_job(body)
         if deleted or owner is None:
             # Deleted, or no longer ours as it stands (owner or labels edited): gone for its job.
-            job = self._remove_pod(uid)
+            disruption = _disruption(body) if deleted else None  # the object's last state
+            job = self._remove_pod(uid, disruption)
             if job is None and deleted and owner is not None:
-                self.tombstones.add((owner.namespace, owner.uid), name, uid)  # deleted before we saw it
+                self.tombstones.add((owner.namespace, owner.uid), name, uid, disruption)  # deleted before we saw it
                 return job_key(owner.namespace, owner.name)
             return job
         key, job = (owner.namespace, owner.uid), job_key(owner.namespace, owner.name)
@@ -193,19 +216,21 @@ class Cache:
         self._job_of[key] = job
         return job
 
-    def _remove_pod(self, uid: str) -> str | None:
-        """Forget a cached pod and leave a tombstone; its job's key, or None if it was not cached."""
+    def _remove_pod(self, uid: str, disruption: str | None = None) -> str | None:
+        """Forget a cached pod and leave a tombstone (with the disruption it last showed); its
+        job's key, or None if it was not cached."""
         where = self._where.pop(uid, None) if uid else None
         if where is None:
             return None
         job = self._job_of.get(where.key)
         pods = self.pods.get(where.key, {})
         if (pod := pods.get(where.name)) is not None and pod.uid == uid:
+            disruption = disruption or pod.disruption
             del pods[where.name]
         if not pods:
             self.pods.pop(where.key, None)
             self._job_of.pop(where.key, None)
-        self.tombstones.add(where.key, where.name, uid)
+        self.tombstones.add(where.key, where.name, uid, disruption)
         return job
 
     @staticmethod
@@ -230,6 +255,10 @@ class Cache:
     def gone(self, namespace: str, job_uid: str) -> dict[str, str]:
         """Pod name -> UID of this job's pods seen deleted in the last hour (bounded, see Tombstones)."""
         return self.tombstones.of((namespace, job_uid))
+
+    def disrupted(self, namespace: str, job_uid: str) -> dict[str, str]:
+        """Pod name -> DisruptionTarget reason of the gone pods that carried one when last seen."""
+        return self.tombstones.disrupted((namespace, job_uid))
 
     # ----------------------------------------------------------------------------- converge
     def converge(self, jobs: Listing, pods: Listing) -> Converged:

@@ -190,6 +190,7 @@ class Reconciler:
                 admitted=ticket.admitted,
                 gone=self.cache.gone(meta.namespace, meta.uid),
                 rejected=self._rejected.get(meta.uid),
+                disrupted=self.cache.disrupted(meta.namespace, meta.uid),
             )
             if not ticket.admitted and ticket.queue is not None and decision.status.start_time is None:
                 queued = decision.status.model_copy(update={"queue": ticket.queue})

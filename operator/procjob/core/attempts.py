@@ -127,6 +127,9 @@ class StageMachine(PassState, ABC):
             self.pod_rejected(view, self.rejected[last.pod_name])
         elif last.pod_uid is None and last.pod_name not in self.gone:
             self.recreate_missing(view, last)
+        elif last.pod_name in self.disrupted:  # evicted, or its node went: its end was not seen
+            reason = self.disrupted[last.pod_name]
+            self.attempt_failed(view, Failure(FailureReason.DISRUPTION, None, f"the pod was deleted: {reason}"), None)
         else:  # seen, or seen deleted before its UID was recorded: it may have run
             self.attempt_failed(view, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
 

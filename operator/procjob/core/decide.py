@@ -58,6 +58,7 @@ def decide(
     admitted: bool = True,
     gone: Mapping[str, str] | None = None,
     rejected: Mapping[str, str] | None = None,
+    disrupted: Mapping[str, str] | None = None,
 ) -> Decision:
     """The status the job should have now, and the actions that get the world there.
 
@@ -65,11 +66,13 @@ def decide(
     controlled by it (the controller ownerReference) count: a tenant's look-alike pod never does.
     `admitted` says whether the queue lets the job start (or resume, or re-run) now; see
     `needs_admission`. `gone` names pods seen deleted (name -> UID) and `rejected` the pods the API
-    server refused to create (name -> its message), both remembered by the controller.
+    server refused to create (name -> its message), both remembered by the controller; `disrupted`
+    those of the gone pods whose last sight carried a DisruptionTarget condition (name -> its
+    reason): evicted, or removed with their node, not deleted by someone.
     """
     ns, uid = job.meta.namespace, job.meta.uid
     own = [p for p in pods if p.job_uid == uid and p.owner_uid == uid and p.namespace in ("", ns)]
-    return _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}).run(admitted)
+    return _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}, disrupted or {}).run(admitted)
 
 
 def retry_ack(request: str) -> str:

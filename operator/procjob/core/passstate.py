@@ -74,10 +74,12 @@ class PassState:
         config: CoreConfig,
         gone: Mapping[str, str],
         rejected: Mapping[str, str],
+        disrupted: Mapping[str, str],
     ) -> None:
         self.job = job
         self.gone = gone
         self.rejected = rejected
+        self.disrupted = disrupted
         self.spec = job.spec
         self.now = now
         self.config = config
