@@ -158,7 +158,11 @@ class Cache:
         key = job_key(meta.get("namespace", ""), meta.get("name", ""))
         current = self.jobs.get(key)
         same_object = current is not None and (current.get("metadata") or {}).get("uid") == meta.get("uid")
-        if deleted:
+        if deleted or (meta.get("deletionTimestamp") and not meta.get("finalizers")):
+            # A job with a deletionTimestamp and no finalizer left no longer exists: the API server
+            # deletes it in the very write that removed the last finalizer. Our own write's answer
+            # may arrive after the watch's DELETED event, and must not bring the job back (a ghost
+            # that would hold a queue slot until the next resync).
             if same_object:
                 self._drop_job(key)
             return key
