@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.rig/bin:$(PATH)
 
 .PHONY: help setup lint typecheck unit integration e2e coverage test demo demo-down rig-up rig-down rig-status \
-        crd bench bench-full bench-worker clean node-up node-down node-status image
+        crd bench bench-full bench-worker chaos chaos-quick clean node-up node-down node-status image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -15,8 +15,8 @@ setup: ## install every dependency (apt, Python venv, Go builds of the rig); ide
 	@hack/setup.sh
 
 lint: setup ## ruff, mypy --strict, import-linter layer contracts
-	$(VENV)/bin/ruff check operator tests hack bench
-	$(VENV)/bin/ruff format --check operator tests hack bench
+	$(VENV)/bin/ruff check operator tests hack bench chaos
+	$(VENV)/bin/ruff format --check operator tests hack bench chaos
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
@@ -74,6 +74,12 @@ bench-full: setup ## the full benchmark matrix
 
 bench-worker: setup ## stream 256 MiB through the fetch worker; throughput and peak RSS
 	$(PY) -m bench.worker
+
+chaos: setup ## the full chaos suite (1,000 jobs, every fault, 10,000 jobs drained); SEED=N to replay
+	$(PY) -m chaos.run --profile full $(if $(SEED),--seed $(SEED))
+
+chaos-quick: setup ## the quick chaos profile (<= 10 minutes, also in make test); SEED=N to replay
+	$(PY) -m chaos.run --profile quick $(if $(SEED),--seed $(SEED))
 
 clean: rig-down ## remove local state (not the Go build cache)
 	rm -rf .rig .pytest_cache .mypy_cache .ruff_cache
