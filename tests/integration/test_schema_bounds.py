@@ -231,8 +231,13 @@ def with_schema_crd(rig: Rig) -> Iterator[str]:
     rules = stage["items"]["x-kubernetes-validations"]
     stage["items"]["x-kubernetes-validations"] = [r for r in rules if "self.with" not in r["rule"]]
     rig.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(body))
-    rig.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{PLURAL}.{PROBE_GROUP}")
-    wait_for("the probe storage", lambda: rig.kubectl("get", f"{PLURAL}.{PROBE_GROUP}", check=False).returncode == 0)
+    # A CRD this size (every CEL rule compiled) takes long to establish on a loaded API server.
+    rig.kubectl("wait", "--for=condition=Established", "--timeout=180s", f"crd/{PLURAL}.{PROBE_GROUP}", timeout=200)
+    wait_for(
+        "the probe storage",
+        lambda: rig.kubectl("get", f"{PLURAL}.{PROBE_GROUP}", check=False).returncode == 0,
+        timeout=180,
+    )
     yield f"{PROBE_GROUP}/v1alpha1"
     rig.kubectl("delete", "crd", f"{PLURAL}.{PROBE_GROUP}", "--wait=false", check=False)
 
