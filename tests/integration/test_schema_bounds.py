@@ -23,6 +23,7 @@ from procjob.models.job import PLURAL
 from procjob.models.spec import ProcessingJobSpec
 from procjob.models.syntax import MAX_WITH_STRING, with_schema
 from tests.support.kube import wait_for
+from tests.support.operator import crd_established
 from tests.support.rig import Rig
 
 pytestmark = pytest.mark.rig
@@ -232,16 +233,7 @@ def with_schema_crd(rig: Rig) -> Iterator[str]:
     stage["items"]["x-kubernetes-validations"] = [r for r in rules if "self.with" not in r["rule"]]
     rig.kubectl("apply", "--server-side", "-f", "-", input=json.dumps(body))
 
-    # A CRD this size (every CEL rule compiled) takes long to establish on a loaded API server, and
-    # `kubectl wait` fails at once ("status.conditions accessor error") while it has no conditions yet.
-    def established() -> bool:
-        found = rig.kubectl("get", "crd", f"{PLURAL}.{PROBE_GROUP}", "-o", "json", check=False)
-        if found.returncode != 0:
-            return False
-        conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
-        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
-
-    wait_for("the probe CRD Established", established, timeout=180)
+    crd_established(rig, f"{PLURAL}.{PROBE_GROUP}")
     wait_for(
         "the probe storage",
         lambda: rig.kubectl("get", f"{PLURAL}.{PROBE_GROUP}", check=False).returncode == 0,

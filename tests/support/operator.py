@@ -16,6 +16,7 @@ Fixtures:
 from __future__ import annotations
 
 import functools
+import json
 import os
 import signal
 import socket
@@ -74,10 +75,24 @@ def free_port() -> int:
         return port
 
 
+def crd_established(rig: Rig, name: str, timeout: float = 180.0) -> None:
+    """Wait until a CRD is Established by polling its conditions: `kubectl wait` fails at once
+    ("status.conditions accessor error") while a brand-new CRD has no conditions yet."""
+
+    def established() -> bool:
+        found = rig.kubectl("get", "crd", name, "-o", "json", check=False)
+        if found.returncode != 0:
+            return False
+        conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
+
+    wait_for(f"CRD {name} Established", established, timeout=timeout)
+
+
 @pytest.fixture(scope="session")
 def crd(rig: Rig) -> Path:
     rig.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-    rig.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/processingjobs.procjob.dev")
+    crd_established(rig, "processingjobs.procjob.dev")
     # Established is not the end: the storage behind a new resource answers 429 for a moment.
     wait_for(
         "the ProcessingJob storage",
