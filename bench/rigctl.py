@@ -125,9 +125,10 @@ class Rig:
     @staticmethod
     def apply_crd() -> None:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/processingjobs.procjob.dev")
-        deadline = time.monotonic() + 60
-        while True:  # Established is not the end: the new storage answers 429 for a moment
+        # No `kubectl wait`: it fails at once while a brand-new CRD has no conditions. The resource
+        # answers once Established and its storage is up (it gives 429 for a moment after that).
+        deadline = time.monotonic() + 180
+        while True:
             try:
                 kubectl("get", "processingjobs", "-A", timeout=20)
                 return
