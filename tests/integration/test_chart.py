@@ -416,6 +416,8 @@ def test_every_option_on(rig: Rig) -> None:
         "PROCJOB_S3_CREDENTIALS_SECRET": "s3-credentials",
         "PROCJOB_MAX_RUNNING_JOBS": "50",
         "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE": "10",
+        "PROCJOB_MAX_RUNNING_PODS": "2000",
+        "PROCJOB_MAX_RUNNING_PODS_PER_JOB": "200",
         "PROCJOB_ALLOWED_METADATA_PREFIXES": "cluster-autoscaler.kubernetes.io/",
         "PROCJOB_BASELINE_NAMESPACES": "legacy,gpu-jobs",
         "PROCJOB_S3_NODE_CREDENTIALS": "true",
@@ -453,6 +455,7 @@ def test_large_numbers_reach_the_operator_as_integers(rig: Rig) -> None:
         "--set", "database.logArchive.waitSeconds=86400", "--set", "operator.ttlSecondsAfterFinished=2592000",
         "--set", "operator.maxFinishedJobsPerNamespace=1000000", "--set", "queue.maxRunningJobs=1000000",
         "--set", "queue.maxRunningJobsPerNamespace=2000000", "--set", "operator.namespaceMaxPriority.batch=1000",
+        "--set", "queue.maxRunningPods=1000000",
     ]  # fmt: skip
     (container,) = only(render(rig, "procjob", "procjob-system", *big), "Deployment")["spec"]["template"]["spec"][
         "containers"
@@ -464,6 +467,7 @@ def test_large_numbers_reach_the_operator_as_integers(rig: Rig) -> None:
     assert env["PROCJOB_MAX_FINISHED_JOBS_PER_NAMESPACE"] == "1000000"
     assert env["PROCJOB_MAX_RUNNING_JOBS"] == "1000000"
     assert env["PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"] == "2000000"
+    assert env["PROCJOB_MAX_RUNNING_PODS"] == "1000000"
     assert env["PROCJOB_NAMESPACE_MAX_PRIORITY"] == "batch=1000"
 
 

@@ -130,3 +130,35 @@ def test_dependson_finally_and_its_deadline_are_immutable(rig: Rig, crd: Path, n
         proc = rig.kubectl("patch", "pj", "graph", "-n", namespace, "--type=merge", "-p", patch, check=False)
         assert proc.returncode != 0, f"{change} accepted"
         assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("for_each", "field"),
+    [
+        pytest.param("stages.list.outputs.keys", "spec.stages[1].forEach", id="a string that is not one template"),
+        pytest.param([[1, 2]], "spec.stages[1].forEach[0]", id="a list item"),
+        pytest.param([{"k": {"deep": 1}}], "spec.stages[1].forEach[0].k", id="a nested object item"),
+        pytest.param(["x" * 1025], "spec.stages[1].forEach[0]", id="a string item over 1024 characters"),
+        pytest.param({"k": 1}, "spec.stages[1].forEach", id="an object instead of a list"),
+        pytest.param(list(range(10001)), "spec.stages[1].forEach", id="more than 10000 items"),
+    ],
+)
+def test_the_api_server_refuses_a_bad_for_each(rig: Rig, crd: Path, namespace: str, for_each: Any, field: str) -> None:
+    body = job(stage("list"), stage("fan", forEach=for_each))
+    code, output = create(rig, namespace, body)
+    assert code != 0, f"accepted: {output[:300]}"
+    assert field in output, output[:600]
+    with pytest.raises(ValidationError):
+        ProcessingJobSpec.model_validate(body["spec"])
+
+
+def test_fan_outs_the_schema_accepts(rig: Rig, crd: Path, namespace: str) -> None:
+    body = job(
+        stage("list"),
+        stage("fan", forEach="{{ stages.list.outputs.keys }}", parallelism=20, failurePolicy={"mode": "AllItems"}),
+        stage("lit", dependsOn=[], forEach=["a", 1, 2.5, True, None, {"k": "v", "n": 3}], args=["{{ item }}"]),
+        stage("big", dependsOn=[], forEach=list(range(10000))),
+    )
+    code, output = create(rig, namespace, body)
+    assert code == 0, output[:600]
+    ProcessingJobSpec.model_validate(body["spec"])

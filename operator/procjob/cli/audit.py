@@ -168,11 +168,21 @@ def render_logs(rows: Sequence[ArchivedLogRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def grouped(rows: Sequence[AttemptRow]) -> list[AttemptRow]:
+    """The rows grouped by stage (in the order the stages first started), then by item, then attempt."""
+    first = {stage: i for i, stage in reversed(list(enumerate(r.stage for r in rows)))}
+    return sorted(rows, key=lambda r: (first[r.stage], -1 if r.item is None else r.item, r.attempt))
+
+
 def render_table(rows: Sequence[AttemptRow]) -> str:
-    """The aligned STAGE ... REASON table, `-` for what is not known."""
-    cells = [HEADERS] + [
+    """The aligned STAGE ... REASON table, `-` for what is not known; grouped by stage and item, with an
+    ITEM column when a fanned-out stage made attempts."""
+    items = any(row.item is not None for row in rows)
+    headers = (HEADERS[0], "ITEM", *HEADERS[1:]) if items else HEADERS
+    cells = [headers] + [
         (
             row.stage,
+            *(("-" if row.item is None else str(row.item),) if items else ()),
             str(row.attempt),
             row.pod_name or "-",
             _time(row.start_time),
@@ -181,9 +191,9 @@ def render_table(rows: Sequence[AttemptRow]) -> str:
             "-" if row.exit_code is None else str(row.exit_code),
             row.reason or row.result,
         )
-        for row in rows
+        for row in grouped(rows)
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(HEADERS))]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(headers))]
     return "\n".join(
         "   ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip() for line in cells
     )

@@ -28,6 +28,7 @@ def render_describe(job: Mapping[str, Any], events: Sequence[Mapping[str, Any]] 
         "",
         "Stages:",
         *_stages(job, now),
+        *_items(job, now),
         "",
         "Attempts:",
         *_attempts(job, now),
@@ -150,7 +151,46 @@ def _graph(job: Mapping[str, Any]) -> list[str]:
 def _node_state(stage: Mapping[str, Any]) -> str:
     state = str(stage.get("state") or "Pending")
     count = stage.get("attemptCount") or 0
+    fan = stage.get("items")
+    if isinstance(fan, Mapping):
+        done = int(fan.get("succeeded") or 0) + int(fan.get("failed") or 0)
+        return f"{state} (items {done}/{fan.get('total', 0)})"
     return f"{state} (attempt {count})" if state in ("Running", "BackoffWaiting") and count else state
+
+
+def _items(job: Mapping[str, Any], now: datetime) -> list[str]:
+    """Each fanned-out stage's items: counts, the failed ones, those in flight (every attempt of every
+    item is in the audit: `kubectl pj history`)."""
+    lines: list[str] = []
+    for item, st in _stage_statuses(job):
+        fan = st.get("items")
+        if not isinstance(fan, Mapping):
+            continue
+        policy = item.get("failurePolicy") or {}
+        flight = fan.get("inFlight") or []
+        waiting = [f for f in flight if f.get("state") == "BackoffWaiting"]
+        lines += [
+            "",
+            f"Items of {item.get('name')} (parallelism {item.get('parallelism') or 1}, "
+            f"{policy.get('mode') or 'FailFast'}, {policy.get('toleratedFailures') or 0} tolerated):",
+            f"  {fan.get('succeeded', 0)} succeeded, {fan.get('failed', 0)} failed, {len(flight) - len(waiting)} "
+            f"running, {len(waiting)} waiting to retry, of {fan.get('total', 0)}",
+        ]
+        if fan.get("failedIndexes"):
+            lines.append(f"  failed items: {fan['failedIndexes']}")
+        rows = [
+            [
+                str(f.get("index")),
+                str(f.get("state")),
+                str((f.get("attempt") or {}).get("attempt", "-")),
+                (f.get("attempt") or {}).get("podName", "-"),
+                _when(f.get("nextAttemptTime"), now) if f.get("nextAttemptTime") else "-",
+            ]
+            for f in flight
+        ]
+        if rows:
+            lines += table(["ITEM", "STATE", "ATTEMPT", "POD", "NEXT ATTEMPT"], rows)
+    return lines
 
 
 def _stages(job: Mapping[str, Any], now: datetime) -> list[str]:

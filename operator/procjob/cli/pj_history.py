@@ -195,6 +195,7 @@ class _Row:
 
     stage: str
     attempt: int
+    item: int | None
     pod_name: str | None
     start_time: datetime | None
     end_time: datetime | None
@@ -219,6 +220,7 @@ def render_document(doc: Mapping[str, Any]) -> str:
         _Row(
             stage=str(a.get("stage")),
             attempt=int(a.get("attempt") or 0),
+            item=a.get("item") if isinstance(a.get("item"), int) else None,
             pod_name=a.get("podName"),
             start_time=parse_time(a.get("startTime")),
             end_time=parse_time(a.get("endTime")),

@@ -143,6 +143,18 @@ FLAGS: tuple[tuple[str, str, str, dict[str, Any]], ...] = (
         {},
     ),
     (
+        "max-running-pods",
+        "PROCJOB_MAX_RUNNING_PODS",
+        "pods of all jobs running at once; new attempts wait for room (default: no limit)",
+        {},
+    ),
+    (
+        "max-running-pods-per-job",
+        "PROCJOB_MAX_RUNNING_PODS_PER_JOB",
+        "pods of one job running at once, e.g. the items of a fanned-out stage (default 100)",
+        {},
+    ),
+    (
         "log-archive-max-bytes",
         "PROCJOB_LOG_ARCHIVE_MAX_BYTES",
         "with a database: archive the last N bytes of each finished attempt's container logs before podGC "

@@ -30,6 +30,7 @@ from procjob.controller.cache import Cache
 from procjob.controller.failpoints import Failpoints
 from procjob.controller.leadership import FencedStore, LeaderElector, Timings
 from procjob.controller.logarchive import LogArchiver
+from procjob.controller.podcaps import PodCaps
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
@@ -129,6 +130,7 @@ class Operator:
             logs=logs,
             instance=settings.instance,
             failpoints=Failpoints(settings.failpoints),
+            pod_caps=PodCaps(cache, settings.max_running_pods, settings.max_running_pods_per_job),
         )
         operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, elector, logs)
         return operator

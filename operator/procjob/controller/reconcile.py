@@ -22,6 +22,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import Ticket
 from procjob.controller.cache import Cache
 from procjob.controller.failpoints import Failpoints
+from procjob.controller.podcaps import PodCaps
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reporting import EventPoster, active_job_counts, count_pass
 from procjob.core.config import CoreConfig
@@ -116,6 +117,7 @@ class Reconciler:
         logs: LogArchive | None = None,
         instance: str = "",
         failpoints: Failpoints | None = None,
+        pod_caps: PodCaps | None = None,
     ) -> None:
         self.client = client
         self.cache = cache
@@ -128,6 +130,7 @@ class Reconciler:
         self.logs = logs
         self.instance = instance
         self.failpoints = failpoints or Failpoints()
+        self.pod_caps = pod_caps
         self.events = EventPoster(client, metrics, instance)
         self._trim_due: dict[str, float] = {}
         self._rejected: dict[str, dict[str, str]] = {}  # job UID -> pod name -> the API server's refusal
@@ -165,6 +168,8 @@ class Reconciler:
         body = self.cache.job(key)
         if body is None:
             self.queue.drop(key)
+            if self.pod_caps is not None:
+                self.pod_caps.forget(key)
             return
         try:
             job = ProcessingJob.from_api(body)
@@ -182,6 +187,7 @@ class Reconciler:
             pods = self.cache.pods_of(meta.namespace, meta.uid)
             if self.logs is not None:
                 pods = self.logs.observe(job, pods)  # archived attempts marked; finished ones taken in
+            caps = self.pod_caps
             decision = decide(
                 job,
                 pods,
@@ -191,7 +197,10 @@ class Reconciler:
                 gone=self.cache.gone(meta.namespace, meta.uid),
                 rejected=self._rejected.get(meta.uid),
                 disrupted=self.cache.disrupted(meta.namespace, meta.uid),
+                pods_left=caps.allowance(job, pods) if caps is not None else None,
             )
+            if caps is not None:
+                caps.granted(job, decision.create)  # before any await: no other reconcile hands out this room
             if not ticket.admitted and ticket.queue is not None and decision.status.start_time is None:
                 queued = decision.status.model_copy(update={"queue": ticket.queue})
                 decision = dataclasses.replace(decision, status=queued)
@@ -202,6 +211,9 @@ class Reconciler:
             raise
         if not written and ticket.admitted and decision.status.start_time is not None and stored.start_time is None:
             self.admission.release(key)  # a 409 or a vanished object: nothing started
+        if caps is not None:  # creates not made give their room back; jobs waiting for room there is now
+            for waiting in caps.after(job, pods, decision.create, starved=decision.starved, written=written):
+                self.queue.add(waiting, urgent=True)
 
     def _trimmed(self, job: ProcessingJob) -> ProcessingJob:
         """Drop outbox entries PostgreSQL has confirmed (known to this process)."""

@@ -39,6 +39,8 @@ class OperatorSettings:
     migrate: bool = False
     max_running_jobs: int | None = None
     max_running_jobs_per_namespace: int | None = None
+    max_running_pods: int | None = None  # pods of all jobs running at once (controller.podcaps)
+    max_running_pods_per_job: int | None = 100  # pods of one job running at once
     ttl_seconds_after_finished: int | None = None  # the default for jobs that set none
     leader_elect: bool = False  # several replicas: only the Lease holder writes
     leader_election_namespace: str = "default"
@@ -338,6 +340,14 @@ def from_sources(flags: Mapping[str, object], environ: Mapping[str, str]) -> Ope
             "max-running-jobs-per-namespace",
             "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE",
             pick("max_running_jobs_per_namespace", "PROCJOB_MAX_RUNNING_JOBS_PER_NAMESPACE"),
+        ),
+        max_running_pods=_positive(
+            "max-running-pods", "PROCJOB_MAX_RUNNING_PODS", pick("max_running_pods", "PROCJOB_MAX_RUNNING_PODS")
+        ),
+        max_running_pods_per_job=_positive(
+            "max-running-pods-per-job",
+            "PROCJOB_MAX_RUNNING_PODS_PER_JOB",
+            pick("max_running_pods_per_job", "PROCJOB_MAX_RUNNING_PODS_PER_JOB", "100"),
         ),
         events=events,
         **_retention(pick),

@@ -67,6 +67,14 @@ def _progress_message(stages: Sequence[StageStatus], current: StageStatus) -> tu
 
 def _stage_message(stages: Sequence[StageStatus], current: StageStatus) -> tuple[Reason, str]:
     position = f"{[s.name for s in stages].index(current.name) + 1}/{len(stages)}"
+    fan = current.items
+    if fan is not None and current.state == StageState.RUNNING:
+        waiting = sum(1 for i in fan.in_flight if i.state == StageState.BACKOFF_WAITING)
+        failed = f", {fan.failed} failed" if fan.failed else ""
+        return Reason.RUNNING, (
+            f"stage {current.name} ({position}) items {fan.succeeded + fan.failed}/{fan.total} done: "
+            f"{len(fan.in_flight) - waiting} running, {waiting} waiting to retry{failed}"
+        )
     last = current.attempts[-1] if current.attempts else None
     if current.state == StageState.BACKOFF_WAITING and last is not None:
         code = f" (exit {last.exit_code})" if last.exit_code is not None else ""

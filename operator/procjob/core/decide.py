@@ -59,6 +59,7 @@ def decide(
     gone: Mapping[str, str] | None = None,
     rejected: Mapping[str, str] | None = None,
     disrupted: Mapping[str, str] | None = None,
+    pods_left: int | None = None,
 ) -> Decision:
     """The status the job should have now, and the actions that get the world there.
 
@@ -68,11 +69,14 @@ def decide(
     `needs_admission`. `gone` names pods seen deleted (name -> UID) and `rejected` the pods the API
     server refused to create (name -> its message), both remembered by the controller; `disrupted`
     those of the gone pods whose last sight carried a DisruptionTarget condition (name -> its
-    reason): evicted, or removed with their node, not deleted by someone.
+    reason): evicted, or removed with their node, not deleted by someone. `pods_left`: how many new
+    attempts (pods) this pass may start (the operator's pod caps; None: no limit); an attempt that
+    could start but finds none left waits, and the Decision says `starved`.
     """
     ns, uid = job.meta.namespace, job.meta.uid
     own = [p for p in pods if p.job_uid == uid and p.owner_uid == uid and p.namespace in ("", ns)]
-    return _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}, disrupted or {}).run(admitted)
+    state = _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}, disrupted or {}, pods_left)
+    return state.run(admitted)
 
 
 def retry_ack(request: str) -> str:
@@ -212,7 +216,10 @@ class _Pass(Flow):
             )
             return False
         failed = [v for v in self.main if v.status.state == StageState.FAILED]
-        for view in failed:  # (none: the job failed between stages; the next one simply starts)
+        stopped = [v for v in self.main if v.status.state == StageState.CANCELLED]  # beside the failed one
+        for view in (v for v in [*failed, *stopped] if v.stage.fanned):
+            self.rearm(view)  # its failed and stopped items run again
+        for view in (v for v in failed if not v.stage.fanned):  # (none: the job failed between stages)
             view.update(
                 state=StageState.BACKOFF_WAITING,
                 next_attempt_time=self.now,
@@ -220,8 +227,9 @@ class _Pass(Flow):
                 charged_failures=0,
                 message=None,
             )
-        stopped = [v for v in self.main if v.status.state == StageState.CANCELLED]  # beside the failed one
-        for view in [*stopped, *(v for v in self.finale if v.status.state != StageState.PENDING)]:
+        finale = [v for v in self.finale if v.status.state != StageState.PENDING]
+        for view in [*(v for v in stopped if not v.stage.fanned), *finale]:
+            view.items.clear()
             view.update(  # they start again when their upstream stages have succeeded (numbering goes on)
                 state=StageState.PENDING, next_attempt_time=None, completion_time=None, charged_failures=0, message=None
             )

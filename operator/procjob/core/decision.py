@@ -25,6 +25,7 @@ class CreatePod:
     attempt: int
     name: str
     manifest: dict[str, Any] = field(compare=False, repr=False)
+    item: int | None = None  # the item of a fanned-out stage
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +63,4 @@ class Decision:
     requeue_at: datetime | None = None
     finalizer: FinalizerAction | None = None
     delete_job: bool = False  # a finished job past its ttlSecondsAfterFinished: delete the object
+    starved: bool = False  # an attempt could have started but the pass had no pod left (see decide's pods_left)

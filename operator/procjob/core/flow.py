@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from procjob.core.attempts import StageMachine
+from procjob.core.chains import Chain, StageView
 from procjob.core.dag import Graph
-from procjob.core.passstate import StageView
+from procjob.core.fanout import FanOut
 from procjob.models.lifecycle import outcome
 from procjob.models.status import (
     AttemptState,
@@ -38,7 +38,7 @@ IN_PROGRESS = (AttemptState.PENDING, AttemptState.RUNNING)
 SETTLED = frozenset({StageState.SUCCEEDED, StageState.FAILED, StageState.CANCELLED})
 
 
-class Flow(StageMachine):
+class Flow(FanOut):
     """The stages' graph, then the finally stages, moved as far as the world allows in one pass."""
 
     def advance(self) -> None:
@@ -55,11 +55,12 @@ class Flow(StageMachine):
     def walk(self, views: Sequence[StageView], graph: Graph, *, stop: Callable[[], bool]) -> None:
         """Follow every attempt in progress, then start what may start; `stop`: the walk is over."""
         for view in views:
-            last = view.last
-            if last is not None and last.state in IN_PROGRESS:
-                self.track(view, last)
-                if stop():
-                    return
+            for chain in self.chains(view):
+                last = chain.last
+                if last is not None and last.state in IN_PROGRESS and self.moving(chain):
+                    self.track(chain, last)
+                    if stop():
+                        return
         for view in views:
             self.launch(view, graph)
             if stop():
@@ -69,6 +70,13 @@ class Flow(StageMachine):
         """Start the stage's next attempt if it may start now: a due retry, or a stage not started (or
         stopped by suspend) whose upstream stages have all succeeded."""
         state, last = view.status.state, view.last
+        if view.stage.fanned and state not in SETTLED:
+            if view.status.items is None or state == StageState.PENDING:
+                if all(self.by_name[d].succeeded for d in graph.deps.get(view.status.name, ())):
+                    self.start_fanout(view)
+            else:
+                self.continue_fanout(view)
+            return
         if state in SETTLED or (last is not None and last.state in IN_PROGRESS):
             return
         if state == StageState.BACKOFF_WAITING and last is not None and last.state == AttemptState.FAILED:
@@ -80,6 +88,16 @@ class Flow(StageMachine):
             return
         if all(self.by_name[d].succeeded for d in graph.deps.get(view.status.name, ())):
             self.start_attempt(view)
+
+    @staticmethod
+    def chains(view: StageView) -> list[Chain]:
+        """The chains of attempts of a stage: its own, or its items' in flight (a fanned-out stage)."""
+        return list(view.items.values()) if view.stage.fanned else [view]
+
+    @staticmethod
+    def moving(chain: Chain) -> bool:
+        """Whether the chain is still to be followed (an item ended earlier in this pass is not)."""
+        return chain.item is None or chain.view.items.get(chain.item) is chain
 
     def stages_failed(self, reason: Reason, message: str) -> None:
         """A stage failed for good: the other stages are stopped, and the stages have failed."""
@@ -153,33 +171,17 @@ class Flow(StageMachine):
         failed stage; stop every live pod.
 
         An attempt whose pod has already succeeded is recorded as the success it is, not stopped: a
-        resumed job must not run a finished stage again. An attempt recorded in this very pass loses its
-        pod create: it never runs.
+        resumed job must not run a finished stage (item) again. An attempt recorded in this very pass
+        loses its pod create: it never runs.
         """
         for view in self.stages if views is None else views:
-            last = view.last
-            if last is not None and last.state in IN_PROGRESS:
-                pod = self.pods.get(last.pod_name)
-                if pod is not None and pod.phase == "Succeeded" and last.pod_uid in (None, pod.uid):
-                    self.attempt_succeeded(view, last.model_copy(update={"pod_uid": pod.uid}), pod)
-                    continue
-                state = AttemptState.FAILED if failed else AttemptState.STOPPED
-                stopped = last.model_copy(
-                    update={"state": state, "finish_time": self.now, "reason": why, "charged": False}
-                )
-                view.replace_last(stopped)
-                view.update(state=stage_state, next_attempt_time=None)
-                self.create = [c for c in self.create if c.name != last.pod_name]
-                self.record(
-                    Transition.ATTEMPT_STOPPED if not failed else Transition.ATTEMPT_FAILED,
-                    f"stage {view.status.name} attempt {last.attempt} stopped: {why}",
-                    reason=why,
-                    stage=view.status.name,
-                    attempt=stopped,
-                )
-            elif view.status.state in (StageState.BACKOFF_WAITING, StageState.RUNNING) and stage_state in (
-                StageState.CANCELLED,
-                StageState.FAILED,
+            stopped = [self.stop_chain(chain, why, stage_state, failed) for chain in self.chains(view)]
+            if view.stage.fanned and view.status.state in (StageState.RUNNING, StageState.BACKOFF_WAITING):
+                view.update(state=stage_state)
+            elif (
+                not any(stopped)
+                and view.status.state in (StageState.BACKOFF_WAITING, StageState.RUNNING)
+                and (stage_state in (StageState.CANCELLED, StageState.FAILED))
             ):
                 view.update(state=stage_state, next_attempt_time=None)
         for pod in self.pods.values():

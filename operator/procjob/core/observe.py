@@ -18,7 +18,7 @@ from typing import Any
 
 from procjob.core.sanitize import clean_text, has_invalid_text
 from procjob.core.timefmt import parse_time
-from procjob.models.job import GROUP, KIND, LABEL_ATTEMPT, LABEL_JOB, LABEL_JOB_UID, LABEL_STAGE
+from procjob.models.job import GROUP, KIND, LABEL_ATTEMPT, LABEL_ITEM, LABEL_JOB, LABEL_JOB_UID, LABEL_STAGE
 
 _TEXT_FIELDS = (
     "termination_message",
@@ -43,6 +43,7 @@ class PodObservation:
     owner_uid: str | None = None  # the UID of the controller ownerReference, when it is a ProcessingJob
     stage: str | None = None
     attempt: int | None = None
+    item: int | None = None  # the procjob.dev/item label: the item of a fanned-out stage
     phase: str = "Pending"
     created: datetime | None = None
     started: datetime | None = None
@@ -90,6 +91,7 @@ class PodObservation:
         controller = _controller_ref(meta)
         owner_uid = (controller.get("uid") or None) if controller is not None else None
         attempt_label = labels.get(LABEL_ATTEMPT)
+        item_label = labels.get(LABEL_ITEM)
         container = _main_container_status(status)
         state = container.get("state") or {}
         terminated = state.get("terminated") or {}
@@ -105,6 +107,7 @@ class PodObservation:
             owner_uid=owner_uid,
             stage=labels.get(LABEL_STAGE),
             attempt=int(attempt_label) if attempt_label and attempt_label.isdigit() else None,
+            item=int(item_label) if item_label and item_label.isdigit() and len(item_label) <= 9 else None,
             phase=status.get("phase") or "Pending",
             created=parse_time(meta.get("creationTimestamp")),
             started=parse_time(running.get("startedAt") or terminated.get("startedAt") or status.get("startTime")),

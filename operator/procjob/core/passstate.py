@@ -7,11 +7,11 @@ the pass shares — ending the job, collecting pods, and turning it all into a `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from procjob.core import summary
+from procjob.core.chains import StageView
 from procjob.core.conditions import SUCCEEDED, SUSPENDED, phase_of, set_condition
 from procjob.core.config import CoreConfig
 from procjob.core.dag import Graph
@@ -22,7 +22,7 @@ from procjob.core.timefmt import earliest
 from procjob.models.audit import AuditEntry
 from procjob.models.job import ProcessingJob
 from procjob.models.lifecycle import finished, succeeded_condition
-from procjob.models.spec import PodGC, Stage
+from procjob.models.spec import PodGC
 from procjob.models.status import (
     AUDIT_BACKLOG_LIMIT,
     Attempt,
@@ -38,31 +38,6 @@ from procjob.models.transitions import Transition
 TERMINATING_PATIENCE = timedelta(seconds=60)
 
 
-@dataclass
-class StageView:
-    """Mutable working copy of one stage's status during a pass; `index` is its place in
-    spec.all_stages (the stages, then the finally stages)."""
-
-    index: int
-    stage: Stage
-    status: StageStatus
-    final: bool = False  # a stage of spec.finally
-
-    @property
-    def succeeded(self) -> bool:
-        return self.status.state == StageState.SUCCEEDED
-
-    @property
-    def last(self) -> Attempt | None:
-        return self.status.attempts[-1] if self.status.attempts else None
-
-    def update(self, **changes: Any) -> None:
-        self.status = self.status.model_copy(update=changes)
-
-    def replace_last(self, attempt: Attempt) -> None:
-        self.update(attempts=[*self.status.attempts[:-1], attempt])
-
-
 class PassState:
     """One reconcile pass's accumulators, and the steps every part of the pass uses."""
 
@@ -75,8 +50,12 @@ class PassState:
         gone: Mapping[str, str],
         rejected: Mapping[str, str],
         disrupted: Mapping[str, str],
+        pods_left: int | None = None,
     ) -> None:
         self.job = job
+        self.pods_left = pods_left  # pods this pass may still create (None: no limit; see decide)
+        self.starved = False  # an attempt could have started but no pod was left
+        self.resolved: dict[str, list[Any]] = {}  # a fanned-out stage's items, read once per pass
         self.gone = gone
         self.rejected = rejected
         self.disrupted = disrupted
@@ -119,7 +98,11 @@ class PassState:
         stage: str | None = None,
         attempt: Attempt | None = None,
         detail: dict[str, Any] | None = None,
+        item: int | None = None,
     ) -> None:
+        item = attempt.item if attempt is not None and attempt.item is not None else item
+        if item is not None:  # an item of a fanned-out stage: in the detail (the audit's columns are the stage's)
+            detail = {"item": item, **(detail or {})}
         entry = AuditEntry(
             seq=self.outbox.last_seq + len(self.transitions) + 1,
             type=type_,
@@ -238,10 +221,14 @@ class PassState:
         waiting = [pod for pod in self.pods.values() if self.log_pending(pod)]  # each sets its timer
         return bool(waiting)
 
-    def terminating(self, stage: str) -> bool:
-        """Whether a pod of the stage is on its way out but may still run (its new attempt waits: two
-        attempts of one stage never overlap)."""
-        leaving = [p for p in self.pods.values() if p.deleting and not p.terminal and p.stage in (stage, None)]
+    def terminating(self, stage: str, item: int | None = None) -> bool:
+        """Whether a pod of the stage (the item) is on its way out but may still run (its new attempt
+        waits: two attempts of one chain never overlap)."""
+        leaving = [
+            p
+            for p in self.pods.values()
+            if p.deleting and not p.terminal and p.stage in (stage, None) and p.item == item
+        ]
         for pod in leaving:
             self.settle(pod)
         return bool(leaving)
@@ -258,10 +245,11 @@ class PassState:
     def strays(self) -> None:
         """Invariant: at most one live pod per stage, its current attempt's — the pod of an attempt
         still Pending or Running, read from the stage statuses as this pass leaves them."""
+        chains = [*self.stages, *(item for view in self.stages for item in view.items.values())]
         current = {
-            view.last.pod_name
-            for view in self.stages
-            if view.last is not None and view.last.state in (AttemptState.PENDING, AttemptState.RUNNING)
+            chain.last.pod_name
+            for chain in chains
+            if chain.last is not None and chain.last.state in (AttemptState.PENDING, AttemptState.RUNNING)
         }
         for pod in self.pods.values():
             if pod.live and pod.name not in current:
@@ -270,6 +258,8 @@ class PassState:
     def result(
         self, finalizer: FinalizerAction | None, *, summarize: bool = True, delete_job: bool = False
     ) -> Decision:
+        for view in self.stages:
+            view.flush()
         if summarize and not self.terminal:
             self.strays()
         status = self.status
@@ -303,4 +293,5 @@ class PassState:
             requeue_at=earliest(*(t for t in self.timers if t is not None and t > self.now)),
             finalizer=finalizer,
             delete_job=delete_job,
+            starved=self.starved,
         )

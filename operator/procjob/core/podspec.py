@@ -33,6 +33,7 @@ from procjob.models.job import (
     API_VERSION,
     KIND,
     LABEL_ATTEMPT,
+    LABEL_ITEM,
     LABEL_JOB,
     LABEL_JOB_UID,
     LABEL_STAGE,
@@ -44,14 +45,17 @@ CONTAINER = contract.WORKER_CONTAINER
 __all__ = ["CONTAINER", "MAX_POD_BYTES", "build_pod", "container_security_context", "pod_labels"]
 
 
-def pod_labels(job: ProcessingJob, stage: str, attempt: int) -> dict[str, str]:
-    return {
+def pod_labels(job: ProcessingJob, stage: str, attempt: int, item: int | None = None) -> dict[str, str]:
+    labels = {
         LABEL_JOB: job.meta.name,
         LABEL_JOB_UID: job.meta.uid,
         LABEL_STAGE: stage,
         LABEL_ATTEMPT: str(attempt),
         "app.kubernetes.io/managed-by": "procjob",
     }
+    if item is not None:
+        labels[LABEL_ITEM] = str(item)
+    return labels
 
 
 MAX_POD_BYTES = 512 * 1024  # a rendered pod manifest over this is refused (PodTooLarge)
@@ -180,12 +184,14 @@ def _pod_spec(
     return pod_spec
 
 
-def _metadata(job: ProcessingJob, stage: Stage, attempt: int, template: StageTemplate) -> dict[str, Any]:
+def _metadata(
+    job: ProcessingJob, stage: Stage, attempt: int, template: StageTemplate, item: int | None
+) -> dict[str, Any]:
     """Name, labels (the operator's win over the job's) and the controller reference to the job."""
     metadata: dict[str, Any] = {
-        "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt),
+        "name": pod_name(job.meta.name, job.meta.uid, stage.name, attempt, item),
         "namespace": job.meta.namespace,
-        "labels": {**template.labels, **pod_labels(job, stage.name, attempt)},
+        "labels": {**template.labels, **pod_labels(job, stage.name, attempt, item)},
         "ownerReferences": [
             {
                 "apiVersion": API_VERSION,
@@ -210,19 +216,23 @@ def build_pod(
     config: CoreConfig,
     *,
     ended: tuple[str, str] | None = None,
+    item: tuple[int, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of attempt `attempt` of stage `index` of spec.all_stages (the stages, then the
-    finally stages); `ended`: {{ job.status }} and {{ job.reason }} for a finally stage. Raises
-    TemplateError."""
+    finally stages); `ended`: {{ job.status }} and {{ job.reason }} for a finally stage; `item`: the
+    index and value of an item of a fanned-out stage ({{ item }}). Raises TemplateError."""
     assert job.spec is not None
     stage = job.spec.all_stages[index]
-    ctx = Context(job.meta.name, job.meta.namespace, job.meta.uid, outputs, ended=ended)
+    value = item[1] if item is not None else None
+    ctx = Context(
+        job.meta.name, job.meta.namespace, job.meta.uid, outputs, ended=ended, item=item is not None, value=value
+    )
     template = stage_template(job.spec, stage)
     container = _container(stage, job, attempt, ctx, config, template)
     manifest: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": _metadata(job, stage, attempt, template),
+        "metadata": _metadata(job, stage, attempt, template, item[0] if item is not None else None),
         "spec": _pod_spec(job.spec.service_account_name, stage, container, config, template),
     }
     size = len(json.dumps(manifest, separators=(",", ":"), ensure_ascii=False).encode("utf-8", "replace"))

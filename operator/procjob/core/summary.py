@@ -25,6 +25,14 @@ def current_stage(ordered: list[StageStatus]) -> StageStatus | None:
     return next((s for s in ordered if s.state != StageState.SUCCEEDED), None)
 
 
+def items_progress(stages: list[StageStatus]) -> str:
+    """` 57/200`: items done of all, over the fanned-out stages that have started (none: empty)."""
+    fans = [s.items for s in stages if s.items is not None and s.state != StageState.PENDING]
+    if not fans:
+        return ""
+    return f" {sum(f.succeeded + f.failed for f in fans)}/{sum(f.total for f in fans)}"
+
+
 def summarize(state: PassState, status: ProcessingJobStatus) -> ProcessingJobStatus:
     """Conditions, phase, printer-column fields, all derived from the stage statuses."""
     stages = [v.status for v in state.stages]
@@ -48,7 +56,7 @@ def summarize(state: PassState, status: ProcessingJobStatus) -> ProcessingJobSta
             "conditions": conditions,
             "observed_generation": state.job.meta.generation,
             "current_stage": current.name if current and not state.terminal else None,
-            "progress": f"{max(reached, 1 if status.start_time else 0)}/{len(stages)}",
+            "progress": f"{max(reached, 1 if status.start_time else 0)}/{len(stages)}" + items_progress(stages),
             "attempts": sum(s.attempt_count for s in stages),
         }
     )

@@ -2,7 +2,8 @@
 
 Grammar (deliberately tiny, no code execution): `{{ job.name }}`, `{{ job.namespace }}`,
 `{{ job.uid }}`, `{{ stages.NAME.outputs.KEY }}`, and in finally stages `{{ job.status }}` (Succeeded,
-Failed or Cancelled: how the stages ended) and `{{ job.reason }}` (the reason they ended with).
+Failed or Cancelled: how the stages ended) and `{{ job.reason }}` (the reason they ended with), and
+in fanned-out stages (forEach) `{{ item }}` and `{{ item.FIELD }}`.
 `check_spec` finds every reference when a job starts, so a template naming an unknown stage, or one
 that is not upstream (a finally stage's upstream includes every main stage), is an InvalidSpec
 before any pod runs; `render` expands them when an attempt's pod is built, and a missing output key
@@ -30,6 +31,7 @@ TEMPLATE = re.compile(r"\{\{\s*(.*?)\s*\}\}")
 STAGE_REF = re.compile(r"^stages\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.outputs\.([A-Za-z0-9_-]+)$")
 JOB_FIELDS = ("name", "namespace", "uid")
 FINALLY_FIELDS = ("status", "reason")  # how the stages ended: only finally stages may ask
+ITEM_REF = re.compile(r"^item(\.([A-Za-z0-9_-]+))?$")
 
 
 RENDER_BUDGET = 256 * 1024  # bytes of rendered text one pod may hold (commands, args, env, params)
@@ -73,6 +75,8 @@ class Context:
     outputs: Mapping[str, Mapping[str, Any] | None]  # stage name -> its outputs (None: none written)
     budget: Budget = field(default_factory=Budget)
     ended: tuple[str, str] | None = None  # (job.status, job.reason) for a finally stage
+    item: bool = False  # an item of a fanned-out stage: `value` is the item
+    value: Any = None
 
 
 def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
@@ -100,6 +104,8 @@ def templated_strings(spec: ProcessingJobSpec, index: int) -> Iterator[tuple[str
         if env.value is not None:
             yield f"{base}.env[{i}].value", env.value
     yield from _strings(stage.with_ or {}, f"{base}.with")
+    if isinstance(stage.for_each, str):
+        yield f"{base}.forEach", stage.for_each
 
 
 def upstream(spec: ProcessingJobSpec, index: int) -> set[str]:
@@ -123,12 +129,16 @@ def check_spec(spec: ProcessingJobSpec) -> list[str]:
         for path, text in templated_strings(spec, index):
             for expr in TEMPLATE.findall(text):
                 problem = _check_expr(expr, names, allowed, stage.name, final)
+                if problem is None and ITEM_REF.match(expr) and not stage.fanned:
+                    problem = f"{{{{ {expr} }}}} is known only in stages with forEach"
                 if problem:
                     problems.append(f"{path}: {problem}")
     return problems
 
 
 def _check_expr(expr: str, names: set[str], allowed: set[str], stage: str, final: bool) -> str | None:
+    if ITEM_REF.match(expr):
+        return None
     if expr.startswith("job."):
         if expr[4:] in FINALLY_FIELDS and not final:
             return f"{{{{ {expr} }}}} is known only in spec.finally stages (after the stages have ended)"
@@ -144,7 +154,23 @@ def _check_expr(expr: str, names: set[str], allowed: set[str], stage: str, final
     return None
 
 
+def _item(expr: str, ctx: Context) -> str:
+    """`{{ item }}` (a string as it is, anything else as compact JSON) or `{{ item.FIELD }}`."""
+    match = ITEM_REF.match(expr)
+    assert match is not None
+    field, value = match.group(2), ctx.value
+    if field is not None:
+        if not isinstance(value, Mapping):
+            raise TemplateError(f"{{{{ {expr} }}}}: the item is not an object")
+        if field not in value:
+            raise TemplateError(f"{{{{ {expr} }}}}: the item has no field {field!r}")
+        value = value[field]
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+
+
 def _lookup(expr: str, ctx: Context) -> str:
+    if ctx.item and ITEM_REF.match(expr):
+        return _item(expr, ctx)
     if expr.startswith("job."):
         field = expr[4:]
         if field == "name":

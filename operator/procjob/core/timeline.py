@@ -1,4 +1,5 @@
-"""The attempt timeline: one row per (stage, attempt), projected from a job's audit entries.
+"""The attempt timeline: one row per (stage, item, attempt), projected from a job's audit entries
+(the item of a fanned-out stage is in each entry's detail).
 
 Pure (no I/O): the audit store projects what it read from PostgreSQL with it, and anything holding
 a job's entries can do the same. `AttemptRow` is the projection's value; `procjob history` and the
@@ -21,13 +22,15 @@ AttemptResult = Literal["Pending", "Running", "Succeeded", "Failed", "Interrupte
 
 
 class AttemptRow(ApiModel):
-    """One attempt of one stage, derived from its events (AttemptStarted ... AttemptSucceeded/Failed).
+    """One attempt of one stage (of one item of a fanned-out stage), derived from its events
+    (AttemptStarted ... AttemptSucceeded/Failed).
 
     `Interrupted`: the job ended or was suspended while the attempt had no outcome recorded.
     """
 
     stage: str
     attempt: int
+    item: int | None = None
     pod_name: str | None = None
     start_time: datetime | None = None
     running_time: datetime | None = None
@@ -55,14 +58,14 @@ _INTERRUPTING = frozenset(
 
 
 def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
-    """One row per (stage, attempt), in the order the attempts started.
+    """One row per (stage, item, attempt), in the order the attempts started.
 
     An attempt starts at AttemptStarted (the pod was created), runs from AttemptRunning and ends at
     AttemptSucceeded or AttemptFailed, which carry the exit code and reason. AttemptStopped (suspend,
     cancel, a deadline, another stage's failure) closes it as `Interrupted` with its reason, and so does
     a job-level end or suspension for attempts still open; an outcome recorded after that wins.
     """
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    rows: dict[tuple[str, int | None, int], dict[str, Any]] = {}
     for event in sorted(events, key=lambda e: e.seq):
         if event.type in _INTERRUPTING:
             for row in rows.values():
@@ -71,9 +74,11 @@ def attempt_timeline(events: Iterable[AuditEntry]) -> tuple[AttemptRow, ...]:
             continue
         if event.type.meaning.level is not Level.ATTEMPT or event.stage is None or event.attempt is None:
             continue
+        item = event.detail.get("item")
+        item = item if isinstance(item, int) and not isinstance(item, bool) and item >= 0 else None
         row = rows.setdefault(
-            (event.stage, event.attempt),
-            {"stage": event.stage, "attempt": event.attempt, "result": "Pending"},
+            (event.stage, item, event.attempt),
+            {"stage": event.stage, "item": item, "attempt": event.attempt, "result": "Pending"},
         )
         if event.pod_name and not row.get("pod_name"):
             row["pod_name"] = event.pod_name

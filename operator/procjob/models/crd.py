@@ -40,7 +40,7 @@ PRINTER_COLUMNS: list[Schema] = [
         "name": "Stage",
         "type": "string",
         "jsonPath": ".status.progress",
-        "description": "Stages reached of all.",
+        "description": "Stages reached of all; with fanned-out stages, their items done of all (2/3 57/200).",
     },
     {
         "name": "Attempts",
@@ -111,8 +111,8 @@ def structural(schema: Schema, defs: dict[str, Schema] | None = None, *, keep_de
         out[key] = value
 
     if node.get("x-kubernetes-preserve-unknown-fields") is True and "type" not in node:
-        # Any JSON value with value validations written by the model (spec.stages[].with, see models.syntax.with_schema)
-        return {key: value for key, value in node.items() if key != "title"}
+        # Any JSON value with value validations written by the model (models.syntax.with_schema, fanout.for_each_schema)
+        return {key: value for key, value in node.items() if key != "title" and (key, value) != ("default", None)}
     if node.get("additionalProperties") is True and "properties" not in node:
         out["x-kubernetes-preserve-unknown-fields"] = True  # dict[str, Any]: a free-form object, not pruned
     if out.get("x-kubernetes-preserve-unknown-fields"):

@@ -26,6 +26,7 @@ LABEL_JOB = f"{GROUP}/job"
 LABEL_JOB_UID = f"{GROUP}/job-uid"
 LABEL_STAGE = f"{GROUP}/stage"
 LABEL_ATTEMPT = f"{GROUP}/attempt"
+LABEL_ITEM = f"{GROUP}/item"  # the item's index, on the pods of a fanned-out stage (forEach)
 FINALIZER = f"{GROUP}/audit"
 ANNOTATION_RETRY = f"{GROUP}/retry"  # set to a timestamp to re-run a Failed job from its failed stage
 

@@ -25,6 +25,16 @@ from procjob.models.container import (
     Resources,
     cel_rules,
 )
+from procjob.models.fanout import (
+    FANOUT_FIELDS,
+    MAX_FANOUT_STAGES,
+    MAX_PARALLELISM,
+    TOO_MANY_FANOUTS,
+    FailureMode,
+    FailurePolicy,
+    for_each_problem,
+    for_each_schema,
+)
 from procjob.models.flow import (
     DEPENDS_ON_SELF,
     FINALLY_DEADLINE_SECONDS,
@@ -93,6 +103,23 @@ class Stage(ApiModel):
         "for the first), so stages without dependsOn run in order. []: starts when the job starts. A stage of "
         "spec.finally names stages of spec.finally.",
     )
+    for_each: Annotated[Any, WithJsonSchema(for_each_schema())] | None = Field(
+        default=None,
+        alias="forEach",
+        description="Run the stage once per item, each item its own chain of attempts, with {{ item }} and "
+        "{{ item.FIELD }} in its templates: a list (at most 10000 items: strings, numbers, booleans, or objects of "
+        "at most 16 of them), or a template naming a list output of an upstream stage, e.g. "
+        '"{{ stages.list.outputs.keys }}". Outputs: each key\'s values in item order.',
+    )
+    parallelism: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_PARALLELISM,
+        description="With forEach: items in flight at once (running, or waiting for their retry); unset: 1.",
+    )
+    failure_policy: FailurePolicy | None = Field(
+        default=None, description="With forEach: how many items may fail for good, and when the stage fails."
+    )
     with_: Annotated[dict[str, Any], WithJsonSchema(with_schema())] | None = Field(
         default=None,
         alias="with",
@@ -153,9 +180,28 @@ class Stage(ApiModel):
             raise ValueError("set exactly one of image or uses")
         if self.name in (self.depends_on or []):
             raise ValueError(DEPENDS_ON_SELF)
+        if (self.parallelism is not None or self.failure_policy is not None) and self.for_each is None:
+            raise ValueError(FANOUT_FIELDS)
         if self.with_ is not None and self.uses is None:
             raise ValueError("with is for built-in stages (uses)")
         return self
+
+    @field_validator("for_each")
+    @classmethod
+    def _items(cls, value: Any) -> Any:
+        problem = None if value is None else for_each_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @property
+    def fanned(self) -> bool:
+        """Whether the stage runs once per item (forEach)."""
+        return self.for_each is not None
+
+    @property
+    def policy(self) -> FailurePolicy:
+        return self.failure_policy or FailurePolicy()
 
     @field_validator("volume_mounts")
     @classmethod
@@ -327,6 +373,8 @@ class ProcessingJobSpec(ApiModel):
     @model_validator(mode="after")
     def _volumes_and_tokens(self) -> ProcessingJobSpec:
         problem = spec_problem(self)
+        if sum(s.fanned for s in self.all_stages) > MAX_FANOUT_STAGES:
+            problem = TOO_MANY_FANOUTS
         if problem is None and self.finally_:
             found = spec_problem(self.model_copy(update={"stages": self.finally_, "finally_": None}))
             problem = found.replace("stages[", "finally[") if found else None
@@ -361,6 +409,8 @@ __all__ = [
     "EnvFromSource",
     "EnvVar",
     "EnvVarSource",
+    "FailureMode",
+    "FailurePolicy",
     "FailureReason",
     "KeyRef",
     "LocalRef",

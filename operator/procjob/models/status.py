@@ -18,6 +18,7 @@ from pydantic import Field
 from procjob.models import contract
 from procjob.models.audit import AuditEntry
 from procjob.models.base import ApiModel
+from procjob.models.fanout import MAX_ITEMS, MAX_PARALLELISM
 from procjob.models.spec import MAX_FINALLY, MAX_STAGES, RetryAction
 
 MAX_ATTEMPTS_KEPT = 10
@@ -114,6 +115,7 @@ class Attempt(ApiModel):
     reason: Annotated[str, Field(max_length=64)] | None = Field(default=None, description="Why it ended.")
     message: Message | None = Field(default=None, description="Detail, e.g. the waiting reason or error.")
     charged: bool | None = Field(default=None, description="Whether the failure counted against the limit.")
+    item: int | None = Field(default=None, ge=0, description="The item of a fanned-out stage (forEach), from 0.")
 
 
 class RetryDecision(ApiModel):
@@ -127,6 +129,51 @@ class RetryDecision(ApiModel):
     exit_code: int | None = Field(default=None, description="The exit code that was matched.")
     delay_seconds: float | None = Field(default=None, description="The wait before the next attempt.")
     retries_left: int = Field(description="Charged retries still available after this decision.")
+
+
+class ItemStatus(ApiModel):
+    """One item of a fanned-out stage while it is in flight: running, or waiting for its next attempt."""
+
+    index: int = Field(ge=0, description="The item's place in the list, from 0.")
+    state: StageState = Field(description="Running, BackoffWaiting or Suspended.")
+    attempt_count: int = Field(default=0, ge=0, description="Attempts of this item in this run.")
+    charged_failures: int = Field(default=0, ge=0, description="Its failures counted against the retry limit.")
+    attempt: Attempt | None = Field(default=None, description="Its current (or last) attempt.")
+    next_attempt_time: datetime | None = Field(default=None, description="When its next attempt starts.")
+
+
+class FanOutStatus(ApiModel):
+    """A fanned-out stage's items: counts and the failed items; the items in flight (at most its
+    parallelism); every item's attempts are in the audit. Items start in index order: those below `next`
+    have started (and, unless in flight or to be re-run, ended)."""
+
+    total: int = Field(ge=0, le=MAX_ITEMS, description="Items in the list.")
+    next: int = Field(default=0, ge=0, le=MAX_ITEMS, description="Items below this index have started.")
+    succeeded: int = Field(default=0, ge=0, description="Items that succeeded.")
+    failed: int = Field(default=0, ge=0, description="Items that failed for good (after their retries).")
+    failed_indexes: Annotated[str, Field(max_length=65536)] = Field(
+        default="", description="The failed items, as ranges of indexes: 3,17-19."
+    )
+    rerun: Annotated[str, Field(max_length=65536)] = Field(
+        default="", description="Items to run again (a retried job), as ranges of indexes; they start first."
+    )
+    in_flight: list[ItemStatus] = Field(
+        default_factory=list, max_length=MAX_PARALLELISM, description="The items running or waiting for a retry."
+    )
+    outputs: dict[str, Any] | None = Field(
+        default=None,
+        description="The outputs of the items that succeeded so far, by index; in the stage's outputs once it ends.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    output_bytes: int = Field(default=0, ge=0, description="Their size as JSON.")
+    outputs_dropped: bool = Field(default=False, description="Outputs were over the bound and are not kept.")
+    max_attempt: int = Field(default=0, ge=0, description="The highest attempt number any item has had.")
+    rerun_base: int = Field(
+        default=0,
+        ge=0,
+        description="Items number their attempts from this one on (maxAttempt when the job was retried), so that no "
+        "pod name is used twice.",
+    )
 
 
 class StageStatus(ApiModel):
@@ -145,10 +192,12 @@ class StageStatus(ApiModel):
     last_retry_decision: RetryDecision | None = Field(default=None, description="The latest retry decision.")
     outputs: dict[str, Any] | None = Field(
         default=None,
-        description="The JSON object the stage wrote as its termination message (at most 4 KiB).",
+        description="The JSON object the stage wrote as its termination message (at most 4 KiB); of a fanned-out "
+        "stage, each key's values in item order (null for an item that wrote none).",
         json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
     )
     message: Message | None = Field(default=None, description="Detail about the stage.")
+    items: FanOutStatus | None = Field(default=None, description="A fanned-out stage's items (forEach).")
 
 
 class AuditOutbox(ApiModel):
@@ -208,8 +257,10 @@ class ProcessingJobStatus(ApiModel):
         " that time alone causes no writes; `kubectl pj list` shows the live value).",
     )
     current_stage: Annotated[str, Field(max_length=63)] | None = Field(default=None, description="Stage in progress.")
-    progress: Annotated[str, Field(max_length=16)] | None = Field(
-        default=None, description="Stages done or in progress of all, e.g. 2/3."
+    progress: Annotated[str, Field(max_length=32)] | None = Field(
+        default=None,
+        description="Stages done or in progress of all, e.g. 2/3; with a fanned-out stage in progress also its "
+        "items done of all, e.g. 2/3 57/200.",
     )
     attempts: int = Field(default=0, ge=0, description="Attempts made in all stages.")
     message: Message | None = Field(default=None, description="The Succeeded condition's message.")

@@ -41,6 +41,7 @@ class Transition(StrEnum):
     RETRY_SCHEDULED = "RetryScheduled"
     STAGE_SUCCEEDED = "StageSucceeded"
     STAGE_FAILED = "StageFailed"
+    ITEM_FAILED = "ItemFailed"  # an item of a fanned-out stage failed for good (after its retries)
     FINALLY_STARTED = "FinallyStarted"
     JOB_SUCCEEDED = "JobSucceeded"
     JOB_FAILED = "JobFailed"
@@ -80,6 +81,7 @@ MEANINGS: dict[Transition, Meaning] = {
     Transition.RETRY_SCHEDULED: Meaning(_S, "RetryScheduled"),
     Transition.STAGE_SUCCEEDED: Meaning(_S, "StageSucceeded", routine=True),
     Transition.STAGE_FAILED: Meaning(_S, "StageFailed", warning=True),
+    Transition.ITEM_FAILED: Meaning(_S, "ItemFailed", warning=True),
     Transition.FINALLY_STARTED: Meaning(_J, "FinallyStarted"),
     Transition.JOB_SUCCEEDED: Meaning(_J, "JobSucceeded", ends_job=True),
     Transition.JOB_FAILED: Meaning(_J, "JobFailed", warning=True, ends_job=True),

@@ -203,3 +203,50 @@ def test_a_graph_with_finally_is_drawn_by_level_with_each_stages_state() -> None
 
 def test_a_chain_has_no_graph_section() -> None:
     assert "Graph:" not in render_describe(JOB, None, NOW)
+
+
+def test_a_fanned_out_stage_shows_its_items() -> None:
+    job = {
+        "metadata": {"name": "f", "namespace": "n", "uid": "u", "creationTimestamp": "2026-03-01T10:00:00Z"},
+        "spec": {
+            "stages": [
+                {"name": "fan", "image": "i", "forEach": [1, 2, 3, 4, 5], "parallelism": 2, "dependsOn": []},
+            ],
+        },
+        "status": {
+            "stages": [
+                {
+                    "name": "fan",
+                    "state": "Running",
+                    "attemptCount": 4,
+                    "items": {
+                        "total": 5,
+                        "next": 4,
+                        "succeeded": 1,
+                        "failed": 1,
+                        "failedIndexes": "2",
+                        "inFlight": [
+                            {"index": 1, "state": "Running", "attempt": {"attempt": 1, "podName": "f-fan-i1-a1-u"}},
+                            {
+                                "index": 3,
+                                "state": "BackoffWaiting",
+                                "attempt": {"attempt": 1, "podName": "f-fan-i3-a1-u"},
+                                "nextAttemptTime": "2026-03-01T10:05:10Z",
+                            },
+                        ],
+                    },
+                }
+            ]
+        },
+    }
+    text = render_describe(job, None, NOW)
+    assert "  1       fan     Running (items 2/5)   -" in text
+    section = text.split("Items of fan")[1].split("\n\n")[0].splitlines()
+    assert section == [
+        " (parallelism 2, FailFast, 0 tolerated):",
+        "  1 succeeded, 1 failed, 1 running, 1 waiting to retry, of 5",
+        "  failed items: 2",
+        "  ITEM   STATE            ATTEMPT   POD             NEXT ATTEMPT",
+        "  1      Running          1         f-fan-i1-a1-u   -",
+        "  3      BackoffWaiting   1         f-fan-i3-a1-u   2026-03-01T10:05:10Z (in 10s)",
+    ]

@@ -179,3 +179,12 @@ def test_the_log_archive_is_on_with_a_database_and_its_bounds_reach_the_core() -
 def test_a_bad_log_archive_setting_names_the_flag(environ: dict[str, str], named: str) -> None:
     with pytest.raises(SettingsError, match=named.replace("(", r"\(").replace(")", r"\)")):
         from_sources({}, environ)
+
+
+def test_the_pod_caps_default_to_100_per_job_and_no_total() -> None:
+    default = from_sources({}, {})
+    assert (default.max_running_pods, default.max_running_pods_per_job) == (None, 100)
+    set_ = from_sources({"max_running_pods": "500"}, {"PROCJOB_MAX_RUNNING_PODS_PER_JOB": "20"})
+    assert (set_.max_running_pods, set_.max_running_pods_per_job) == (500, 20)
+    with pytest.raises(SettingsError, match=r"--max-running-pods-per-job \(PROCJOB_MAX_RUNNING_PODS_PER_JOB\)"):
+        from_sources({}, {"PROCJOB_MAX_RUNNING_PODS_PER_JOB": "0"})

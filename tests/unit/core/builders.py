@@ -19,7 +19,7 @@ from procjob.core.config import CoreConfig
 from procjob.core.decide import decide
 from procjob.core.decision import CreatePod, Decision
 from procjob.core.observe import PodObservation
-from procjob.models.job import LABEL_ATTEMPT, LABEL_JOB_UID, LABEL_STAGE, ProcessingJob
+from procjob.models.job import LABEL_ATTEMPT, LABEL_ITEM, LABEL_JOB_UID, LABEL_STAGE, ProcessingJob
 from procjob.models.status import ProcessingJobStatus, StageStatus
 
 NOW = datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC)
@@ -106,6 +106,7 @@ def pod_from(create: CreatePod, uid: str, now: datetime) -> PodObservation:
         owner_uid=owner,
         stage=labels[LABEL_STAGE],
         attempt=int(labels[LABEL_ATTEMPT]),
+        item=int(labels[LABEL_ITEM]) if LABEL_ITEM in labels else None,
         created=now,
     )
 
@@ -132,6 +133,7 @@ class Run:
         self.finalizers: tuple[str, ...] = ()
         self.annotations: dict[str, str] = {}
         self.generation = 1
+        self.pods_left: int | None = None  # the operator's pod caps for the next pass (None: no limit)
         self.decisions: list[Decision] = []
         self._uids = itertools.count(1)
 
@@ -148,7 +150,14 @@ class Run:
 
     def decide(self, *, apply: bool = True) -> Decision:
         """One reconcile pass: decide, store the status, and (unless `apply` is False) carry out the pod actions."""
-        decision = decide(self.job(), list(self.pods.values()), self.now, self.config, admitted=self.admitted)
+        decision = decide(
+            self.job(),
+            list(self.pods.values()),
+            self.now,
+            self.config,
+            admitted=self.admitted,
+            pods_left=self.pods_left,
+        )
         self.status = ProcessingJobStatus.model_validate(decision.status.to_api()).to_api()
         self.decisions.append(decision)
         if apply:

@@ -318,3 +318,23 @@ def test_job_status_and_reason_render_in_a_finally_stage_only() -> None:
 def test_templated_strings_of_a_finally_stage_are_named_by_its_path() -> None:
     job = graph_spec(image_stage("a"), final=[image_stage("c", args=["x"])])
     assert list(templated_strings(job, 1)) == [("spec.finally[0].args[0]", "x")]
+
+
+def test_item_templates_belong_to_fanned_out_stages_and_foreach_names_an_upstream_output() -> None:
+    job = graph_spec(
+        image_stage("a", args=["{{ item }}"]),
+        image_stage("b", forEach="{{ stages.a.outputs.keys }}", args=["{{ item.key }}", "{{ item }}"]),
+        image_stage("c", dependsOn=[], forEach="{{ stages.b.outputs.keys }}"),
+    )
+    assert check_spec(job) == [
+        "spec.stages[0].args[0]: {{ item }} is known only in stages with forEach",
+        "spec.stages[2].forEach: {{ stages.b.outputs.keys }} names stage 'b', which does not run before stage 'c'",
+    ]
+
+
+def test_an_item_renders_as_text_or_compact_json() -> None:
+    ctx = Context("j", "n", "u", {}, item=True, value={"key": "a.jpg", "n": 2})
+    assert render("{{ item.key }} {{ item.n }} {{ item }}", ctx) == 'a.jpg 2 {"key":"a.jpg","n":2}'
+    assert render("{{ item }}", Context("j", "n", "u", {}, item=True, value="plain")) == "plain"
+    with pytest.raises(TemplateError, match="unknown template"):
+        render("{{ item }}", Context("j", "n", "u", {}))

@@ -185,3 +185,21 @@ def test_rows_keep_the_times_of_start_running_and_end() -> None:
         T0 + timedelta(seconds=3),
         T0 + timedelta(seconds=7),
     )
+
+
+def test_the_items_of_a_fanned_out_stage_are_rows_of_their_own() -> None:
+    given = events(
+        (1, "AttemptStarted", "fan", 1, {"podName": "p0", "detail": {"item": 0}}),
+        (1, "AttemptStarted", "fan", 1, {"podName": "p1", "detail": {"item": 1}}),
+        (3, "AttemptFailed", "fan", 1, {"exitCode": 1, "reason": "Error", "detail": {"item": 1}}),
+        (4, "AttemptSucceeded", "fan", 1, {"exitCode": 0, "detail": {"item": 0}}),
+        (5, "AttemptStarted", "fan", 2, {"podName": "p1b", "detail": {"item": 1}}),
+        (6, "AttemptStarted", "odd", 1, {"podName": "x", "detail": {"item": True}}),
+    )
+    rows = attempt_timeline(given)
+    assert [(r.stage, r.item, r.attempt, r.pod_name, r.result) for r in rows] == [
+        ("fan", 0, 1, "p0", "Succeeded"),
+        ("fan", 1, 1, "p1", "Failed"),
+        ("fan", 1, 2, "p1b", "Pending"),
+        ("odd", None, 1, "x", "Pending"),
+    ]

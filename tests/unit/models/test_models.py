@@ -856,3 +856,101 @@ def test_a_graph_with_finally_parses_and_round_trips() -> None:
     wire = parsed.to_api()
     assert wire["finally"][1]["dependsOn"] == ["c"]
     assert ProcessingJobSpec.model_validate(wire) == parsed
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        pytest.param(
+            spec(image("a", forEach="stages.list.outputs.keys")),
+            "spec.stages[0].forEach: Value error, forEach is a list of items or a template naming an upstream list "
+            "output",
+            id="a forEach string that is not one template",
+        ),
+        pytest.param(
+            spec(image("a", forEach="{{ stages.list.outputs.keys }} and more")),
+            "spec.stages[0].forEach: Value error, forEach is a list",
+            id="a forEach template with text around it",
+        ),
+        pytest.param(
+            spec(image("a", forEach=[[1, 2]])),
+            "spec.stages[0].forEach: Value error, item 0: an item is a string, number, boolean, null, or an object",
+            id="a list item",
+        ),
+        pytest.param(
+            spec(image("a", forEach=[{"k": {"deep": 1}}])),
+            "spec.stages[0].forEach: Value error, item 0: an item is a string, number, boolean, null, or an object",
+            id="a nested object item",
+        ),
+        pytest.param(
+            spec(image("a", forEach=list(range(10001)))),
+            "spec.stages[0].forEach: Value error, 10001 items, more than 10000",
+            id="more than 10000 items",
+        ),
+        pytest.param(
+            spec(image("a", forEach=["x" * 1025])),
+            "spec.stages[0].forEach: Value error, item 0: an item is a string longer than 1024 characters",
+            id="a string item too long",
+        ),
+        pytest.param(
+            spec(image("a", forEach=[{f"k{i}": i for i in range(17)}])),
+            "spec.stages[0].forEach: Value error, item 0: an object item has more than 16 keys",
+            id="an object item with too many keys",
+        ),
+        pytest.param(
+            spec(image("a", forEach={"k": 1})),
+            "spec.stages[0].forEach: Value error, forEach is a list",
+            id="an object instead of a list",
+        ),
+        pytest.param(
+            spec(image("a", parallelism=2)),
+            "spec.stages[0]: Value error, parallelism and failurePolicy apply to stages with forEach",
+            id="parallelism without forEach",
+        ),
+        pytest.param(
+            spec(image("a", failurePolicy={"mode": "AllItems"})),
+            "spec.stages[0]: Value error, parallelism and failurePolicy apply to stages with forEach",
+            id="a failure policy without forEach",
+        ),
+        pytest.param(
+            spec(image("a", forEach=[1], parallelism=501)),
+            "spec.stages[0].parallelism: Input should be less than or equal to 500",
+            id="parallelism of at most 500",
+        ),
+        pytest.param(
+            spec(image("a", forEach=[1], failurePolicy={"mode": "Sometimes"})),
+            "spec.stages[0].failurePolicy.mode: Input should be 'FailFast' or 'AllItems'",
+            id="an unknown failure mode",
+        ),
+        pytest.param(
+            spec(*(image(f"s{i}", forEach=[1]) for i in range(4)), **{"finally": [image("f", forEach=[1])]}),
+            "spec: Value error, at most 4 stages (of stages and finally) may have forEach",
+            id="at most 4 fanned-out stages",
+        ),
+    ],
+)
+def test_bad_fan_outs_are_refused_naming_the_field(body: dict[str, Any], message: str) -> None:
+    assert problems(body).startswith(message)
+
+
+def test_a_fan_out_parses_and_round_trips() -> None:
+    body = spec(
+        image("list"),
+        image(
+            "fan",
+            forEach="{{ stages.list.outputs.keys }}",
+            parallelism=20,
+            failurePolicy={"mode": "AllItems", "toleratedFailures": 3},
+        ),
+        image("lit", forEach=["a", 1, 2.5, True, None, {"k": "v", "n": None}]),
+    )
+    parsed = ProcessingJobSpec.model_validate(body)
+    fan, lit = parsed.stages[1], parsed.stages[2]
+    assert fan.fanned
+    assert lit.fanned
+    assert not parsed.stages[0].fanned
+    assert (fan.policy.mode, fan.policy.tolerated_failures) == ("AllItems", 3)
+    assert lit.policy.mode == "FailFast"
+    assert lit.policy.tolerated_failures == 0
+    assert ProcessingJobSpec.model_validate(parsed.to_api()) == parsed
+    assert parsed.to_api()["stages"][1]["forEach"] == "{{ stages.list.outputs.keys }}"

@@ -12,7 +12,8 @@
 -- Finalizing: the stages have ended and the finally stages (spec.finally) run; the job is not finished
 -- until they end, so it stays Progressing even after a failure. FinallyFailed (the stages succeeded, a
 -- finally stage did not) is Degraded like every other failure. Stages running side by side (dependsOn)
--- change nothing here: the Succeeded condition speaks for the whole job.
+-- and fanned-out stages (forEach: many pods, items retried on their own, failures tolerated) change
+-- nothing here: the Succeeded condition speaks for the whole job, its message counts the items.
 --
 -- A cancelled job is Degraded, as Argo CD shows a stopped or terminated Workflow (phase Failed):
 -- it did not produce what the Application declares, even though someone chose to stop it.

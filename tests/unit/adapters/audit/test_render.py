@@ -88,6 +88,7 @@ def test_the_json_document_uses_camel_case_and_keeps_every_key() -> None:
     assert doc["attempts"][0] == {
         "stage": "fetch",
         "attempt": 1,
+        "item": None,  # the item of a fanned-out stage's attempt
         "podName": "thumbs-0a1b-fetch-1",
         "startTime": "2026-05-01T10:00:00Z",
         "runningTime": None,
@@ -99,3 +100,23 @@ def test_the_json_document_uses_camel_case_and_keeps_every_key() -> None:
     }
     assert doc["events"][0]["podName"] == "p"
     assert doc["events"][0]["time"] == "2026-05-01T10:00:00Z"
+
+
+def test_the_attempts_of_a_fanned_out_stage_are_grouped_by_stage_and_item() -> None:
+    rows = (
+        AttemptRow(stage="list", attempt=1, result="Succeeded"),
+        AttemptRow(stage="fan", item=1, attempt=1, result="Failed", reason="Error"),
+        AttemptRow(stage="fan", item=0, attempt=1, result="Succeeded"),
+        AttemptRow(stage="join", attempt=1, result="Running"),
+        AttemptRow(stage="fan", item=1, attempt=2, result="Succeeded"),
+    )
+    lines = render_table(rows).splitlines()
+    assert lines[0].split() == ["STAGE", "ITEM", *HEADERS[1:]]
+    assert [line.split()[:3] for line in lines[1:]] == [
+        ["list", "-", "1"],
+        ["fan", "0", "1"],
+        ["fan", "1", "1"],
+        ["fan", "1", "2"],
+        ["join", "-", "1"],
+    ]
+    assert "ITEM" not in render_table(ROWS)
