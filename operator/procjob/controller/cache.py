@@ -50,14 +50,6 @@ def _older(new: int | None, old: int | None) -> bool:
     return new is not None and old is not None and new < old
 
 
-def _disruption(body: dict[str, Any]) -> str | None:
-    """The reason of a pod's DisruptionTarget condition when it is True (evicted, node gone, preempted)."""
-    for cond in (body.get("status") or {}).get("conditions") or []:
-        if cond.get("type") == "DisruptionTarget" and cond.get("status") == "True":
-            return str(cond.get("reason") or "DisruptionTarget")
-    return None
-
-
 def job_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -91,30 +83,31 @@ class Converged:
 class Tombstones:
     """(namespace, job UID) -> pod name -> UID of pods seen deleted; the newest `limit`, for `seconds`.
 
-    With the reason of the DisruptionTarget condition the pod carried when last seen, if any: an
-    evicted pod may be gone (kwok, or a kubelet quick enough, removes it at once) before a reconcile
-    sees it failed, and its end must still count as a disruption, not as a deletion."""
+    With the pod's last observation when it had ended (Succeeded, Failed) or carried a
+    DisruptionTarget condition: a pod may be gone before a reconcile saw that (kwok or a quick
+    kubelet removes an evicted pod at once; someone deletes a pod just after it succeeded), and its
+    end must still count as what it was, not as a deletion."""
 
     def __init__(self, limit: int, seconds: float, clock: Callable[[], float]) -> None:
         self.limit, self.seconds, self._clock = limit, seconds, clock
         self._order: deque[tuple[float, PodKey, str, str]] = deque()
         self._index: dict[PodKey, dict[str, str]] = {}
-        self._disruptions: dict[str, str] = {}  # pod UID -> DisruptionTarget reason
+        self._last: dict[str, PodObservation] = {}  # pod UID -> its last observation, when it had ended
 
-    def add(self, key: PodKey, name: str, uid: str, disruption: str | None = None) -> None:
+    def add(self, key: PodKey, name: str, uid: str, last: PodObservation | None = None) -> None:
         if not uid:
             return
-        if disruption:
-            self._disruptions[uid] = disruption
+        if last is not None and (last.terminal or last.disruption):
+            self._last[uid] = last
         if self.holds(key, name, uid):
             return
         self._index.setdefault(key, {})[name] = uid
         self._order.append((self._clock(), key, name, uid))
         self._prune()
 
-    def disrupted(self, key: PodKey) -> dict[str, str]:
-        """Pod name -> DisruptionTarget reason, of the tombstones of `key` that carried one."""
-        return {n: self._disruptions[u] for n, u in self.of(key).items() if u in self._disruptions}
+    def ended(self, key: PodKey) -> dict[str, PodObservation]:
+        """Pod name -> last observation, of the tombstones of `key` whose pod had ended or was disrupted."""
+        return {n: self._last[u] for n, u in self.of(key).items() if u in self._last}
 
     def holds(self, key: PodKey, name: str, uid: str) -> bool:
         return bool(uid) and self._index.get(key, {}).get(name) == uid
@@ -130,7 +123,7 @@ class Tombstones:
         horizon = self._clock() - self.seconds
         while self._order and (len(self._order) > self.limit or self._order[0][0] < horizon):
             _, key, name, uid = self._order.popleft()
-            self._disruptions.pop(uid, None)
+            self._last.pop(uid, None)
             names = self._index.get(key)
             if names is not None and names.get(name) == uid:  # not a newer pod of the same name
                 del names[name]
@@ -195,10 +188,10 @@ class Cache:
         owner = owning_job(body)
         if deleted or owner is None:
             # Deleted, or no longer ours as it stands (owner or labels edited): gone for its job.
-            disruption = _disruption(body) if deleted else None  # the object's last state
-            job = self._remove_pod(uid, disruption)
+            last = PodObservation.from_api(body) if deleted and owner is not None else None  # its last state
+            job = self._remove_pod(uid, last)
             if job is None and deleted and owner is not None:
-                self.tombstones.add((owner.namespace, owner.uid), name, uid, disruption)  # deleted before we saw it
+                self.tombstones.add((owner.namespace, owner.uid), name, uid, last)  # deleted before we saw it
                 return job_key(owner.namespace, owner.name)
             return job
         key, job = (owner.namespace, owner.uid), job_key(owner.namespace, owner.name)
@@ -220,8 +213,8 @@ class Cache:
         self._job_of[key] = job
         return job
 
-    def _remove_pod(self, uid: str, disruption: str | None = None) -> str | None:
-        """Forget a cached pod and leave a tombstone (with the disruption it last showed); its
+    def _remove_pod(self, uid: str, last: PodObservation | None = None) -> str | None:
+        """Forget a cached pod and leave a tombstone (with how it last looked, see Tombstones); its
         job's key, or None if it was not cached."""
         where = self._where.pop(uid, None) if uid else None
         if where is None:
@@ -229,12 +222,13 @@ class Cache:
         job = self._job_of.get(where.key)
         pods = self.pods.get(where.key, {})
         if (pod := pods.get(where.name)) is not None and pod.uid == uid:
-            disruption = disruption or pod.disruption
+            if last is None or not (last.terminal or last.disruption):
+                last = pod  # the deleted object says less than what we had seen (a relisted gap)
             del pods[where.name]
         if not pods:
             self.pods.pop(where.key, None)
             self._job_of.pop(where.key, None)
-        self.tombstones.add(where.key, where.name, uid, disruption)
+        self.tombstones.add(where.key, where.name, uid, last)
         return job
 
     @staticmethod
@@ -260,9 +254,9 @@ class Cache:
         """Pod name -> UID of this job's pods seen deleted in the last hour (bounded, see Tombstones)."""
         return self.tombstones.of((namespace, job_uid))
 
-    def disrupted(self, namespace: str, job_uid: str) -> dict[str, str]:
-        """Pod name -> DisruptionTarget reason of the gone pods that carried one when last seen."""
-        return self.tombstones.disrupted((namespace, job_uid))
+    def vanished(self, namespace: str, job_uid: str) -> dict[str, PodObservation]:
+        """Pod name -> last observation of the gone pods that had ended or were disrupted when last seen."""
+        return self.tombstones.ended((namespace, job_uid))
 
     # ----------------------------------------------------------------------------- converge
     def converge(self, jobs: Listing, pods: Listing) -> Converged:

@@ -196,7 +196,7 @@ class Reconciler:
                 admitted=ticket.admitted,
                 gone=self.cache.gone(meta.namespace, meta.uid),
                 rejected=self._rejected.get(meta.uid),
-                disrupted=self.cache.disrupted(meta.namespace, meta.uid),
+                vanished=self.cache.vanished(meta.namespace, meta.uid),
                 pods_left=caps.allowance(job, pods) if caps is not None else None,
             )
             if caps is not None:

@@ -150,11 +150,20 @@ class StageMachine(PassState, ABC):
             self.pod_rejected(chain, self.rejected[last.pod_name])
         elif last.pod_uid is None and last.pod_name not in self.gone:
             self.recreate_missing(chain, last)
-        elif last.pod_name in self.disrupted:  # evicted, or its node went: its end was not seen
-            reason = self.disrupted[last.pod_name]
-            self.attempt_failed(chain, Failure(FailureReason.DISRUPTION, None, f"the pod was deleted: {reason}"), None)
+        elif (gone := self.vanished.get(last.pod_name)) is not None and last.pod_uid in (None, gone.uid):
+            self.vanished_end(chain, last, gone)
         else:  # seen, or seen deleted before its UID was recorded: it may have run
             self.attempt_failed(chain, Failure(FailureReason.POD_DELETED, None, "the pod was deleted"), None)
+
+    def vanished_end(self, chain: Chain, last: Attempt, pod: PodObservation) -> None:
+        """A pod gone before this pass saw how it ended, whose end was seen before it went (it
+        succeeded or failed, or was evicted): that end counts, not a deletion."""
+        last = last.model_copy(update={"pod_uid": pod.uid})
+        chain.replace_last(last)
+        if pod.phase == "Succeeded":
+            self.attempt_succeeded(chain, last, pod)
+        else:
+            self.attempt_failed(chain, failure_of(pod), pod)
 
     def running(self, chain: Chain, last: Attempt, pod: PodObservation) -> None:
         """A running attempt: recorded once as running, stopped at timeoutSeconds."""

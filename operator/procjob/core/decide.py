@@ -58,7 +58,7 @@ def decide(
     admitted: bool = True,
     gone: Mapping[str, str] | None = None,
     rejected: Mapping[str, str] | None = None,
-    disrupted: Mapping[str, str] | None = None,
+    vanished: Mapping[str, PodObservation] | None = None,
     pods_left: int | None = None,
 ) -> Decision:
     """The status the job should have now, and the actions that get the world there.
@@ -67,15 +67,15 @@ def decide(
     controlled by it (the controller ownerReference) count: a tenant's look-alike pod never does.
     `admitted` says whether the queue lets the job start (or resume, or re-run) now; see
     `needs_admission`. `gone` names pods seen deleted (name -> UID) and `rejected` the pods the API
-    server refused to create (name -> its message), both remembered by the controller; `disrupted`
-    those of the gone pods whose last sight carried a DisruptionTarget condition (name -> its
-    reason): evicted, or removed with their node, not deleted by someone. `pods_left`: how many new
+    server refused to create (name -> its message), both remembered by the controller; `vanished`
+    the last sight of those gone pods that had ended or carried a DisruptionTarget condition (name ->
+    observation): their end counts as what it was, not as a deletion. `pods_left`: how many new
     attempts (pods) this pass may start (the operator's pod caps; None: no limit); an attempt that
     could start but finds none left waits, and the Decision says `starved`.
     """
     ns, uid = job.meta.namespace, job.meta.uid
     own = [p for p in pods if p.job_uid == uid and p.owner_uid == uid and p.namespace in ("", ns)]
-    state = _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}, disrupted or {}, pods_left)
+    state = _Pass(job, own, now, config or CoreConfig(), gone or {}, rejected or {}, vanished or {}, pods_left)
     return state.run(admitted)
 
 

@@ -49,7 +49,7 @@ class PassState:
         config: CoreConfig,
         gone: Mapping[str, str],
         rejected: Mapping[str, str],
-        disrupted: Mapping[str, str],
+        vanished: Mapping[str, PodObservation],
         pods_left: int | None = None,
     ) -> None:
         self.job = job
@@ -58,7 +58,7 @@ class PassState:
         self.resolved: dict[str, list[Any]] = {}  # a fanned-out stage's items, read once per pass
         self.gone = gone
         self.rejected = rejected
-        self.disrupted = disrupted
+        self.vanished = vanished
         self.spec = job.spec
         self.now = now
         self.config = config
