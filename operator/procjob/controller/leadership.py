@@ -110,12 +110,14 @@ class LeaderElector:
         while True:
             if self.leading and not self._within_deadline("its renew loop woke up late"):
                 return  # frozen, or the event loop stalled: stopped
-            sent = self.monotonic()
+            sent, was_leading = self.monotonic(), self.leading
             if await self._attempt(sent):
                 if not self.leading:
                     await self._lead(sent)
                 else:
                     self._renewed = sent
+            elif was_leading and not self.leading:
+                return  # stopped during the attempt (past its deadline): never renewed late
             elif self.leading:
                 self.metrics.leader_renew_failures.inc()
                 taken = self._taken_by_other()
@@ -167,6 +169,8 @@ class LeaderElector:
         try:
             record = await get_lease(self.client, self.namespace, self.name)
             taking = rules.may_take(self._see(record), self.identity, self.monotonic())
+            if taking and self.leading and not self._within_deadline("it was stopped while renewing"):
+                return False  # past the deadline between the read and now (SIGSTOP): never renew late
             if taking:
                 mine = rules.claimed(record, self.identity, self.clock(), rules.lease_seconds(self.timings.lease))
                 self._see(await write_lease(self.client, self.namespace, self.name, mine))

@@ -229,6 +229,25 @@ async def test_a_leader_woken_past_its_deadline_stops_without_renewing_its_own_l
     assert world.leases.writes == writes
 
 
+async def test_a_leader_stopped_between_reading_and_writing_the_lease_does_not_renew_late() -> None:
+    """Found by the chaos suite (seed 20261202, quick): SIGSTOPped after its GET of the Lease and
+    continued past its deadline, the leader sent its PUT anyway (refused 409 by then, but a write
+    after the Lease was lost all the same). It stops instead."""
+    world = World()
+    a = world.elector("a")
+    await turn(a)
+    writes = world.leases.writes
+
+    async def stopped_after_the_read(method: str) -> None:
+        if method == "GET":
+            world.clock.tick(12)
+
+    world.leases.before = stopped_after_the_read
+    await a.run()
+    assert world.lost == ["a"]
+    assert world.leases.writes == writes
+
+
 async def test_a_renewal_counts_from_when_it_was_sent() -> None:
     """A renewal answered 3s after it was sent buys the deadline from the sending."""
     world = World()
