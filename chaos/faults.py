@@ -123,7 +123,7 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Stall every operator watch for `seconds`; delete jobs just before and during it; half-way,
     compact etcd and bounce the API server so that every resumed watch meets a 410 Gone."""
     seconds = params["seconds"]
-    victims = _victims(ctx, params["deletions"])
+    victims = _victims(ctx, params["deletions"], KINDS_TO_RECREATE)
     deleted = []
     first, rest = victims[: len(victims) // 2], victims[len(victims) // 2 :]
     for job in first:
@@ -153,7 +153,7 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-KINDS_TO_RECREATE = ("ok", "flaky", "expo", "suspend", "disrupt", "exhaust")
+KINDS_TO_RECREATE = ("ok", "flaky", "expo", "suspend", "disrupt", "exhaust", "permanent")
 
 
 def _victims(ctx: Context, count: int, kinds: tuple[str, ...] = ("ok", "flaky", "expo")) -> list[dict[str, Any]]:
@@ -346,7 +346,7 @@ async def disruption_burst(ctx: Context, params: dict[str, Any]) -> dict[str, An
     """Extra disruptions of running pods, besides the `disrupt` jobs: one per method."""
     done = {}
     for method in ("delete", "force", "evict"):
-        pods = [p for p in ctx.world.pods.values() if (p.get("status") or {}).get("phase") == "Running"]
+        pods = [p for p in ctx.world.pods.values() if (p.get("status") or {}).get("phase") in ("Pending", "Running")]
         pods = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
         if pods:
             done[method] = await disrupt_pod(ctx, ctx.rng.choice(pods), method)
