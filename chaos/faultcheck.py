@@ -27,6 +27,7 @@ from chaos.replicas import Exit
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
 OUTBOX_HARD_LIMIT = 116
+REPLICAS = 2
 
 
 def takeover(history: History, after: float) -> float | None:
@@ -107,9 +108,18 @@ def _outage(ev: Evidence) -> tuple[dict[str, Any], bool]:
 
 
 def _silent(ev: Evidence) -> tuple[dict[str, Any], bool]:
-    gone = [r for r in ev.requests if r[6] and r[4] == 410 and r[0] >= ev.result["stalled_at"]]
-    checks = {"operator_watches_410": len(gone), "deleted_behind_its_back": len(ev.result.get("deleted") or [])}
-    return checks, bool(gone)
+    """The injection took: the operators' resumed watches met 410 Gone, or every replica was
+    restarted during the stall (the API server's bounce outlasts a 3 s renew deadline) and so
+    re-listed instead; either way no cache crossed the compaction without a LIST."""
+    start = ev.result["stalled_at"]
+    gone = [r for r in ev.requests if r[6] and r[4] == 410 and r[0] >= start]
+    restarted = {e.replica for e in ev.exits if start <= e.t <= start + ev.result["stall_s"]}
+    checks = {
+        "operator_watches_410": len(gone),
+        "replicas_restarted_meanwhile": len(restarted),
+        "deleted_behind_its_back": len(ev.result.get("deleted") or []),
+    }
+    return checks, bool(gone) or len(restarted) >= REPLICAS
 
 
 def _database(ev: Evidence) -> tuple[dict[str, Any], bool]:
