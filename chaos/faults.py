@@ -16,7 +16,7 @@ from typing import Any
 from bench.api import ApiError, TransportError
 
 from chaos import rigproc
-from chaos.actions import create, delete_job, disrupt_pod, kind_of, writer
+from chaos.actions import create, delete_job, disrupt_pod, kind_of, persist, writer
 from chaos.context import Context
 from chaos.policy import Disruption
 
@@ -232,12 +232,13 @@ async def writes(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 async def node_lost(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """The chaos Node stops heartbeating (kwok no longer manages it) and goes NotReady; then it is
-    deleted, and the pod garbage collector removes its pods."""
+    deleted, and the pod garbage collector removes its pods. (Writes retried until they land: this
+    background fault may meet an API server outage.)"""
     node = params["node"]
     path = f"/api/v1/nodes/{node}"
-    bound = [p for p in ctx.world.pods.values() if (p.get("spec") or {}).get("nodeName") == node]
+    merge, strategic = "application/merge-patch+json", "application/strategic-merge-patch+json"
     unmanage = {"metadata": {"annotations": {"kwok.x-k8s.io/node": None}}}
-    await ctx.api.request("PATCH", path, body=unmanage, content_type="application/merge-patch+json")
+    await persist("unmanage the node", lambda: ctx.api.request("PATCH", path, body=unmanage, content_type=merge))
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ready = {
         "type": "Ready",
@@ -247,16 +248,15 @@ async def node_lost(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         "lastTransitionTime": now,
         "message": "chaos: kubelet stopped posting node status",
     }
-    await ctx.api.request(
-        "PATCH",
-        path + "/status",
-        body={"status": {"conditions": [ready]}},
-        content_type="application/strategic-merge-patch+json",
+    body = {"status": {"conditions": [ready]}}
+    await persist(
+        "node NotReady", lambda: ctx.api.request("PATCH", path + "/status", body=body, content_type=strategic)
     )
     t_notready = time.time()
     await asyncio.sleep(params["notready_s"])
     t_delete = time.time()
-    await ctx.api.request("DELETE", path, ok404=True)
+    bound = [p for p in ctx.world.pods.values() if (p.get("spec") or {}).get("nodeName") == node]
+    await persist("delete the node", lambda: ctx.api.request("DELETE", path, ok404=True))
     for pod in bound:
         ctx.disruptions.setdefault(pod["metadata"]["uid"], Disruption("node", t_delete))
     return {"node": node, "pods_bound": len(bound), "notready_at": t_notready, "deleted_at": t_delete}
