@@ -4,8 +4,12 @@ Only low-level `on.event` and index handlers are used, so kopf writes nothing to
 diffbase annotation, no progress annotations, no finalizer of its own), and its diff and progress
 bookkeeping is switched off: it would deep-copy every object on every watch event to compute an
 "essence" that only on.create/update/field handlers read (9 % of the operator's CPU in `make
-bench`). Pods are watched with a server-side label selector (procjob.dev/job-uid), so the operator
-never streams other pods. Everything else is built, started and stopped by
+bench`). Pods are watched with a server-side label selector (procjob.dev/job-uid, see `configure`), so
+the operator never receives other pods: the API server filters them out of the LIST and the watch.
+The pod handlers have no `labels=` filter of kopf's own on top (it would filter the same label
+again, client-side, after the pod had crossed the wire): what the watch delivers is what the cache
+sees, and the cache counts the pods it ignores by why (`procjob_pod_events_ignored_total`), so an
+"unlabelled" count above zero would show the selector not in effect. Everything else is built, started and stopped by
 `controller.assembly.Operator` (the composition root), kept in kopf's memo as `memo.operator`.
 """
 
@@ -107,9 +111,8 @@ def credentials(settings: kopf.OperatorSettings) -> Credentials:
     )
 
 
-@kopf.on.startup()
-async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    """Configure kopf for level-triggered, write-free watching; build and start the operator."""
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf for level-triggered, write-free watching; pods selected by our label on the server."""
     settings.watching.label_selectors["v1", "pods"] = LABEL_JOB_UID
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
@@ -118,6 +121,12 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.scanning.disabled = True
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.progress_storage = NoProgress()
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Configure kopf (see `configure`); build and start the operator."""
+    configure(settings)
     memo.operator = await Operator.build(memo.settings, credentials(settings))
     await memo.operator.start()
 
@@ -156,7 +165,7 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         operator.job_deleted(dict(event["object"]))
 
 
-@kopf.index("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
+@kopf.index("v1", "pods")
 async def pod_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Fill the pod cache. As an index handler this runs before any other handler, and kopf holds
     every other handler until the initial pod listing is indexed: so no job is reconciled before
@@ -164,7 +173,7 @@ async def pod_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     memo.operator.pod_seen(dict(body))
 
 
-@kopf.on.event("v1", "pods", labels={LABEL_JOB_UID: kopf.PRESENT})
+@kopf.on.event("v1", "pods")
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     """Deletions (index handlers do not see them), relists, and a wake-up for the pod's job."""
     operator: Operator = memo.operator

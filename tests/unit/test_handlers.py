@@ -18,6 +18,7 @@ import pytest
 from procjob import handlers
 from procjob.cli import run
 from procjob.cli.main import build_parser
+from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
 
 @pytest.mark.parametrize(
@@ -84,3 +85,14 @@ def test_procjob_run_starts_for_a_uid_without_a_password_entry(monkeypatch: pyte
     args: argparse.Namespace = build_parser().parse_args(["run"])
     assert run.main(args) == 0
     assert seen["identity"] == "procjob-7d9f-abcde"
+
+
+def test_pods_are_selected_by_our_label_on_the_server_and_jobs_are_not_filtered() -> None:
+    """kopf sends the selector with the pods' LIST and watch (its fetching/watching read
+    `label_selectors.collect`), so other pods never reach the operator."""
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    pods = kopf.Resource("", "v1", "pods")
+    jobs = kopf.Resource(GROUP, VERSION, PLURAL)
+    assert list(settings.watching.label_selectors.collect(pods)) == [LABEL_JOB_UID]
+    assert list(settings.watching.label_selectors.collect(jobs)) == []

@@ -70,6 +70,13 @@ class Metrics:
             "procjob_api_requests_total", "Kubernetes API requests made, by verb.", ["verb"], registry=r
         )
         self.events_posted = Counter("procjob_events_posted_total", "Kubernetes Events posted.", registry=r)
+        self.pod_events_ignored = Counter(
+            "procjob_pod_events_ignored_total",
+            "Pod watch events for pods that count for no job, by reason: unlabelled (the watch's label"
+            " selector should keep these at 0) or not-ours (labelled, not controlled by that job).",
+            ["reason"],
+            registry=r,
+        )
         self.events_dropped = Counter(
             "procjob_events_dropped_total", "Kubernetes Events that could not be posted (a lossy mirror).", registry=r
         )

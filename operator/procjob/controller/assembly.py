@@ -76,7 +76,8 @@ class Operator:
 
     @classmethod
     async def build(cls, settings: OperatorSettings, credentials: Credentials) -> Operator:
-        metrics, cache, queue = Metrics(), Cache(), WorkQueue()
+        metrics, queue = Metrics(), WorkQueue()
+        cache = Cache(ignored=lambda reason: metrics.pod_events_ignored.labels(reason=reason).inc())
         requests = metrics.api_requests
         client = KubeClient(credentials, on_request=lambda verb: requests.labels(verb=verb).inc())
         elector = None

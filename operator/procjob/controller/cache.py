@@ -10,7 +10,10 @@ guarantee against acting on stale state.
 Pods are untrusted (any tenant can create one with any name and labels in its own namespace), so a
 pod is cached only when `owning_job` accepts it, under the namespace and UID of the job that
 controls it, and its job's key comes from that controller reference, never from a label alone. A
-pod that stops being acceptable (its owner or labels edited) leaves the cache as if deleted.
+pod that stops being acceptable (its owner or labels edited) leaves the cache as if deleted. The
+pods ignored are counted by why (`ignored`): `unlabelled` (no procjob.dev/job-uid label: the watch's
+server-side label selector keeps these away, so any count shows it is not in effect) or `not-ours`
+(labelled, but not controlled by the job its labels name: a look-alike).
 
 Two things the watches alone cannot give are kept here too: tombstones (which pods were seen
 deleted, for a while) so the reconcile can tell a pod that existed and vanished from one never
@@ -29,11 +32,15 @@ from datetime import datetime
 from typing import Any
 
 from procjob.core.observe import PodObservation, owning_job
+from procjob.models.job import LABEL_JOB_UID
 
 PodKey = tuple[str, str]  # (namespace, job UID)
 
 TOMBSTONE_LIMIT = 10_000
 TOMBSTONE_SECONDS = 3600.0
+
+IGNORED_UNLABELLED = "unlabelled"  # a pod without our label reached the cache: the selector is not in effect
+IGNORED_NOT_OURS = "not-ours"  # labelled as ours, but not controlled by the job its labels name
 
 
 def _rv(body: dict[str, Any]) -> int | None:
@@ -138,7 +145,9 @@ class Cache:
         clock: Callable[[], float] = time.monotonic,
         tombstone_limit: int = TOMBSTONE_LIMIT,
         tombstone_seconds: float = TOMBSTONE_SECONDS,
+        ignored: Callable[[str], None] = lambda reason: None,
     ) -> None:
+        self._ignored = ignored  # called with IGNORED_* for each pod event that counts for no job
         self.jobs: dict[str, dict[str, Any]] = {}
         self.pods: dict[PodKey, dict[str, PodObservation]] = {}  # (namespace, job UID) -> pod name -> pod
         self.tombstones = Tombstones(tombstone_limit, tombstone_seconds, clock)
@@ -186,6 +195,8 @@ class Cache:
         meta = body.get("metadata") or {}
         uid, name = meta.get("uid") or "", meta.get("name") or ""
         owner = owning_job(body)
+        if owner is None:
+            self._ignored(IGNORED_NOT_OURS if LABEL_JOB_UID in (meta.get("labels") or {}) else IGNORED_UNLABELLED)
         if deleted or owner is None:
             # Deleted, or no longer ours as it stands (owner or labels edited): gone for its job.
             last = PodObservation.from_api(body) if deleted and owner is not None else None  # its last state

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from procjob.controller.cache import Cache, Listing
+from procjob.controller.cache import IGNORED_NOT_OURS, IGNORED_UNLABELLED, Cache, Listing
 
 VICTIM_UID = "uid-victim"
 
@@ -144,6 +144,32 @@ def test_a_pod_not_controlled_by_the_job_it_names_is_ignored(body: dict[str, Any
     assert cache.pods == {}
     assert cache.observe_pod(body, deleted=True) is None
     assert cache.gone("media", VICTIM_UID) == {}
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        pytest.param(pod(labels={}), IGNORED_UNLABELLED, id="a pod without our label"),
+        pytest.param(pod(labels={"app": "web"}, owners=[]), IGNORED_UNLABELLED, id="a tenant's own pod"),
+        pytest.param(pod(owners=[]), IGNORED_NOT_OURS, id="labelled, no owner"),
+        pytest.param(pod(owners=[owner("uid-other")]), IGNORED_NOT_OURS, id="labelled, another controller"),
+    ],
+)
+def test_every_ignored_pod_event_is_counted_by_why(body: dict[str, Any], reason: str) -> None:
+    seen: list[str] = []
+    cache = Cache(ignored=seen.append)
+    cache.observe_pod(body)
+    cache.observe_pod(body, deleted=True)
+    assert seen == [reason, reason]
+    assert cache.pods == {}
+
+
+def test_a_pod_the_operator_made_is_not_counted_as_ignored() -> None:
+    seen: list[str] = []
+    cache = Cache(ignored=seen.append)
+    cache.observe_pod(pod())
+    cache.observe_pod(pod(rv="11"), deleted=True)
+    assert seen == []
 
 
 def test_a_pod_whose_owner_is_edited_away_leaves_the_cache_as_if_deleted() -> None:
