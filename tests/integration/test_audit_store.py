@@ -96,7 +96,9 @@ def restart_after(postgres: PostgresCluster) -> Iterator[PostgresCluster]:
 
 
 def test_migrate_creates_the_schema_on_an_empty_database(database: str) -> None:
-    assert migrate(database) == ALL_MIGRATIONS == ["0001_audit_events", "0002_jobs", "0003_job_logs"]
+    assert (
+        migrate(database) == ALL_MIGRATIONS == ["0001_audit_events", "0002_jobs", "0003_job_logs", "0004_job_logs_item"]
+    )
     tables = rows(database, "SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
     assert tables == [("audit_events",), ("job_logs",), ("jobs",), ("schema_migrations",)]
     indexes = {r[0] for r in rows(database, "SELECT indexname FROM pg_indexes WHERE tablename = 'audit_events'")}
@@ -108,7 +110,7 @@ def test_migrate_on_a_migrated_database_does_nothing(database: str) -> None:
     before = rows(database, "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY 1")
     assert migrate(database) == []
     assert rows(database, "SELECT version, name, checksum, applied_at FROM schema_migrations ORDER BY 1") == before
-    assert [r[0] for r in before] == [1, 2, 3]
+    assert [r[0] for r in before] == [1, 2, 3, 4]
 
 
 def test_concurrent_migrations_apply_each_version_once(database: str) -> None:
@@ -514,7 +516,7 @@ def test_cli_db_migrate_is_idempotent(database: str) -> None:
     first = procjob("db", "migrate", "--database-url", database)
     assert (first.returncode, first.stdout, first.stderr) == (
         0,
-        "applied 0001_audit_events, 0002_jobs, 0003_job_logs\n",
+        "applied 0001_audit_events, 0002_jobs, 0003_job_logs, 0004_job_logs_item\n",
         "",
     )
     again = procjob("db", "migrate", env={"PROCJOB_DATABASE_URL": database})

@@ -5,8 +5,9 @@ GET /healthz                                            200 while the event loop
 GET /readyz                                             200 once the initial listing was reconciled (open)
 GET /api/v1/namespaces/{ns}/processingjobs/{name}/history   the job's audit history (JSON, read-only)
 GET /api/v1/namespaces/{ns}/processingjobs/{name}/logs      its archived pod logs: the index (JSON)
-GET /api/v1/namespaces/{ns}/processingjobs/{name}/logs/{stage}/{attempt}?container=C
-                                                        one archived container log (its bytes)
+GET /api/v1/namespaces/{ns}/processingjobs/{name}/logs/{stage}/{attempt}?container=C[&item=K]
+                                                        one archived container log (its bytes); `item`:
+                                                        the item of a fanned-out stage
 
 The history holds spec snapshots, outputs and pod names, so it is served only to a caller whom
 the API server lets `get` that ProcessingJob (procjob.adapters.authn): a bearer token in
@@ -54,7 +55,14 @@ class ArchivedLogs(Protocol):
     async def log_index(self, namespace: str, name: str, uid: str | None = None) -> LogIndex | None: ...
 
     async def read_log(
-        self, namespace: str, name: str, stage: str, attempt: int, container: str, uid: str | None = None
+        self,
+        namespace: str,
+        name: str,
+        stage: str,
+        attempt: int,
+        container: str,
+        uid: str | None = None,
+        item: int | None = None,
     ) -> ArchivedLog | None: ...
 
 
@@ -141,9 +149,16 @@ def build_app(
         container = request.query.get("container") or "main"
         if not attempt.isdigit() or not 0 < int(attempt) < 2**31:
             return _error(400, f"attempt must be a positive integer, not {attempt!r}")
-        what = f"processingjob {ns}/{name} stage {stage} attempt {attempt} container {container}"
+        item = request.query.get("item")
+        if item is not None and (not item.isdigit() or not 0 <= int(item) < 2**31):
+            return _error(400, f"item must be a non-negative integer, not {item!r}")
+        of_item = "" if item is None else f" item {item}"
+        what = f"processingjob {ns}/{name} stage {stage}{of_item} attempt {attempt} container {container}"
+        uid = request.query.get("uid") or None
         try:
-            found = await logs.read_log(ns, name, stage, int(attempt), container, request.query.get("uid") or None)
+            found = await logs.read_log(
+                ns, name, stage, int(attempt), container, uid, None if item is None else int(item)
+            )
         except Exception as exc:
             return _error(503, str(exc))
         if found is None:
@@ -180,6 +195,7 @@ def _log_headers(found: ArchivedLog) -> dict[str, str]:
     """What the plugin shows above an archived log: which pod, how much of the log it is."""
     facts = {
         "Pod": found.pod_name,
+        **({} if found.item is None else {"Item": str(found.item)}),
         "Container": found.container,
         "Size": str(found.size),
         "Received-Bytes": str(found.received_bytes),

@@ -247,8 +247,8 @@ class FencedStore:
     async def ping(self) -> None:
         await self.store.ping()
 
-    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool:
-        return await self.logs.logs_archived(job_uid, stage, attempt)
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int, item: int | None = None) -> bool:
+        return await self.logs.logs_archived(job_uid, stage, attempt, item)
 
     async def save_logs(self, logs: Sequence[ArchivedLog]) -> int:
         self._check()

@@ -50,20 +50,20 @@ READ_SECONDS = 60.0  # one container's read, at most
 DONE_LIMIT = 100_000  # attempts remembered as archived (beyond: asked of the database again)
 LOOP_ERROR_DELAY = 1.0
 
-AttemptKey = tuple[str, str, int]  # (job UID, stage, attempt)
+AttemptKey = tuple[str, str, int | None, int]  # (job UID, stage, item or None, attempt)
 
 
 class LogStore(Protocol):
     """What the archive needs of the audit store (AuditStore; a fake in unit tests)."""
 
-    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool: ...
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int, item: int | None = None) -> bool: ...
 
     async def save_logs(self, logs: Sequence[ArchivedLog]) -> int: ...
 
 
 @dataclass(frozen=True)
 class Target:
-    """One finished attempt whose logs are to be archived."""
+    """One finished attempt (of one item, in a fanned-out stage) whose logs are to be archived."""
 
     key: AttemptKey
     job_key: str
@@ -75,13 +75,21 @@ class Target:
     finished_at: datetime | None
     give_up_at: datetime
 
+    @property
+    def where(self) -> str:
+        """How the log messages name the attempt."""
+        _, stage, item, attempt = self.key
+        of_item = "" if item is None else f" item {item}"
+        return f"{self.job_key} stage {stage}{of_item} attempt {attempt}"
+
     def log(self, container: str, **fields: object) -> ArchivedLog:
-        job_uid, stage, attempt = self.key
+        job_uid, stage, item, attempt = self.key
         values = {
             "job_uid": job_uid,
             "namespace": self.namespace,
             "name": self.job_name,
             "stage": stage,
+            "item": item,
             "attempt": attempt,
             "container": container,
             "pod_name": self.pod_name,
@@ -156,13 +164,14 @@ class LogArchiver:
 
     @staticmethod
     def _key(job: ProcessingJob, pod: PodObservation) -> AttemptKey | None:
-        """The attempt a pod is of, when it is this job's (the core's ownership rule)."""
+        """The attempt a pod is of, when it is this job's (the core's ownership rule); a fanned-out
+        stage's item is part of it, since each item numbers its own attempts."""
         uid = job.meta.uid
         if pod.job_uid != uid or pod.owner_uid != uid or pod.namespace not in ("", job.meta.namespace):
             return None
         if pod.stage is None or pod.attempt is None:
             return None
-        return (uid, pod.stage, pod.attempt)
+        return (uid, pod.stage, pod.item, pod.attempt)
 
     def _take(self, job: ProcessingJob, pod: PodObservation, key: AttemptKey) -> None:
         now = self.clock()
@@ -252,9 +261,9 @@ class LogArchiver:
     # ------------------------------------------------------------------------------- one attempt
     async def archive(self, target: Target) -> None:
         """Archive one attempt's logs (unless the database has them); on failure retry later or give up."""
-        job_uid, stage, attempt = target.key
+        job_uid, stage, item, attempt = target.key
         try:
-            if await self.store.logs_archived(job_uid, stage, attempt):
+            if await self.store.logs_archived(job_uid, stage, attempt, item):
                 self._archived(target, [])
                 return
             logs = [await self._read(target, container) for container in target.containers]
@@ -309,7 +318,7 @@ class LogArchiver:
         self._failures[target.key] = failures
         error = clean_text(error, 300)
         retry_at = self.clock() + timedelta(seconds=self.retry_delays[min(failures, len(self.retry_delays)) - 1])
-        where = f"{target.job_key} stage {target.key[1]} attempt {target.key[2]}"
+        where = target.where
         self._inflight.discard(target.key)
         if retry and retry_at < target.give_up_at:
             if failures == 1:

@@ -73,9 +73,20 @@ class FakeLogs:
         return None if name == "missing" else LogIndex("uid-1", namespace, name, (entry(),))
 
     async def read_log(
-        self, namespace: str, name: str, stage: str, attempt: int, container: str, uid: str | None = None
+        self,
+        namespace: str,
+        name: str,
+        stage: str,
+        attempt: int,
+        container: str,
+        uid: str | None = None,
+        item: int | None = None,
     ) -> ArchivedLog | None:
-        self.asked.append(("log", namespace, name, stage, attempt, container, uid))
+        self.asked.append(("log", namespace, name, stage, attempt, container, uid, item))
+        if item is not None:
+            return (
+                entry(stage="thumbs", item=item, pod_name=f"job1-thumbs-i{item}-a1-uid1") if stage == "thumbs" else None
+            )
         if stage == "broken":
             raise OSError("audit read_log: PostgreSQL at postgresql://h/db did not answer in time")
         if attempt == 2:
@@ -125,6 +136,7 @@ async def test_a_reader_of_pod_logs_gets_the_index_and_the_bytes(served: Any) ->
         "namespace": "team-a",
         "name": "job1",
         "stage": "work",
+        "item": None,
         "attempt": 1,
         "container": "main",
         "podName": "job1-work-a1-uid1",
@@ -144,7 +156,8 @@ async def test_a_reader_of_pod_logs_gets_the_index_and_the_bytes(served: Any) ->
     assert resp.headers["X-Procjob-Log-Pod"] == "job1-work-a1-uid1"
     assert resp.headers["X-Procjob-Log-Truncated"] == "true"
     assert resp.headers["X-Procjob-Log-Received-Bytes"] == "5000"
-    assert logs.asked[-1] == ("log", "team-a", "job1", "work", 1, "main", "uid-1")
+    assert logs.asked[-1] == ("log", "team-a", "job1", "work", 1, "main", "uid-1", None)
+    assert "X-Procjob-Log-Item" not in resp.headers
     pod_log_reviews = [r for r in reviews.access_reviews if r["resource"] == "pods"]
     assert pod_log_reviews[0] == {
         "user": "alice",
@@ -154,6 +167,31 @@ async def test_a_reader_of_pod_logs_gets_the_index_and_the_bytes(served: Any) ->
         "resource": "pods",
         "subresource": "log",
     }
+
+
+async def test_an_item_of_a_fanned_out_stage_is_read_by_its_index(served: Any) -> None:
+    client, _, logs = served
+    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/thumbs/1?item=7", headers=bearer("alice-token"))
+    assert resp.status == 200
+    assert resp.headers["X-Procjob-Log-Item"] == "7"
+    assert resp.headers["X-Procjob-Log-Pod"] == "job1-thumbs-i7-a1-uid1"
+    assert logs.asked[-1] == ("log", "team-a", "job1", "thumbs", 1, "main", None, 7)
+    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/work/1?item=0", headers=bearer("alice-token"))
+    assert resp.status == 404
+    assert (await resp.json())["error"] == (
+        "no archived log for processingjob team-a/job1 stage work item 0 attempt 1 container main"
+    )
+
+
+@pytest.mark.parametrize("item", ["-1", "x", "99999999999"])
+async def test_an_item_that_is_not_an_index_is_refused(served: Any, item: str) -> None:
+    client, _, logs = served
+    resp = await client.get(
+        LOGS.format(ns="team-a", name="job1") + f"/thumbs/1?item={item}", headers=bearer("alice-token")
+    )
+    assert resp.status == 400
+    assert (await resp.json())["error"] == f"item must be a non-negative integer, not {item!r}"
+    assert [a for a in logs.asked if a[0] == "log"] == []
 
 
 async def test_a_reader_of_the_job_without_pods_log_is_refused_before_any_lookup(served: Any) -> None:

@@ -427,7 +427,7 @@ class FakeStore:
     async def ping(self) -> None:
         self.calls.append("ping")
 
-    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool:
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int, item: int | None = None) -> bool:
         self.calls.append("logs_archived")
         return False
 

@@ -52,22 +52,24 @@ class FakeSource:
 
 
 class FakeStore:
+    """`job_logs` keyed as the table is: (job UID, stage, item or None, attempt, container)."""
+
     def __init__(self) -> None:
-        self.saved: dict[tuple[str, str, int, str], ArchivedLog] = {}
+        self.saved: dict[tuple[str, str, int | None, int, str], ArchivedLog] = {}
         self.errors: list[Exception] = []
         self.asked = 0
 
-    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool:
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int, item: int | None = None) -> bool:
         self.asked += 1
         if self.errors:
             raise self.errors.pop(0)
-        return any(k[:3] == (job_uid, stage, attempt) for k in self.saved)
+        return any(k[:4] == (job_uid, stage, item, attempt) for k in self.saved)
 
     async def save_logs(self, logs: Sequence[ArchivedLog]) -> int:
         if self.errors:
             raise self.errors.pop(0)
         for entry in logs:
-            self.saved.setdefault((entry.job_uid, entry.stage, entry.attempt, entry.container), entry)
+            self.saved.setdefault((entry.job_uid, entry.stage, entry.item, entry.attempt, entry.container), entry)
         return len(logs)
 
 
@@ -140,7 +142,7 @@ async def test_a_finished_attempt_is_archived_per_container_and_then_marked(
     assert archiver.observe(JOB, [finished()]) == [finished()]  # taken in once
     assert await archiver.archive_due() == 1
     assert source.reads == [("media", "p1", "setup"), ("media", "p1", "main")]
-    main = store.saved[(JOB_UID, "work", 1, "main")]
+    main = store.saved[(JOB_UID, "work", None, 1, "main")]
     assert (main.content, main.pod_name, main.pod_uid, main.namespace, main.name) == (
         b"the end\n",
         "p1",
@@ -149,7 +151,7 @@ async def test_a_finished_attempt_is_archived_per_container_and_then_marked(
         "thumbs",
     )
     assert (main.finished_at, main.truncated, main.complete, main.error) == (START, False, True, None)
-    assert store.saved[(JOB_UID, "work", 1, "setup")].content == b"setting up\n"
+    assert store.saved[(JOB_UID, "work", None, 1, "setup")].content == b"setting up\n"
     assert value(metrics, "procjob_log_archived_total") == 2
     assert value(metrics, "procjob_log_archive_bytes_total") == 19
     assert value(metrics, "procjob_log_archive_pending") == 0
@@ -187,7 +189,7 @@ def test_pods_that_are_not_a_finished_attempt_of_the_job_are_left_alone(
 async def test_a_restarted_operator_asks_the_store_and_reads_no_log_twice(
     archiver: LogArchiver, source: FakeSource, store: FakeStore, queue: WorkQueue
 ) -> None:
-    store.saved[(JOB_UID, "work", 1, "main")] = ArchivedLog.model_validate(
+    store.saved[(JOB_UID, "work", None, 1, "main")] = ArchivedLog.model_validate(
         {"job_uid": JOB_UID, "namespace": "media", "name": "thumbs", "stage": "work", "attempt": 1}
         | {"container": "main", "pod_name": "p1", "pod_uid": "uid-p1"}
     )
@@ -205,10 +207,10 @@ async def test_a_log_the_api_cannot_serve_is_stored_as_unavailable(
     source.logs[("p1", "main")] = b"ran\n"
     archiver.observe(JOB, [finished()])
     await archiver.archive_due()
-    setup = store.saved[(JOB_UID, "work", 1, "setup")]
+    setup = store.saved[(JOB_UID, "work", None, 1, "setup")]
     assert setup.error == '400 BadRequest: container "setup" in pod "p1" is waiting to start'
     assert (setup.content, setup.complete) == (b"", False)
-    assert store.saved[(JOB_UID, "work", 1, "main")].content == b"ran\n"
+    assert store.saved[(JOB_UID, "work", None, 1, "main")].content == b"ran\n"
     assert value(metrics, "procjob_log_archive_failures_total", reason="unavailable") == 1
     assert value(metrics, "procjob_log_archived_total") == 1
     assert archiver.observe(JOB, [finished()])[0].log_archived
@@ -228,7 +230,7 @@ async def test_failures_are_retried_with_backoff_then_succeed(
     assert await archiver.archive_due() == 0
     clock.tick(1)
     assert await archiver.archive_due() == 1
-    assert (JOB_UID, "work", 1, "main") in store.saved
+    assert (JOB_UID, "work", None, 1, "main") in store.saved
     assert value(metrics, "procjob_log_archive_failures_total", reason="error") == 2
     assert archiver.observe(JOB, [finished()])[0].log_archived
 
@@ -260,6 +262,54 @@ async def test_an_attempt_finished_long_ago_is_tried_once(
     assert await archiver.archive_due() == 1
     assert archiver.pending == 0
     assert value(metrics, "procjob_log_archive_failures_total", reason="abandoned") == 1
+
+
+async def test_each_item_of_a_fanned_out_stage_is_its_own_attempt(
+    archiver: LogArchiver, source: FakeSource, store: FakeStore, queue: WorkQueue
+) -> None:
+    """Item 0's attempt 1 and item 5's attempt 1 are two attempts: both read, both stored, each marked
+    archived on its own (they once collided: the second was taken for archived and never read)."""
+    item0 = finished("thumbs-i0", item=0, containers=("main",))
+    item5 = finished("thumbs-i5", uid="uid-i5", item=5, containers=("main",))
+    source.logs[("thumbs-i0", "main")] = b"item 0\n"
+    source.logs[("thumbs-i5", "main")] = b"item 5\n"
+    archiver.observe(JOB, [item0, item5])
+    assert archiver.pending == 2
+    assert await archiver.archive_due() == 2
+    assert sorted(source.reads) == [("media", "thumbs-i0", "main"), ("media", "thumbs-i5", "main")]
+    assert store.saved[(JOB_UID, "work", 0, 1, "main")].content == b"item 0\n"
+    assert store.saved[(JOB_UID, "work", 5, 1, "main")].content == b"item 5\n"
+    assert store.saved[(JOB_UID, "work", 5, 1, "main")].item == 5
+    assert [p.log_archived for p in archiver.observe(JOB, [item0, item5])] == [True, True]
+    # A stage without items keeps its own key: its attempt 1 is not the items' attempt 1.
+    plain = finished("plain", uid="uid-plain", containers=("main",))
+    assert archiver.observe(JOB, [plain])[0].log_archived is False
+    assert archiver.pending == 1
+
+
+async def test_a_restarted_operator_asks_the_store_for_each_item_on_its_own(
+    archiver: LogArchiver, source: FakeSource, store: FakeStore
+) -> None:
+    store.saved[(JOB_UID, "work", 0, 1, "main")] = ArchivedLog.model_validate(
+        {"job_uid": JOB_UID, "namespace": "media", "name": "thumbs", "stage": "work", "item": 0, "attempt": 1}
+        | {"container": "main", "pod_name": "thumbs-i0", "pod_uid": "uid-p1"}
+    )
+    item0 = finished("thumbs-i0", item=0, containers=("main",))
+    item1 = finished("thumbs-i1", uid="uid-i1", item=1, containers=("main",))
+    archiver.observe(JOB, [item0, item1])
+    await archiver.archive_due()
+    assert source.reads == [("media", "thumbs-i1", "main")]  # item 0 was archived already; item 1 was not
+    assert (JOB_UID, "work", 1, 1, "main") in store.saved
+    assert [p.log_archived for p in archiver.observe(JOB, [item0, item1])] == [True, True]
+
+
+async def test_a_failure_names_the_item(
+    archiver: LogArchiver, store: FakeStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    store.errors.append(AuditUnavailable("database down"))
+    archiver.observe(JOB, [finished("thumbs-i3", item=3)])
+    await archiver.archive_due()
+    assert "media/thumbs stage work item 3 attempt 1: AuditUnavailable: database down; retrying" in caplog.text
 
 
 async def test_forgetting_a_job_and_the_bound_on_what_is_remembered(
@@ -308,7 +358,7 @@ async def test_a_cancelled_loop_leaves_its_reads_pending_for_the_next(
     assert archiver.pending == 1
     source.gate.set()
     assert await archiver.archive_due() == 1
-    assert (JOB_UID, "work", 1, "main") in store.saved
+    assert (JOB_UID, "work", None, 1, "main") in store.saved
 
 
 async def test_a_bug_in_one_archive_is_counted_and_the_loop_goes_on(
@@ -363,7 +413,7 @@ async def test_the_loop_sleeps_until_a_retry_is_due(
     finally:
         loop.cancel()
         await asyncio.gather(loop, return_exceptions=True)
-    assert (JOB_UID, "work", 1, "main") in store.saved
+    assert (JOB_UID, "work", None, 1, "main") in store.saved
 
 
 async def test_a_database_without_the_logs_table_gives_up_at_once(

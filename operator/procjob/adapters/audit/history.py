@@ -73,12 +73,12 @@ async def read_history(conn: psycopg.AsyncConnection[Any], uid: str) -> JobHisto
 
 
 async def _logs(conn: psycopg.AsyncConnection[Any], uid: str) -> tuple[ArchivedLog, ...]:
-    """The job's archived logs; none while the database lacks the table (`procjob db migrate` not
-    yet run after an upgrade): the history itself must not fail for it."""
+    """The job's archived logs; none while the database lacks the table or its item column
+    (`procjob db migrate` not yet run after an upgrade): the history itself must not fail for it."""
     try:
         async with conn.transaction():  # a savepoint: the failed statement does not spoil the rest
             return await read_index(conn, uid)
-    except psycopg.errors.UndefinedTable:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
         return ()
 
 

@@ -3,9 +3,10 @@ reads back once the pod is gone.
 
 A row holds the last bytes of one container's log of one attempt, as bytes (bytea: NUL-safe, no
 decoding). Its text columns come from the operator's own pods and the API server's error messages,
-and are cleaned like every audit row (`procjob.core.sanitize`). The first archive of an attempt
-wins, so a repeat after a crash is absorbed. Reading picks the latest job of a name, as the history
-does, or the job with a given UID.
+and are cleaned like every audit row (`procjob.core.sanitize`). An attempt is keyed by job UID,
+stage, item (a fanned-out stage's item, None otherwise: each item has its own attempts) and attempt
+number. The first archive of an attempt wins, so a repeat after a crash is absorbed. Reading picks
+the latest job of a name, as the history does, or the job with a given UID.
 """
 
 from __future__ import annotations
@@ -26,13 +27,18 @@ ERROR_CHARS = 1024
 
 
 _INSERT = """
-INSERT INTO job_logs (job_uid, namespace, name, stage, attempt, container, pod_name, pod_uid, content,
+INSERT INTO job_logs (job_uid, namespace, name, stage, item, attempt, container, pod_name, pod_uid, content,
                       received_bytes, truncated, complete, error, finished_at)
-VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT (job_uid, stage, attempt, container) DO NOTHING
+VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT ON CONSTRAINT job_logs_attempt_key DO NOTHING
 """
 
-_ARCHIVED = "SELECT count(*) FROM job_logs WHERE job_uid = %s AND stage = %s AND attempt = %s"
+# `item IS NULL` (a stage without items) or `item = %s`: both use the unique index, where
+# `item IS NOT DISTINCT FROM %s` would not.
+_NO_ITEM = "item IS NULL"
+_AN_ITEM = "item = %s"
+
+_ARCHIVED = "SELECT count(*) FROM job_logs WHERE job_uid = %s AND stage = %s AND {item} AND attempt = %s"
 
 # The latest job of a name among those the audit knows (as history.LATEST_UID picks it), logs included.
 _LATEST_UID = """
@@ -49,22 +55,28 @@ GROUP BY uid ORDER BY min(born) DESC, uid DESC LIMIT 1
 """
 
 _INDEX = """
-SELECT job_uid, namespace, name, stage, attempt, container, pod_name, pod_uid, size, received_bytes,
+SELECT job_uid, namespace, name, stage, item, attempt, container, pod_name, pod_uid, size, received_bytes,
        truncated, complete, error, finished_at, archived_at
   FROM job_logs WHERE job_uid = %s
- ORDER BY coalesce(finished_at, archived_at), stage, attempt, container
+ ORDER BY coalesce(finished_at, archived_at), stage, item NULLS FIRST, attempt, container
 """
 
 _CONTENT = """
-SELECT job_uid, namespace, name, stage, attempt, container, pod_name, pod_uid, size, received_bytes,
+SELECT job_uid, namespace, name, stage, item, attempt, container, pod_name, pod_uid, size, received_bytes,
        truncated, complete, error, finished_at, archived_at, content
   FROM job_logs
- WHERE job_uid = %s AND namespace = %s AND name = %s AND stage = %s AND attempt = %s AND container = %s
+ WHERE job_uid = %s AND namespace = %s AND name = %s AND stage = %s AND {item} AND attempt = %s AND container = %s
 """
 
 
+def _with_item(query: str, item: int | None) -> tuple[str, list[Any]]:
+    """The query for a stage without items (None) or for one item, and the item's parameter."""
+    return (query.format(item=_NO_ITEM), []) if item is None else (query.format(item=_AN_ITEM), [item])
+
+
 class ArchivedLog(ApiModel):
-    """One container's log of one attempt: the last `size` bytes of the `received_bytes` read.
+    """One container's log of one attempt (of one item, in a fanned-out stage): the last `size` bytes
+    of the `received_bytes` read.
 
     `truncated`: earlier lines exist that `content` does not hold. `complete`: the read reached the
     end of the log (False when its time or transfer bound cut it). `error`: why no log could be read
@@ -75,6 +87,7 @@ class ArchivedLog(ApiModel):
     namespace: str
     name: str
     stage: str
+    item: int | None = Field(default=None, ge=0)
     attempt: int
     container: str
     pod_name: str
@@ -94,7 +107,7 @@ class ArchivedLog(ApiModel):
 
 @dataclass(frozen=True)
 class LogIndex:
-    """The archived logs of one job (no content), oldest attempt first."""
+    """The archived logs of one job (no content), oldest attempt first; each says its item, if any."""
 
     uid: str
     namespace: str
@@ -122,6 +135,7 @@ def log_row(log: ArchivedLog) -> tuple[Any, ...]:
         _name(log.namespace),
         _name(log.name),
         _name(log.stage),
+        log.item,
         max(1, log.attempt),
         _name(log.container),
         _name(log.pod_name),
@@ -145,8 +159,12 @@ async def insert_logs(conn: psycopg.AsyncConnection[Any], logs: list[ArchivedLog
     return inserted
 
 
-async def attempt_archived(conn: psycopg.AsyncConnection[Any], job_uid: str, stage: str, attempt: int) -> bool:
-    cursor = await conn.execute(_ARCHIVED, [job_uid, stage, attempt])
+async def attempt_archived(
+    conn: psycopg.AsyncConnection[Any], job_uid: str, stage: str, attempt: int, item: int | None = None
+) -> bool:
+    """Whether any container log of the attempt (of `item`, in a fanned-out stage) is archived."""
+    query, item_param = _with_item(_ARCHIVED, item)
+    cursor = await conn.execute(query.encode(), [job_uid, stage, *item_param, attempt])
     row = await cursor.fetchone()
     return row is not None and int(row[0]) > 0
 
@@ -164,10 +182,18 @@ async def read_index(conn: psycopg.AsyncConnection[Any], uid: str) -> tuple[Arch
 
 
 async def read_content(
-    conn: psycopg.AsyncConnection[Any], uid: str, namespace: str, name: str, stage: str, attempt: int, container: str
+    conn: psycopg.AsyncConnection[Any],
+    uid: str,
+    namespace: str,
+    name: str,
+    stage: str,
+    attempt: int,
+    container: str,
+    item: int | None = None,
 ) -> ArchivedLog | None:
+    query, item_param = _with_item(_CONTENT, item)
     async with conn.cursor(row_factory=dict_row) as cursor:
-        await cursor.execute(_CONTENT, [uid, namespace, name, stage, attempt, container])
+        await cursor.execute(query.encode(), [uid, namespace, name, stage, *item_param, attempt, container])
         row = await cursor.fetchone()
     return None if row is None else _from_row(row)
 
@@ -179,6 +205,7 @@ def _from_row(row: dict[str, Any]) -> ArchivedLog:
         namespace=row["namespace"],
         name=row["name"],
         stage=row["stage"],
+        item=None if row["item"] is None else int(row["item"]),
         attempt=int(row["attempt"]),
         container=row["container"],
         pod_name=row["pod_name"],

@@ -223,10 +223,11 @@ class AuditStore:
         async with self._connection("save_logs") as conn:
             return await insert_logs(conn, list(logs))
 
-    async def logs_archived(self, job_uid: str, stage: str, attempt: int) -> bool:
-        """Whether the attempt's logs are archived (a restarted operator asks before reading them again)."""
+    async def logs_archived(self, job_uid: str, stage: str, attempt: int, item: int | None = None) -> bool:
+        """Whether the attempt's logs (of `item`, in a fanned-out stage) are archived (a restarted
+        operator asks before reading them again)."""
         async with self._connection("logs_archived") as conn:
-            return await attempt_archived(conn, job_uid, stage, attempt)
+            return await attempt_archived(conn, job_uid, stage, attempt, item)
 
     async def log_index(self, namespace: str, name: str, uid: str | None = None) -> LogIndex | None:
         """The archived logs (no content) of the latest job of that name, or of the job with `uid`
@@ -240,14 +241,22 @@ class AuditStore:
         return LogIndex(found, namespace, name, mine)
 
     async def read_log(
-        self, namespace: str, name: str, stage: str, attempt: int, container: str, uid: str | None = None
+        self,
+        namespace: str,
+        name: str,
+        stage: str,
+        attempt: int,
+        container: str,
+        uid: str | None = None,
+        item: int | None = None,
     ) -> ArchivedLog | None:
-        """One archived container log with its content (of the latest job of that name, or of `uid`)."""
+        """One archived container log with its content (of the latest job of that name, or of `uid`;
+        of `item`, in a fanned-out stage)."""
         async with self._connection("read_log") as conn:
             found = uid or await latest_uid(conn, namespace, name)
             if found is None:
                 return None
-            return await read_content(conn, found, namespace, name, stage, attempt, container)
+            return await read_content(conn, found, namespace, name, stage, attempt, container, item)
 
     async def gaps(self, job_uid: str | None = None) -> list[SeqGap]:
         """Missing sequence numbers (per job, from 1 to its highest seq): empty means gap-free."""
