@@ -136,7 +136,7 @@ def render_history(history: JobHistory) -> str:
     lines = [f"processingjob {history.namespace}/{history.name} uid {history.uid}: {state}", ""]
     lines.append(render_table(history.attempts) if history.attempts else "no attempts recorded")
     logs = [
-        ArchivedLogRow(log.stage, log.attempt, log.container, log.size, log.truncated, log.error)
+        ArchivedLogRow(log.stage, log.attempt, log.container, log.size, log.truncated, log.error, log.item)
         for log in history.logs
     ]
     return "\n".join(lines) + "\n" + render_logs(logs)
@@ -144,7 +144,7 @@ def render_history(history: JobHistory) -> str:
 
 @dataclass(frozen=True)
 class ArchivedLogRow:
-    """One archived container log as the history shows it."""
+    """One archived container log as the history shows it (`item`: of a fanned-out stage)."""
 
     stage: str
     attempt: int
@@ -152,19 +152,24 @@ class ArchivedLogRow:
     size: int
     truncated: bool
     error: str | None
+    item: int | None = None
 
 
 def render_logs(rows: Sequence[ArchivedLogRow]) -> str:
-    """The attempts whose logs the operator archived (`kubectl pj logs JOB --stage S --attempt N`)."""
+    """The attempts whose logs the operator archived (`kubectl pj logs JOB --stage S --attempt N`, with
+    `--item K` for an item of a fanned-out stage)."""
     if not rows:
         return ""
-    lines = ["", "archived logs (kubectl pj logs JOB --stage S --attempt N):"]
+    items = any(row.item is not None for row in rows)
+    usage = "--stage S [--item K] --attempt N" if items else "--stage S --attempt N"
+    lines = ["", f"archived logs (kubectl pj logs JOB {usage}):"]
     for row in rows:
         if row.error is not None:
             what = f"not archived: {row.error}"
         else:
             what = f"{row.size} bytes" + (", the end of a longer log" if row.truncated else "")
-        lines.append(f"  {row.stage} attempt {row.attempt} {row.container}: {what}")
+        of_item = "" if row.item is None else f" item {row.item}"
+        lines.append(f"  {row.stage}{of_item} attempt {row.attempt} {row.container}: {what}")
     return "\n".join(lines) + "\n"
 
 

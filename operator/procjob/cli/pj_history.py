@@ -240,6 +240,7 @@ def render_document(doc: Mapping[str, Any]) -> str:
             int(entry.get("size") or 0),
             bool(entry.get("truncated")),
             entry.get("error"),
+            entry["item"] if isinstance(entry.get("item"), int) else None,
         )
         for entry in doc.get("logs") or []
     ]

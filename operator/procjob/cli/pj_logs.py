@@ -1,7 +1,9 @@
-"""`kubectl pj logs JOB [--stage S] [--attempt N] [-c CONTAINER] [--tail N] [-f] [--archived]`.
+"""`kubectl pj logs JOB [--stage S] [--item K] [--attempt N] [-c CONTAINER] [--tail N] [-f] [--archived]`.
 
 The attempt: by default the latest of the current stage, else of the last stage that ran (from
-the job's status; `procjob.cli.pj_state.pick_attempt`). Its pod's log is streamed from the API
+the job's status; `procjob.cli.pj_state.pick_attempt`). In a fanned-out stage (forEach) each item
+has its own attempts: `--item K` names the item, and is required there (`procjob.cli.pj_items`).
+Its pod's log is streamed from the API
 server (`get pods/log`) while the pod exists. Once the pod is gone (podGC, or the job was
 deleted), the log comes from the operator's archive: the last bytes of each finished attempt's
 container logs (`--log-archive-max-bytes`, 1 MiB by default), kept in the audit database. The
@@ -11,7 +13,7 @@ caller's own token; the operator serves it only to whom may `get` the job and `g
 its namespace. `--archived` reads the archive even while the pod exists.
 
 A job that was deleted has no status to pick from: its archive's index does (the latest archived
-attempt, of `--stage` when given). Without a database the operator archives nothing, and the
+attempt, of `--stage` and `--item` when given). Without a database the operator archives nothing, and the
 error says so.
 """
 
@@ -29,7 +31,8 @@ import httpx
 from procjob.cli.pj_api import CONTAINER, Api
 from procjob.cli.pj_commands import Context
 from procjob.cli.pj_errors import EXIT_OK, ApiError, PluginError
-from procjob.cli.pj_state import job_key, pick_attempt
+from procjob.cli.pj_items import Pick, item_selector, latest_pod, pick
+from procjob.cli.pj_state import job_key
 
 if TYPE_CHECKING:
     from procjob.cli.pj_history import Source
@@ -68,6 +71,12 @@ def logs_path(namespace: str, name: str, stage: str | None = None, attempt: int 
     return path if stage is None else f"{path}/{quote(stage, safe='')}/{attempt}"
 
 
+def _what(picked: Pick) -> str:
+    """`stage S, attempt N`, or `stage S, item K, attempt N`."""
+    of_item = "" if picked.item is None else f", item {picked.item}"
+    return f"stage {picked.stage}{of_item}, attempt {picked.attempt}"
+
+
 def cmd_logs(ctx: Context) -> int:
     """The live log while the pod exists, else the archived one (see the module docstring)."""
     args = ctx.args
@@ -76,18 +85,45 @@ def cmd_logs(ctx: Context) -> int:
     job = _job_or_none(api, ns, args.job)
     if job is None:
         return _deleted_job(ctx, api, ns, container)
-    stage, attempt, pod = pick_attempt(job, args.stage, args.attempt)
-    if not args.archived:
+    uid = str((job.get("metadata") or {}).get("uid") or "")
+    picked = pick(job, args.stage, args.attempt, args.item)
+    if picked.attempt is None and picked.item is not None:
+        picked = _item_latest(ctx, api, ns, uid, picked.stage, picked.item)
+    if not args.archived and picked.pod:
         try:
-            _stream_live(ctx, api, ns, pod, stage, attempt, container)
+            _stream_live(ctx, api, ns, picked.pod, _what(picked), container)
             return EXIT_OK
         except ApiError as exc:
             if exc.status != 404:
                 raise PluginError(f"logs are not available: {exc.message}") from None
-    uid = str((job.get("metadata") or {}).get("uid") or "")
-    found = _read_archived(ctx, api, ns, args.job, stage, attempt, container, uid, pod)
-    _write_archived(ctx, found, stage, attempt)
+    found = _read_archived(ctx, api, ns, args.job, picked, container, uid)
+    _write_archived(ctx, found, picked)
     return EXIT_OK
+
+
+def _item_latest(ctx: Context, api: Api, ns: str, uid: str, stage: str, item: int) -> Pick:
+    """An item whose attempts the status no longer lists: its latest pod (by its labels), else its
+    latest archived attempt."""
+    selector = item_selector(uid, stage, item)
+    try:
+        pods = api.request("GET", f"/api/v1/namespaces/{ns}/pods", params={"labelSelector": selector})
+        latest = latest_pod(pods.get("items") or [])
+    except ApiError:
+        latest = None  # listing pods is not granted: the archive may still know
+    if latest is not None:
+        return Pick(stage, item, latest[0], latest[1])
+    key = job_key(ns, ctx.args.job)
+    try:
+        index = _index(ctx, api, ns, ctx.args.job, key)
+    except PluginError as exc:
+        raise PluginError(f"{key}: stage {stage} item {item} has no pod left, and {exc.message}") from None
+    entries = [e for e in index.get("logs") or [] if e.get("stage") == stage and e.get("item") == item]
+    if not entries:
+        raise PluginError(
+            f"{key}: stage {stage} item {item}: the status no longer lists its attempts, none of its pods is left"
+            " and the archive holds none of its logs"
+        )
+    return Pick(stage, item, int(entries[-1]["attempt"]), entries[-1].get("podName"))
 
 
 def _job_or_none(api: Api, ns: str, name: str) -> dict[str, Any] | None:
@@ -100,7 +136,7 @@ def _job_or_none(api: Api, ns: str, name: str) -> dict[str, Any] | None:
     return found
 
 
-def _stream_live(ctx: Context, api: Api, ns: str, pod: str, stage: str, attempt: int, container: str) -> None:
+def _stream_live(ctx: Context, api: Api, ns: str, pod: str, what: str, container: str) -> None:
     """Stream the pod's log; the header goes out with the first bytes (an error comes alone)."""
     params = {"container": container}
     if ctx.args.follow:
@@ -111,11 +147,11 @@ def _stream_live(ctx: Context, api: Api, ns: str, pod: str, stage: str, attempt:
     started = False
     for chunk in api.stream_log(ns, pod, params):
         if not started:
-            _header(ctx, f"pod {pod} (stage {stage}, attempt {attempt})")
+            _header(ctx, f"pod {pod} ({what})")
             started = True
         _write(ctx, out, chunk)
     if not started:
-        _header(ctx, f"pod {pod} (stage {stage}, attempt {attempt})")
+        _header(ctx, f"pod {pod} ({what})")
 
 
 def _header(ctx: Context, text: str) -> None:
@@ -131,9 +167,9 @@ def _write(ctx: Context, out: Any, data: bytes) -> None:
         ctx.out.write(data.decode(errors="replace"))
 
 
-def _write_archived(ctx: Context, found: Archived, stage: str, attempt: int) -> None:
+def _write_archived(ctx: Context, found: Archived, picked: Pick) -> None:
     gone = "" if ctx.args.archived else " is gone;"
-    _header(ctx, f"pod {found.pod} (stage {stage}, attempt {attempt}){gone} archived log: {found.describe()}")
+    _header(ctx, f"pod {found.pod} ({_what(picked)}){gone} archived log: {found.describe()}")
     content = found.content
     if ctx.args.tail is not None:
         content = b"".join(content.splitlines(keepends=True)[-ctx.args.tail :]) if ctx.args.tail > 0 else b""
@@ -145,22 +181,36 @@ def _deleted_job(ctx: Context, api: Api, ns: str, container: str) -> int:
     args = ctx.args
     key = job_key(ns, args.job)
     index = _index(ctx, api, ns, args.job, key)
-    entries = [e for e in index.get("logs") or [] if args.stage is None or e.get("stage") == args.stage]
+    logs = index.get("logs") or []
+    entries = [e for e in logs if args.stage is None or e.get("stage") == args.stage]
+    if args.item is not None:
+        entries = [e for e in entries if e.get("item") == args.item]
     if args.attempt is not None:
         entries = [e for e in entries if e.get("attempt") == args.attempt]
     if not entries:
-        archived = ", ".join(sorted({f"{e.get('stage')} attempt {e.get('attempt')}" for e in index.get("logs") or []}))
+        archived = ", ".join(sorted({_entry(e) for e in logs}))
         raise PluginError(
             f"{key} is not in the API server any more, and its archive holds no such log"
             f" (archived: {archived or 'none'})"
         )
     last = entries[-1]
-    stage, attempt = str(last["stage"]), int(last["attempt"])
-    found = _read_archived(
-        ctx, api, ns, args.job, stage, attempt, container, str(index.get("uid") or ""), last.get("podName")
-    )
-    _write_archived(ctx, found, stage, attempt)
+    stage, item = str(last["stage"]), last.get("item")
+    if args.item is None and isinstance(item, int):
+        items = sorted({e["item"] for e in logs if e.get("stage") == stage and isinstance(e.get("item"), int)})
+        shown = ", ".join(str(i) for i in items[:10]) + (", …" if len(items) > 10 else "")
+        raise PluginError(
+            f"{key} is not in the API server any more; its stage {stage} is fanned out (forEach): name one item"
+            f" with --item K (the archive holds logs of {len(items)} of its items: {shown})"
+        )
+    picked = Pick(stage, item if isinstance(item, int) else None, int(last["attempt"]), last.get("podName"))
+    found = _read_archived(ctx, api, ns, args.job, picked, container, str(index.get("uid") or ""))
+    _write_archived(ctx, found, picked)
     return EXIT_OK
+
+
+def _entry(entry: Mapping[str, Any]) -> str:
+    of_item = "" if entry.get("item") is None else f" item {entry.get('item')}"
+    return f"{entry.get('stage')}{of_item} attempt {entry.get('attempt')}"
 
 
 # ------------------------------------------------------------------------------ the archive
@@ -185,7 +235,7 @@ def _get(ctx: Context, api: Api, path: str, params: dict[str, str]) -> httpx.Res
 def _index(ctx: Context, api: Api, ns: str, name: str, key: str) -> dict[str, Any]:
     source = _source(ctx)
     if source.kind == "dsn":
-        found = asyncio.run(_from_database(source.value, ns, name, None, None, "", None))
+        found = asyncio.run(_from_database(source.value, ns, name, None, "", None))
         if not isinstance(found, dict):
             raise PluginError(f"{key} not found, neither in the API server nor in the audit database")
         return found
@@ -201,19 +251,20 @@ def _index(ctx: Context, api: Api, ns: str, name: str, key: str) -> dict[str, An
     raise PluginError(f"{key} not found in the API server; its log archive: {_why(resp, body)}")
 
 
-def _read_archived(
-    ctx: Context, api: Api, ns: str, name: str, stage: str, attempt: int, container: str, uid: str, pod: str | None
-) -> Archived:
+def _read_archived(ctx: Context, api: Api, ns: str, name: str, picked: Pick, container: str, uid: str) -> Archived:
     source = _source(ctx)
-    what = f"pod {pod} is gone" if pod and not ctx.args.archived else f"stage {stage} attempt {attempt}"
+    pod = picked.pod
+    what = f"pod {pod} is gone" if pod and not ctx.args.archived else _what(picked)
     if source.kind == "dsn":
-        found = asyncio.run(_from_database(source.value, ns, name, stage, attempt, container, uid or None))
+        found = asyncio.run(_from_database(source.value, ns, name, picked, container, uid or None))
         if not isinstance(found, Archived):
             raise PluginError(f"logs are not available: {what}, and {found}")
         return found
     params = {"container": container, **({"uid": uid} if uid else {})}
+    if picked.item is not None:
+        params["item"] = str(picked.item)
     try:
-        resp = _get(ctx, api, logs_path(ns, name, stage, attempt), params)
+        resp = _get(ctx, api, logs_path(ns, name, picked.stage, picked.attempt), params)
     except PluginError as exc:
         raise PluginError(f"logs are not available: {what}; its archived log: {exc.message}", exc.code) from None
     if resp.status_code != 200:
@@ -244,9 +295,9 @@ def _why(resp: httpx.Response, body: Any) -> str:
 
 
 async def _from_database(
-    dsn: str | None, ns: str, name: str, stage: str | None, attempt: int | None, container: str, uid: str | None
+    dsn: str | None, ns: str, name: str, picked: Pick | None, container: str, uid: str | None
 ) -> Archived | Mapping[str, Any] | str:
-    """Platform admins: the archive read from PostgreSQL directly (the index when `stage` is None)."""
+    """Platform admins: the archive read from PostgreSQL directly (the index when `picked` is None)."""
     from procjob.adapters.audit import AuditError, AuditStore, resolve_dsn
 
     try:
@@ -254,14 +305,14 @@ async def _from_database(
         if not resolved:
             return "no database is configured"
         async with await AuditStore.open(resolved, min_size=1, max_size=1) as store:
-            if stage is None or attempt is None:
+            if picked is None or picked.attempt is None:
                 index = await store.log_index(ns, name)
                 return "the audit database does not know it" if index is None else index.to_json_dict()
-            found = await store.read_log(ns, name, stage, attempt, container, uid)
+            found = await store.read_log(ns, name, picked.stage, picked.attempt, container, uid, picked.item)
     except AuditError as exc:
         raise PluginError(f"the audit database: {exc}") from None
     if found is None:
-        return f"no archived log for processingjob {ns}/{name} stage {stage} attempt {attempt} container {container}"
+        return f"no archived log for processingjob {ns}/{name} {_what(picked)} container {container}"
     if found.error is not None:
         return f"its log could not be archived: {found.error}"
     return Archived(

@@ -106,6 +106,12 @@ def pick_attempt(job: Mapping[str, Any], stage: str | None, attempt: int | None)
     return stage, attempt, pod
 
 
+def pick_stage(job: Mapping[str, Any], stage: str | None) -> str:
+    """The stage `logs` reads: the named one (which must exist), else the current one, else the last that ran."""
+    meta = job.get("metadata") or {}
+    return _pick_stage(job, stage, job_key(meta.get("namespace", "?"), meta.get("name", "?")))
+
+
 def _pick_stage(job: Mapping[str, Any], stage: str | None, key: str) -> str:
     """The named stage (which must exist), else the current one, else the last that ran."""
     if stage is not None:

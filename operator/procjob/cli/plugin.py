@@ -8,7 +8,7 @@
                                        retry every retryable failed job (they queue for a slot)
     kubectl pj list [--failed] [-n NS | -A] [-l SELECTOR] [-o json]
                                        jobs at a glance; --failed: what failed, why, when, attempts
-    kubectl pj logs JOB [--stage S] [--attempt N] [-c C] [-f]
+    kubectl pj logs JOB [--stage S] [--item K] [--attempt N] [-c C] [-f]
                                        the attempt's pod log; once the pod is gone, the operator's
                                        archive of it (procjob.cli.pj_logs says how)
     kubectl pj describe JOB            stages, attempts, retry decisions, conditions, events
@@ -79,9 +79,10 @@ EQUIVALENTS = {
     "list": "kubectl get pj [--field-selector status.phase=Failed] -o custom-columns=NAME:.metadata.name,"
     'REASON:.status.conditions[?(@.type=="Succeeded")].reason,ATTEMPTS:.status.attempts,'
     "FAILED:.status.completionTime,MESSAGE:.status.message",
-    "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}\n"
+    "logs": f"kubectl logs -l {LABEL_JOB_UID}=UID,{GROUP}/stage=STAGE,{GROUP}/attempt=N -c {CONTAINER}"
+    f" (an item: ,{GROUP}/item=K)\n"
     '  once the pod is gone: curl -H "Authorization: Bearer $TOKEN"'
-    " URL/api/v1/namespaces/NS/processingjobs/JOB/logs/STAGE/N?container=main",
+    " URL/api/v1/namespaces/NS/processingjobs/JOB/logs/STAGE/N?container=main (an item: &item=K)",
     "describe": "kubectl describe pj JOB; kubectl get pj JOB -o yaml",
     "history": 'curl -H "Authorization: Bearer $TOKEN" URL/api/v1/namespaces/NS/processingjobs/JOB/history',
 }
@@ -173,7 +174,10 @@ def _selection_options(p: argparse.ArgumentParser) -> None:
 
 def _logs_options(logs: argparse.ArgumentParser) -> None:
     logs.add_argument("--stage", help="stage name (default: the current stage, else the last one that ran)")
-    logs.add_argument("--attempt", type=int, help="attempt number (default: the stage's latest)")
+    logs.add_argument(
+        "--item", type=int, help="the item of a fanned-out stage (forEach), from 0: required there; its own attempts"
+    )
+    logs.add_argument("--attempt", type=int, help="attempt number (default: the stage's latest, or the item's)")
     logs.add_argument("-c", "--container", help=f"container (default: {CONTAINER}, the stage's own)")
     logs.add_argument("-f", "--follow", action="store_true", help="stream the logs (while the pod runs)")
     logs.add_argument("--tail", type=int, help="only the last N lines")
