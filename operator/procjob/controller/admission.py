@@ -27,7 +27,7 @@ from procjob.controller.settings import OperatorSettings
 from procjob.core.queueing import THROUGHPUT_WINDOW, Waiting, admissible, eta_seconds, position_stale, queue_order
 from procjob.core.timefmt import parse_time
 from procjob.models.job import ProcessingJob
-from procjob.models.lifecycle import body_finished
+from procjob.models.lifecycle import finished
 from procjob.models.status import QueueStatus
 
 RECOMPUTE_INTERVAL = 0.1  # seconds between recomputations of the queue order
@@ -128,36 +128,31 @@ class QueueAdmission:
         waiting: list[Waiting] = []
         running_total = 0
         running_ns: dict[str, int] = {}
-        for body in self.cache.iter_jobs():
-            meta = body.get("metadata") or {}
-            spec = body.get("spec") or {}
-            status = body.get("status") or {}
-            key = f"{meta.get('namespace')}/{meta.get('name')}"
-            if body_finished(body):
+        for job in self.cache.outlines():
+            key = job.key
+            if finished(job.state):
                 self._reserved.pop(key, None)
                 if key not in self._known_finished:
                     self._known_finished.add(key)
                     self._finishes.append(now)
                 continue
             self._known_finished.discard(key)  # a retried job finishes again later
-            if meta.get("deletionTimestamp"):
+            if job.deleting:
                 continue
-            namespace = meta.get("namespace", "")
-            started = status.get("startTime") is not None
             reserved = self._reserved.get(key)
-            if started:
+            if job.started is not None:
                 self._reserved.pop(key, None)
-            if started or (reserved is not None and reserved > now):
+            if job.started is not None or (reserved is not None and reserved > now):
                 running_total += 1
-                running_ns[namespace] = running_ns.get(namespace, 0) + 1
+                running_ns[job.namespace] = running_ns.get(job.namespace, 0) + 1
                 continue
-            if spec.get("cancel") or spec.get("suspend"):
+            if job.cancel or job.suspend:
                 continue
-            created = parse_time(meta.get("creationTimestamp"))
+            created = parse_time(job.created)
             if created is None:
                 continue
-            priority = self._priority(namespace, spec.get("priority"))
-            waiting.append(Waiting(key, namespace, priority, created, meta.get("name", "")))
+            priority = self._priority(job.namespace, job.priority)
+            waiting.append(Waiting(key, job.namespace, priority, created, job.name))
         order = queue_order(waiting, running_ns)
         self._positions = {w.key: i + 1 for i, w in enumerate(order)}
         self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)

@@ -278,7 +278,7 @@ class Operator:
         assert cap is not None
         while True:
             await asyncio.sleep(CAP_INTERVAL)
-            for job in over_cap(finished_jobs(self.cache.iter_jobs()), cap):
+            for job in over_cap(finished_jobs(o.as_body() for o in self.cache.outlines()), cap):
                 namespace, name = job.key.split("/", 1)
                 try:
                     await self.client.delete_job(namespace, name, job.uid)

@@ -394,7 +394,7 @@ class Reconciler:
 
     def refresh_gauges(self) -> None:
         """Jobs by state, from the cache (called periodically, not per reconcile)."""
-        for state, count in active_job_counts(self.cache.iter_jobs()).items():
+        for state, count in active_job_counts(o.as_body() for o in self.cache.outlines()).items():
             self.metrics.jobs_active.labels(state=state).set(count)
         self.metrics.workqueue_depth.set(len(self.queue))
         self.metrics.workqueue_delayed.set(self.queue.delayed)

@@ -8,7 +8,10 @@ from typing import Any
 
 import pytest
 
+from procjob.controller.assembly import finished_jobs
 from procjob.controller.cache import IGNORED_NOT_OURS, IGNORED_UNLABELLED, Cache, Listing
+from procjob.controller.reporting import active_job_counts
+from procjob.models.lifecycle import body_state
 
 VICTIM_UID = "uid-victim"
 
@@ -81,6 +84,73 @@ def test_managed_fields_are_not_kept_and_the_original_body_is_untouched() -> Non
     assert kept["metadata"]["resourceVersion"] == "5"
     assert kept["spec"] == body["spec"]
     assert "managedFields" in body["metadata"], "the caller's body is not modified"
+
+
+def test_each_read_of_a_job_is_a_fresh_copy_that_cannot_alter_the_cache() -> None:
+    cache = Cache()
+    key = cache.observe_job(job("5", labels={"a": "b"}))
+    first = cache.job(key)
+    assert first is not None
+    first["metadata"]["labels"]["a"] = "changed"
+    first["spec"]["stages"].clear()
+    again = cache.job(key)
+    assert again is not None
+    assert again["metadata"]["labels"] == {"a": "b"}
+    assert again["spec"] == {"stages": [{"name": "a", "image": "busybox"}]}
+    assert cache.job("ns/other") is None
+
+
+SUCCEEDED = {"type": "Succeeded", "status": "True", "reason": "Succeeded", "message": "m"}
+FAILED = {"type": "Succeeded", "status": "False", "reason": "BackoffLimitExceeded", "message": "m"}
+T0, T1 = "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "meta"),
+    [
+        pytest.param({}, {}, {}, id="new"),
+        pytest.param({"priority": 7, "cancel": False}, {"queue": {"position": 3}}, {}, id="queued, with a priority"),
+        pytest.param({"priority": "high"}, {}, {}, id="a priority of the wrong type, left to the admission"),
+        pytest.param({}, {"startTime": T0, "conditions": [{**SUCCEEDED, "status": "Unknown"}]}, {}, id="running"),
+        pytest.param({}, {"startTime": T0, "completionTime": T1, "conditions": [SUCCEEDED]}, {}, id="succeeded"),
+        pytest.param({}, {"startTime": T0, "completionTime": T1, "conditions": [FAILED]}, {}, id="failed"),
+        pytest.param(
+            {"suspend": True},
+            {"conditions": [{**SUCCEEDED, "status": "Unknown", "reason": "Suspended"}]},
+            {},
+            id="suspended",
+        ),
+        pytest.param(
+            {"cancel": True},
+            {"startTime": T0},
+            {"deletionTimestamp": T1, "finalizers": ["x"]},
+            id="cancelled and being deleted",
+        ),
+    ],
+)
+def test_a_jobs_outline_answers_as_the_whole_object_does(
+    spec: dict[str, Any], status: dict[str, Any], meta: dict[str, Any]
+) -> None:
+    body = job("5", creationTimestamp=T0, **meta)
+    body["spec"].update(spec)
+    body["status"] = status
+    cache = Cache()
+    key = cache.observe_job(body)
+    [outline] = cache.outlines()
+    assert (outline.key, outline.uid, outline.rv, outline.created) == (key, "u1", 5, T0)
+    assert (outline.priority, outline.cancel, outline.suspend) == (
+        spec.get("priority"),
+        bool(spec.get("cancel")),
+        bool(spec.get("suspend")),
+    )
+    assert (outline.started, outline.completed, outline.deleting) == (
+        status.get("startTime"),
+        status.get("completionTime"),
+        "deletionTimestamp" in meta,
+    )
+    assert body_state(outline.as_body()) == body_state(body)
+    assert active_job_counts([outline.as_body()]) == active_job_counts([body])
+    assert finished_jobs([outline.as_body()]) == finished_jobs([body])
 
 
 def test_an_older_version_never_replaces_a_newer_one() -> None:

@@ -42,7 +42,7 @@ def test_the_answer_to_the_last_finalizer_removal_does_not_bring_a_deleted_job_b
     cache.observe_job(copy.deepcopy(released), deleted=True)  # the watch was quicker
     cache.observe_job(released)  # our patch's answer
     assert cache.job(key) is None
-    assert list(cache.iter_jobs()) == []
+    assert cache.outlines() == []
 
 
 def test_the_answer_first_drops_the_job_and_the_deleted_event_is_a_no_op() -> None:
