@@ -34,10 +34,12 @@ from procjob.core.sanitize import clean_text
 from procjob.core.validation import validate_spec
 from procjob.models.job import FINALIZER, ProcessingJob
 from procjob.models.lifecycle import retryable, succeeded_condition
-from procjob.models.status import ConditionStatus, Reason, StageState
+from procjob.models.status import AttemptState, ConditionStatus, Reason, StageState
 from procjob.models.transitions import Transition
 
 MAX_RETRY_REQUEST = 64  # characters of a procjob.dev/retry value (status.lastRetryRequest's bound)
+_IN_PROGRESS = (AttemptState.PENDING, AttemptState.RUNNING)
+_ENDED = ("Succeeded", "Failed")  # pod phases
 
 __all__ = [
     "MAX_ATTEMPTS_PER_STAGE",
@@ -269,6 +271,25 @@ class _Pass(Flow):
             finalizer = FinalizerAction.REMOVE
         return self.result(finalizer, summarize=False)
 
+    def settle_ended(self) -> None:
+        """Attempts in progress whose pods have ended (or went after their end was seen) are followed
+        as any pass follows them — a success, or a failure with its retry decision — before a
+        suspension stops what still runs: the pod ended before the suspension was seen (the job's
+        and the pods' watches are separate streams), and stopping it instead would erase a failure
+        the retry limit counts, and run the attempt again on resume."""
+        for view in self.stages:
+            for chain in self.chains(view):
+                last = chain.last
+                if not self.moving(chain) or last is None or last.state not in _IN_PROGRESS:
+                    continue
+                pod = self.pods.get(last.pod_name)
+                if pod is None and last.pod_name in self.gone:
+                    gone = self.vanished.get(last.pod_name)
+                    if gone is not None and gone.phase in _ENDED and last.pod_uid in (None, gone.uid):
+                        self.vanished_end(chain, last, gone)
+                elif pod is not None and pod.phase in _ENDED and last.pod_uid in (None, pod.uid):
+                    self.track(chain, last)
+
     def queued(self) -> None:
         if succeeded_condition(self.status.conditions)[1] != Reason.QUEUED:
             self.record(Transition.JOB_QUEUED, "waiting for a free slot", reason=Reason.QUEUED)
@@ -276,7 +297,11 @@ class _Pass(Flow):
     def suspend(self) -> None:
         """Stop the attempt in progress and give the queue slot back: as with batch/v1 Job,
         `startTime` is cleared, so the job queues again when resumed and its activeDeadlineSeconds
-        counts from the resumption."""
+        counts from the resumption. An attempt whose pod had already ended is first recorded as it
+        ended (see `settle_ended`); when that ends the job, there is nothing left to suspend."""
+        self.settle_ended()
+        if self.terminal:
+            return
         if not self.suspended:
             self.record(Transition.JOB_SUSPENDED, "job suspended")
         self.stop_current("Suspended", StageState.SUSPENDED)
