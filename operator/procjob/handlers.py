@@ -142,7 +142,13 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 async def job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """Fill the job cache. As an index, it holds every other handler until the initial listing of
     jobs is complete: the queue must count every running job before it admits another."""
-    memo.operator.job_seen(dict(body), urgent=_user_change(body))
+    memo.operator.job_seen(dict(body), urgent=_user_change(body), new=_not_started(body))
+
+
+def _not_started(body: kopf.Body) -> bool:
+    """A job waiting for its start (new, queued, suspended or retried): admission work, served in
+    the work queue's `new` lane, beside the pod changes of running jobs (controller.queue)."""
+    return not (body.get("status") or {}).get("startTime")
 
 
 def _user_change(body: kopf.Body) -> bool:

@@ -96,3 +96,37 @@ def test_pods_are_selected_by_our_label_on_the_server_and_jobs_are_not_filtered(
     jobs = kopf.Resource(GROUP, VERSION, PLURAL)
     assert list(settings.watching.label_selectors.collect(pods)) == [LABEL_JOB_UID]
     assert list(settings.watching.label_selectors.collect(jobs)) == []
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, bool]] = []
+
+    def job_seen(self, body: dict[str, Any], *, urgent: bool, new: bool) -> None:
+        self.seen.append((urgent, new))
+
+
+@pytest.mark.parametrize(
+    ("status", "meta", "lanes"),
+    [
+        pytest.param({}, {}, (False, True), id="a new job: admission work"),
+        pytest.param({"queue": {"position": 4}}, {}, (False, True), id="a queued job"),
+        pytest.param({"startTime": "t", "observedGeneration": 1}, {}, (False, False), id="our own write's echo"),
+        pytest.param(
+            {"startTime": "t", "observedGeneration": 1}, {"generation": 2}, (True, False), id="a user's change"
+        ),
+        pytest.param(
+            {"startTime": "t", "observedGeneration": 1},
+            {"deletionTimestamp": "t"},
+            (True, False),
+            id="a started job being deleted",
+        ),
+    ],
+)
+async def test_a_job_event_is_queued_as_admission_work_until_the_job_starts(
+    status: dict[str, Any], meta: dict[str, Any], lanes: tuple[bool, bool]
+) -> None:
+    recorder = Recorder()
+    body = {"metadata": {"name": "j", "namespace": "ns", "generation": 1, **meta}, "status": status}
+    await handlers.job_seen(body=kopf.Body(body), memo=argparse.Namespace(operator=recorder))
+    assert recorder.seen == [lanes]

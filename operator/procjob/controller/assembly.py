@@ -267,7 +267,7 @@ class Operator:
             await asyncio.sleep(QUEUE_INTERVAL)
             ticks += 1
             for key in self.admission.due_for_refresh():
-                self.queue.add(key)
+                self.queue.add(key, new=True)
             if ticks % int(GAUGE_INTERVAL / QUEUE_INTERVAL) == 0:
                 self.reconciler.refresh_gauges()
 
@@ -286,8 +286,9 @@ class Operator:
                     log.warning("finished-jobs cap: %s not deleted (%s); next round", job.key, exc)
 
     # --------------------------------------------------------------- what watch events mean
-    def job_seen(self, body: dict[str, Any], *, urgent: bool) -> None:
-        self.queue.add(self.cache.observe_job(body), urgent=urgent)
+    def job_seen(self, body: dict[str, Any], *, urgent: bool, new: bool = False) -> None:
+        """A job's change: urgent for a user's change of a started job, `new` for a job not started."""
+        self.queue.add(self.cache.observe_job(body), urgent=urgent, new=new)
 
     def job_deleted(self, body: dict[str, Any]) -> None:
         key = self.cache.observe_job(body, deleted=True)

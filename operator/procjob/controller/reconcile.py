@@ -272,7 +272,7 @@ class Reconciler:
         self.events.post_decision(meta, decision, now)
         if count_pass(self.metrics, decision, stored):
             for queued in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
-                self.queue.add(queued)
+                self.queue.add(queued, new=True)
         if decision.finalizer == FinalizerAction.REMOVE:
             remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
             await self._patch_finalizers(key, body, remaining)

@@ -8,7 +8,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.assembly import Operator, finished_jobs
 from procjob.controller.cache import Cache
-from procjob.controller.queue import WorkQueue
+from procjob.controller.queue import Lane, WorkQueue
 from procjob.controller.reconcile import Reconciler
 from procjob.controller.settings import OperatorSettings
 from procjob.controller.sync import Resynced
@@ -89,7 +89,7 @@ async def test_a_resync_drops_ghosts_and_requeues_jobs_that_lost_pods() -> None:
     op.queue.add_after("ns/ghost", 60.0)
     op.resynced(Resynced(dropped_jobs=frozenset({"ns/ghost"}), dropped_pods=frozenset({"ns/alive"})))
     assert op.queue.delayed == 0
-    assert op.queue._queued == {"ns/alive": True}  # urgent
+    assert op.queue._queued == {"ns/alive": Lane.URGENT}
 
 
 def test_finished_jobs_are_the_ended_ones_not_being_deleted() -> None:
