@@ -1,7 +1,8 @@
 """The log archive on the rig: a finished attempt's log is archived before podGC deletes its pod,
 and `kubectl pj logs JOB --stage S --attempt N` reads it from the operator once the pod is gone —
-only for callers who may `get pods/log` in the job's namespace; without a database the plugin
-says that logs are not archived.
+only for callers who may `get pods/log` in the job's namespace; each item of a fanned-out stage is
+archived and read (`--item K`) on its own; without a database the plugin says that logs are not
+archived.
 
 kwok plays the kubelet here: the rig starts it with its kubelet API on 127.0.0.1 (the fake Nodes'
 kubelet port) and its `Logs` CRD, so a `Logs` object named after a pod makes the API server's
@@ -163,6 +164,46 @@ def test_logs_are_read_from_the_archive_once_podgc_deleted_the_pods(
     wait_for("flaky to be deleted", lambda: kube.job(namespace, "flaky") is None, timeout=60)
     out = pj(rig, reader, "logs", "flaky", "--history-url", url)
     assert (out.returncode, out.stdout) == (0, b"attempt 2 ok\n")
+
+
+def test_each_item_of_a_fanned_out_stage_has_its_logs_archived(
+    rig: Rig, kube: Kube, namespace: str, operator: Any, database: str, tmp_path: Path, kwok_logs: None
+) -> None:
+    """Three items' attempt 1: three pods, three archived logs (they once collided on the attempt, and
+    only the first item's log was kept), each read back by `--item`."""
+    migrate(database)
+    op = operator(namespace, env={"PROCJOB_DATABASE_URL": database})
+    url = f"http://127.0.0.1:{op.port}"
+    manifest = job("fan", stage("thumbs", forEach=["a", "b", "c"], parallelism=3, rig={"run_seconds": 3}))
+    uid = kube.create_job(namespace, manifest)["metadata"]["uid"]
+    for item in range(3):
+        log = cri_log(tmp_path / f"i{item}.log", [f"item {item} done"])
+        serve_log(rig, namespace, pod_name("fan", uid, "thumbs", 1, item), log)
+
+    done = wait_for("fan to finish", finished(kube, namespace, "fan"), timeout=60)
+    assert condition(done)["status"] == "True", condition(done)
+    wait_for("podGC to delete the pods once their logs are archived", lambda: not kube.pods(namespace), timeout=60)
+    with psycopg.connect(database) as conn:
+        rows = conn.execute(
+            "SELECT item, attempt, container, content FROM job_logs WHERE job_uid = %s ORDER BY item", [uid]
+        ).fetchall()
+    assert rows == [(i, 1, "main", f"item {i} done\n".encode()) for i in range(3)]
+
+    reader = tenant(rig, namespace, "log-reader", pod_logs=True, tmp_path=tmp_path)
+    out = pj(rig, reader, "logs", "fan", "--item", "2", "--history-url", url)
+    assert (out.returncode, out.stdout) == (0, b"item 2 done\n"), out.stderr.decode()
+    header = out.stderr.decode().splitlines()[0]
+    assert header.startswith(
+        f"==> pod {pod_name('fan', uid, 'thumbs', 1, 2)} (stage thumbs, item 2, attempt 1) is gone;"
+    )
+    out = pj(rig, reader, "logs", "fan", "--history-url", url)
+    assert out.returncode == 1
+    assert "stage thumbs is fanned out over 3 items (forEach): name one with --item K" in out.stderr.decode()
+
+    kube.delete_job(namespace, "fan")
+    wait_for("fan to be deleted", lambda: kube.job(namespace, "fan") is None, timeout=60)
+    out = pj(rig, reader, "logs", "fan", "--item", "0", "--history-url", url)
+    assert (out.returncode, out.stdout) == (0, b"item 0 done\n"), out.stderr.decode()
 
 
 def test_the_archive_serves_only_readers_of_pod_logs_in_the_jobs_namespace(
