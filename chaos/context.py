@@ -21,6 +21,7 @@ from bench.api import Api, ApiError, TransportError
 from tests.support.postgres import PostgresCluster
 
 from chaos.policy import Disruption
+from chaos.pressure import Sampler
 from chaos.replicas import Replica, Replicas
 from chaos.watch import Watch
 
@@ -83,6 +84,7 @@ class Context:
     faults: list[dict[str, Any]] = field(default_factory=list)
     etcd: str = ""  # etcd's client URL (its gRPC gateway)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    pressure: Sampler = field(default_factory=Sampler)  # CPU stall samples (takeover allowances)
     extras: dict[str, Any] = field(default_factory=dict)  # run_id, dsn, workdir, the helper processes
 
     def action(self, what: str, **detail: Any) -> None:

@@ -1,7 +1,8 @@
 """What each fault must leave intact, judged from evidence the operator does not write (pure).
 
 - SIGKILL of the leader (also at a failpoint): the standby holds the Lease within lease + renew
-  deadline of the kill (the observer's Lease watch); a failpoint fired.
+  deadline + retry of the kill (the observer's Lease watch), plus the CPU stall the kernel measured
+  in that window (chaos.pressure: a scheduling allowance, 0 on an idle machine); a failpoint fired.
 - SIGSTOP past the lease: another replica led before SIGCONT; the stopped replica sent no write
   (POST, PUT, PATCH, DELETE through its proxy listener) after SIGCONT and exited.
 - kube-apiserver / etcd killed: no exit that no fault explains (no crash loop); work resumed
@@ -19,10 +20,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chaos.history import History, holder_at, holders
+from chaos.pressure import stalled
 from chaos.replicas import Exit
 
 WRITES = ("POST", "PUT", "PATCH", "DELETE")
@@ -56,7 +58,12 @@ class Evidence:
     history: History
     exits: list[Exit]
     requests: list[list[Any]]
-    bound: float  # lease + renew deadline
+    bound: float  # lease + renew deadline + retry: the nominal takeover bound
+    stall: list[tuple[float, float]] = field(default_factory=list)  # chaos.pressure samples
+
+    def allowance(self, start: float) -> float:
+        """The CPU stall measured in the nominal bound's window from `start` (seconds)."""
+        return stalled(self.stall, start, start + self.bound)
 
 
 def judge(
@@ -65,11 +72,14 @@ def judge(
     exits: list[Exit],
     requests: list[list[Any]],
     timings: tuple[float, float, float],
+    stall: list[tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
-    """{"ok": bool, "checks": {...}} for one fault record (name, result, started, ended)."""
+    """{"ok": bool, "checks": {...}} for one fault record (name, result, started, ended); `stall`:
+    the run's CPU pressure samples (chaos.pressure)."""
     if fault.get("error"):
         return {"ok": False, "checks": {"error": fault["error"]}}
-    ev = Evidence(fault, fault.get("result") or {}, history, exits, requests, timings[0] + timings[1])
+    nominal = timings[0] + timings[1] + timings[2]
+    ev = Evidence(fault, fault.get("result") or {}, history, exits, requests, nominal, stall or [])
     name = fault["name"]
     checks: dict[str, Any] = {}
     ok = True
@@ -82,16 +92,22 @@ def judge(
 
 
 def _killed(ev: Evidence) -> tuple[dict[str, Any], bool]:
-    took = takeover(ev.history, ev.result["killed_at"])
-    checks: dict[str, Any] = {"takeover_s": took, "takeover_bound_s": ev.bound}
-    ok = took is not None and took <= ev.bound
+    killed = ev.result["killed_at"]
+    took = takeover(ev.history, killed)
+    stall = ev.allowance(killed)
+    bound = round(ev.bound + stall, 2)
+    checks: dict[str, Any] = {"takeover_s": took, "takeover_bound_s": bound, "cpu_stall_s": stall}
+    ok = took is not None and took <= bound
     if ev.fault["name"] == "failpoint":
         checks["fired"] = ev.result.get("fired")
-        fired = [e for e in ev.exits if e.cause == "failpoint" and e.t > ev.result["killed_at"]]
+        fired = [e for e in ev.exits if e.cause == "failpoint" and e.t > killed]
         if fired:
-            again = takeover(ev.history, fired[0].t - 0.1)
+            start = fired[0].t - 0.1
+            again = takeover(ev.history, start)
+            stall = ev.allowance(start)
             checks["takeover_after_failpoint_s"] = again
-            ok = ok and again is not None and again <= ev.bound
+            checks["takeover_after_failpoint_bound_s"] = round(ev.bound + stall, 2)
+            ok = ok and again is not None and again <= ev.bound + stall
         ok = ok and bool(ev.result.get("fired"))
     return checks, ok
 

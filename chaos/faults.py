@@ -107,15 +107,16 @@ async def _api_ready(ctx: Context, within: float = 180.0) -> float:
 
 async def component_down(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """SIGKILL a rig component (kube-apiserver or etcd), keep it down, start it again."""
-    comp = rigproc.component(params["component"])
-    t_kill = time.time()
-    await asyncio.to_thread(rigproc.kill, comp)
-    try:
-        await asyncio.sleep(params["seconds"])
-    finally:
-        t_start = time.time()
-        await asyncio.to_thread(rigproc.restart, comp)
-    ready = await _api_ready(ctx)
+    async with rigproc.Outage():  # a test session's `rig.py up` waits instead of replacing the rig
+        comp = rigproc.component(params["component"])
+        t_kill = time.time()
+        await asyncio.to_thread(rigproc.kill, comp)
+        try:
+            await asyncio.sleep(params["seconds"])
+        finally:
+            t_start = time.time()
+            await asyncio.to_thread(rigproc.restart, comp, locked=True)
+        ready = await _api_ready(ctx)
     return {"component": comp.name, "killed_at": t_kill, "restarted_at": t_start, "api_ready_after_s": round(ready, 2)}
 
 
@@ -138,10 +139,11 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         deleted.append(job["metadata"]["name"])
     await asyncio.sleep(max(0.0, params["compact_after"] - (time.time() - t0)))
     compacted = await compact(ctx)
-    comp = rigproc.component("kube-apiserver")
-    await asyncio.to_thread(rigproc.kill, comp)
-    await asyncio.to_thread(rigproc.restart, comp)
-    await _api_ready(ctx)
+    async with rigproc.Outage():
+        comp = rigproc.component("kube-apiserver")
+        await asyncio.to_thread(rigproc.kill, comp)
+        await asyncio.to_thread(rigproc.restart, comp, locked=True)
+        await _api_ready(ctx)
     t_bounced = time.time()
     await asyncio.sleep(max(0.0, t0 + seconds - time.time()) + 2)
     return {

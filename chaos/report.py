@@ -64,6 +64,7 @@ def driver_log(prof: Profile, seed: int, out: dict[str, Any], ctx: Context) -> d
         "scrapes": [{"replica": n, "start": s, "last": v} for (n, s), v in ctx.replicas.scrapes.items()],
         "disruptions": {uid: [d.method, d.t] for uid, d in ctx.disruptions.items()},
         "held": ctx.held,
+        "cpu_stall": ctx.pressure.samples,
         "actions": ctx.actions,
         "settings": settings(prof, ctx),
         "out": out,
@@ -89,7 +90,7 @@ def analyse(
     timings = (driver["timings"][0], driver["timings"][1], driver["timings"][2])
     faults = []
     for record in sorted(driver["faults"], key=lambda r: r["started"]):
-        verdict = judge(record, history, exits, requests, timings)
+        verdict = judge(record, history, exits, requests, timings, driver.get("cpu_stall"))
         faults.append({**record, "offset_s": round(record["started"] - driver["t0"], 1), **verdict})
     loops = crash_loops(exits)
     ok = all(v.ok for v in verdicts.values()) and all(f["ok"] for f in faults) and not loops["unexplained"]

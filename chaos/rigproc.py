@@ -6,10 +6,17 @@ directory, read from /proc before the kill; output appended to its .rig/logs fil
 and records the new pid and start time in state.json under the rig's lock, so `rig.py down` and
 `status` keep finding it. Ports come from state.json too, so the suite works with whatever ports
 the rig in this checkout uses.
+
+The rig is shared: while a component is down on purpose, `rig.py status` says the rig is not up,
+and a test session starting then runs `rig.py up`, which stops a "half-up" rig and starts another
+under the suite (seen: a 30 s API server outage ended with the rig gone). `Outage` holds the lock
+`up` and `down` take from the kill until the API server is ready again, so they wait and then find
+the rig up; `ownership_kept` removes the test-session mark such a session leaves behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -18,15 +25,17 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RIG = ROOT / ".rig"
 STATE = RIG / "run" / "state.json"
 LOCK = RIG / "rig.lock"
 LOGS = RIG / "logs"
+OWNED_BY_TESTS = RIG / "run" / "owned-by-test-session"  # tests/support/rig.py: "stop it when done"
 
 
 class RigProcError(RuntimeError):
@@ -115,8 +124,42 @@ def port_free(port: int) -> bool:
     return True
 
 
-def restart(comp: Component) -> Component:
-    """Start `comp` again as the rig did, and record it in state.json."""
+class Outage:
+    """`async with Outage():` a component down on purpose: holds the rig's lock (the one `rig.py up`
+    and `down` take) meanwhile, so a concurrent `up` waits and then finds the rig up again."""
+
+    def __init__(self) -> None:
+        self._lock: IO[str] | None = None
+
+    async def __aenter__(self) -> Outage:
+        RIG.mkdir(parents=True, exist_ok=True)
+        self._lock = LOCK.open("a")
+        await asyncio.to_thread(fcntl.flock, self._lock, fcntl.LOCK_EX)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._lock is not None:
+            fcntl.flock(self._lock, fcntl.LOCK_UN)
+            self._lock.close()
+            self._lock = None
+
+
+@contextlib.contextmanager
+def ownership_kept() -> Iterator[None]:
+    """A test session whose `rig.py status` met one of the suite's outages marks the rig as started by
+    tests once its `up` returns (it found the rig up), and its teardown would later stop a rig it
+    never started: a mark that was not there when the run began is removed when it ends."""
+    before = OWNED_BY_TESTS.exists()
+    try:
+        yield
+    finally:
+        if not before:
+            OWNED_BY_TESTS.unlink(missing_ok=True)
+
+
+def restart(comp: Component, *, locked: bool = False) -> Component:
+    """Start `comp` again as the rig did, and record it in state.json (`locked`: the caller holds
+    the rig's lock, an `Outage`)."""
     LOGS.mkdir(parents=True, exist_ok=True)
     with (LOGS / f"{comp.name}.log").open("ab") as log:
         popen = subprocess.Popen(
@@ -131,16 +174,23 @@ def restart(comp: Component) -> Component:
     start = _starttime(popen.pid)
     if start is None:
         raise RigProcError(f"{comp.name} exited at once with {popen.wait()}")
-    with LOCK.open("a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            current = state()
-            for proc in current.get("procs", []):
-                if proc["name"] == comp.name:
-                    proc["pid"], proc["starttime"] = popen.pid, start
-            tmp = STATE.with_suffix(".chaos.tmp")
-            tmp.write_text(json.dumps(current, indent=2))
-            tmp.replace(STATE)
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    if locked:
+        _record(comp.name, popen.pid, start)
+    else:
+        with LOCK.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                _record(comp.name, popen.pid, start)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     return Component(comp.name, popen.pid, start, comp.argv, comp.env, comp.cwd, comp.port)
+
+
+def _record(name: str, pid: int, start: int) -> None:
+    current = state()
+    for proc in current.get("procs", []):
+        if proc["name"] == name:
+            proc["pid"], proc["starttime"] = pid, start
+    tmp = STATE.with_suffix(".chaos.tmp")
+    tmp.write_text(json.dumps(current, indent=2))
+    tmp.replace(STATE)

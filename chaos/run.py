@@ -31,7 +31,7 @@ from bench.api import Api
 from bench.auditdb import fresh_database, start_postgres, stop_postgres, wait_drained
 from bench.rigctl import Rig
 
-from chaos import infra, phases, report
+from chaos import infra, phases, report, rigproc
 from chaos.actions import arrivals
 from chaos.context import Context
 from chaos.faults import INJECTORS
@@ -106,6 +106,7 @@ async def background(ctx: Context) -> list[asyncio.Task[Any]]:
     watches = ctx.world.watches(session, ctx.namespaces)
     tasks = [asyncio.create_task(w.run()) for w in watches]
     tasks += [asyncio.create_task(ctx.replicas.supervise()), asyncio.create_task(ctx.replicas.scrape())]
+    tasks.append(asyncio.create_task(ctx.pressure.run()))
     await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in watches)), 60)
     return tasks
 
@@ -236,7 +237,7 @@ async def main_async(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="procjob-chaos-"))
     log(f"chaos: profile {prof.name}, seed {seed}, work dir {workdir}")
     started = time.monotonic()
-    with Rig(log):
+    with Rig(log), rigproc.ownership_kept():
         Rig.apply_crd()
         out = await execute(prof, seed, workdir)
     ctx: Context = out.pop("ctx")
