@@ -32,6 +32,10 @@ from procjob.models.transitions import Transition
 
 # A hard bound on attempts of one stage, whatever the rules say (Ignore retries are not charged).
 MAX_ATTEMPTS_PER_STAGE = 100
+# An attempt's pod seen running is recorded Running (status and AttemptRunning, at the pod's own
+# start time) once it has run this long, or with its end, or with a status write the pass makes for
+# it anyway (its pod's UID): a short attempt costs no status write of its own for running.
+RUNNING_RECORD_DELAY = timedelta(seconds=10)
 
 
 class StageMachine(PassState, ABC):
@@ -129,9 +133,12 @@ class StageMachine(PassState, ABC):
         if pod is None:
             self.pod_missing(chain, last)
             return
-        if last.pod_uid is None:
+        writing = last.pod_uid is None  # its UID is recorded now: this pass writes the status for it anyway
+        if writing:
             last = last.model_copy(update={"pod_uid": pod.uid})
             chain.replace_last(last)
+        if pod.terminal:
+            last = self.ran(chain, last, pod)
         if pod.phase == "Succeeded":
             self.attempt_succeeded(chain, last, pod)
         elif pod.phase == "Failed":
@@ -140,7 +147,7 @@ class StageMachine(PassState, ABC):
             self.settle(pod)  # the watch will tell us when it is gone
         elif pod.phase == "Running" or (pod.phase == "Unknown" and last.state == AttemptState.RUNNING):
             # Unknown: the node stopped reporting; the attempt is still running as far as we know.
-            self.running(chain, last, pod)
+            self.running(chain, last, pod, now=writing)
         else:
             self.pending(chain, last, pod)
 
@@ -158,32 +165,53 @@ class StageMachine(PassState, ABC):
     def vanished_end(self, chain: Chain, last: Attempt, pod: PodObservation) -> None:
         """A pod gone before this pass saw how it ended, whose end was seen before it went (it
         succeeded or failed, or was evicted): that end counts, not a deletion."""
-        last = last.model_copy(update={"pod_uid": pod.uid})
+        last = self.ran(chain, last.model_copy(update={"pod_uid": pod.uid}), pod)
         chain.replace_last(last)
         if pod.phase == "Succeeded":
             self.attempt_succeeded(chain, last, pod)
         else:
             self.attempt_failed(chain, failure_of(pod), pod)
 
-    def running(self, chain: Chain, last: Attempt, pod: PodObservation) -> None:
-        """A running attempt: recorded once as running, stopped at timeoutSeconds."""
+    def running(self, chain: Chain, last: Attempt, pod: PodObservation, *, now: bool = False) -> None:
+        """A running attempt: recorded once as running (see RUNNING_RECORD_DELAY; `now`: the pass
+        writes this attempt anyway), stopped at timeoutSeconds."""
         stage = chain.stage
         if last.state == AttemptState.PENDING:
-            last = last.model_copy(
-                update={"state": AttemptState.RUNNING, "start_time": pod.started or self.now, "message": None}
-            )
-            chain.replace_last(last)
-            message = f"{chain.what} attempt {last.attempt} running"
-            self.record(Transition.ATTEMPT_RUNNING, message, stage=stage.name, attempt=last)
+            record_at = self.now if pod.started is None else pod.started + RUNNING_RECORD_DELAY
+            if now or self.now >= record_at:
+                last = self.mark_running(chain, last, pod)
+            else:
+                self.at(record_at)
         if stage.timeout_seconds is None:
             return
-        ends = (last.start_time or self.now) + timedelta(seconds=stage.timeout_seconds)
+        ends = (last.start_time or pod.started or self.now) + timedelta(seconds=stage.timeout_seconds)
         if self.now >= ends:
+            last = self.mark_running(chain, last, pod)  # its run is recorded before its end
             self.delete_pod(pod, "attempt timeout")
             too_long = f"attempt ran longer than timeoutSeconds ({stage.timeout_seconds}s)"
             self.attempt_failed(chain, Failure(FailureReason.DEADLINE_EXCEEDED, None, too_long), None)
         else:
             self.at(ends)
+
+    def ran(self, chain: Chain, last: Attempt, pod: PodObservation) -> Attempt:
+        """A pod that ended: if its container ran (it succeeded, or exited with a code) and the
+        attempt was not recorded Running yet, it is now, at the pod's own start time — unless the
+        audit outbox is full, where only ends are recorded (AUDIT_OUTBOX_HARD_LIMIT)."""
+        ran = pod.phase == "Succeeded" or pod.exit_code is not None
+        if not ran or self.backlog_full:
+            return last
+        return self.mark_running(chain, last, pod)
+
+    def mark_running(self, chain: Chain, last: Attempt, pod: PodObservation) -> Attempt:
+        """Record a pending attempt as running since its pod started (within [its creation, now])."""
+        if last.state != AttemptState.PENDING:
+            return last
+        started = min(max(pod.started or self.now, last.create_time), self.now)
+        last = last.model_copy(update={"state": AttemptState.RUNNING, "start_time": started, "message": None})
+        chain.replace_last(last)
+        message = f"{chain.what} attempt {last.attempt} running"
+        self.record(Transition.ATTEMPT_RUNNING, message, stage=chain.stage.name, attempt=last, time=started)
+        return last
 
     def pending(self, chain: Chain, last: Attempt, pod: PodObservation) -> None:
         """A pod not running yet: its waiting reason shown, stopped at startupTimeoutSeconds."""

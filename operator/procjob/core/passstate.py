@@ -99,7 +99,10 @@ class PassState:
         attempt: Attempt | None = None,
         detail: dict[str, Any] | None = None,
         item: int | None = None,
+        time: datetime | None = None,
     ) -> None:
+        """An audit entry (and the Event mirror's source) for this pass; `time` when it happened
+        earlier than now (a pod's start seen late, see core.attempts)."""
         item = attempt.item if attempt is not None and attempt.item is not None else item
         if item is not None:  # an item of a fanned-out stage: in the detail (the audit's columns are the stage's)
             detail = {"item": item, **(detail or {})}
@@ -112,7 +115,7 @@ class PassState:
             attempt=attempt.attempt if attempt else None,
             pod_name=attempt.pod_name if attempt else None,
             exit_code=attempt.exit_code if attempt else None,
-            time=self.now,
+            time=time or self.now,
             detail=detail or {},
         )
         self.transitions.append(entry)

@@ -289,24 +289,6 @@ def test_a_pod_seen_running_makes_the_attempt_running() -> None:
     assert run.decide().transitions == ()  # still running: nothing new happens
 
 
-def test_a_pod_first_seen_finished_is_recorded_without_a_running_step() -> None:
-    run = Run()
-    run.decide()
-    run.tick(4)
-    run.succeeded()
-    decision = run.decide()
-    assert [t.type for t in decision.transitions] == ["AttemptSucceeded", "StageSucceeded", "JobSucceeded"]
-    assert decision.transitions[0].reason == "Completed"  # what `procjob history` shows for the attempt
-    attempt = run.stage().attempts[-1]
-    assert (attempt.state, attempt.start_time, attempt.finish_time, attempt.exit_code, attempt.reason) == (
-        "Succeeded",
-        NOW + timedelta(seconds=4),
-        NOW + timedelta(seconds=4),
-        0,
-        "Completed",
-    )
-
-
 def test_success_starts_the_next_stage_in_the_same_pass_with_outputs_templated() -> None:
     fetch = {
         "name": "fetch",
@@ -411,7 +393,12 @@ def test_a_zero_delay_retry_starts_the_next_attempt_in_the_same_pass() -> None:
     run.decide()
     run.failed(exit_code=1)
     decision = run.decide()
-    assert [t.type for t in decision.transitions] == ["AttemptFailed", "RetryScheduled", "AttemptStarted"]
+    assert [t.type for t in decision.transitions] == [
+        "AttemptRunning",
+        "AttemptFailed",
+        "RetryScheduled",
+        "AttemptStarted",
+    ]
     assert [c.attempt for c in decision.create] == [2]
 
 
@@ -438,7 +425,7 @@ def test_exhausting_the_retries_fails_the_job_with_rule_limit() -> None:
     run.decide()
     run.failed(exit_code=3)
     decision = run.decide()
-    assert [t.type for t in decision.transitions] == ["AttemptFailed", "StageFailed", "JobFailed"]
+    assert [t.type for t in decision.transitions] == ["AttemptRunning", "AttemptFailed", "StageFailed", "JobFailed"]
     assert decision.create == ()
     assert run.succeeded_condition == ("False", "BackoffLimitExceeded")
     stage = run.stage()

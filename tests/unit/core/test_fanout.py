@@ -162,13 +162,21 @@ def test_fail_fast_fails_the_stage_at_the_first_item_past_the_tolerance_and_stop
     run.decide()
     run.failed(p("fan", 0))
     decision = run.decide()
-    assert [t.type for t in decision.transitions] == ["AttemptFailed", "ItemFailed", "AttemptStarted"]
-    assert decision.transitions[1].detail["item"] == 0
+    assert [t.type for t in decision.transitions] == ["AttemptRunning", "AttemptFailed", "ItemFailed", "AttemptStarted"]
+    assert decision.transitions[2].detail["item"] == 0
     assert run.succeeded_condition == ("Unknown", "Running")  # one failure is tolerated
     run.failed(p("fan", 1))
     decision = run.decide()
     types = [t.type for t in decision.transitions]
-    assert types == ["AttemptFailed", "ItemFailed", "AttemptStopped", "AttemptStopped", "StageFailed", "JobFailed"]
+    assert types == [
+        "AttemptRunning",
+        "AttemptFailed",
+        "ItemFailed",
+        "AttemptStopped",
+        "AttemptStopped",
+        "StageFailed",
+        "JobFailed",
+    ]
     assert run.succeeded_condition == ("False", "StageFailed")
     assert run.parsed.message == "stage fan: 2 of 5 items failed (1 tolerated)"
     assert items(run).failed_indexes == "0-1"

@@ -159,6 +159,7 @@ def test_a_stage_whose_template_fails_stops_the_stages_started_in_the_same_pass_
     decision = run.decide()
     types = [(t.type, t.stage) for t in decision.transitions]
     assert types == [
+        ("AttemptRunning", "a"),
         ("AttemptSucceeded", "a"),
         ("StageSucceeded", "a"),
         ("StageStarted", "b"),
@@ -207,6 +208,7 @@ def test_finally_runs_after_the_stages_succeed_and_the_job_succeeds_after_it() -
     run.succeeded(p("work"))
     decision = run.decide()
     assert [t.type for t in decision.transitions] == [
+        "AttemptRunning",
         "AttemptSucceeded",
         "StageSucceeded",
         "FinallyStarted",

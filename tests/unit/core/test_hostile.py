@@ -44,7 +44,7 @@ def test_outputs_that_cannot_be_kept_fail_the_attempt_with_the_cause(message: st
     run.decide()
     run.succeeded(message=message)
     decision = run.decide()
-    assert [t.type for t in decision.transitions][:1] == ["AttemptFailed"]
+    assert [t.type for t in decision.transitions][:2] == ["AttemptRunning", "AttemptFailed"]
     attempt = run.stage().attempts[-1]
     assert (attempt.state, attempt.reason) == ("Failed", "InvalidOutputs")
     assert cause in (attempt.message or "")
