@@ -66,13 +66,14 @@ def test_three_stages_succeed_and_pass_outputs_on(kube: Kube, namespace: str, op
     assert wide[0].split()[-1] == "MESSAGE"
     assert "all 3 stages succeeded" in wide[1]
 
-    # One Event per pass mirrors all of its transitions (the audit keeps each one as a record).
+    # The Events mirror every transition, a pass's in one Event, a job's progress gathered into its
+    # next Event (the audit keeps each one as a record).
     def all_posted() -> list[dict[str, Any]] | None:
         events = kube.events(namespace, "three")
         return events if any(e["reason"] == "JobSucceeded" for e in events) else None
 
     events = wait_for("the JobSucceeded Event", all_posted)
-    assert {"Started", "StageSucceeded", "JobSucceeded"} <= {e["reason"] for e in events}
+    assert "JobSucceeded" in {e["reason"] for e in events}
     mirrored = "; ".join(e["message"] for e in events).split("; ")
     for name in ("fetch", "resize", "publish"):
         for what in ("started", "attempt 1 started", "succeeded"):

@@ -1,11 +1,23 @@
 """What the reconciler tells the world besides the job itself: Kubernetes Events (a lossy mirror,
-posted in the background, never blocking a reconcile) and metrics of each applied pass."""
+posted in the background, never blocking a reconcile) and metrics of each applied pass.
+
+A job's progress Events (its start, a stage's start and success: `Event.progress`) are held for up
+to EVENT_HOLD seconds and posted with the job's next Event: a Normal one (the job's end, a
+suspension, the finally stages...) carries them before its own message, under its own reason; a
+Warning is preceded by them, posted alone, so `kubectl describe` keeps the order. Posted alone
+(also after EVENT_HOLD, or before a message would pass 1024 characters), they are one Event per run
+of the same reason (Started, StageSucceeded...), so each reason still shows.
+Every transition is still mirrored, and a short job's healthy run costs one Event instead of one
+per pass. What is held when the process stops is lost, like any Event in flight (the audit is
+the record).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -13,7 +25,7 @@ import aiohttp
 
 from procjob.adapters.kube import ApiError, KubeClient
 from procjob.adapters.metrics import Metrics
-from procjob.core.decision import Decision
+from procjob.core.decision import Decision, Event, EventType
 from procjob.models.job import JobMeta
 from procjob.models.lifecycle import body_state, finished, outcome, succeeded_condition
 from procjob.models.status import ProcessingJobStatus
@@ -22,25 +34,102 @@ from procjob.models.transitions import Transition
 log = logging.getLogger("procjob.reconcile")
 
 EVENT_CONCURRENCY = 16
+EVENT_HOLD = 5.0  # seconds a job's Events are gathered into one (see the module's docstring)
+EVENT_MESSAGE_CHARS = 1024  # what an Event's message may hold (longer ones are cut)
+SEPARATOR = "; "
+
+
+@dataclass
+class _Held:
+    """A job's progress Events gathered since the first of them (all Normal)."""
+
+    meta: JobMeta
+    events: list[Event] = field(default_factory=list)
+    now: datetime | None = None  # the newest pass's time
+    timer: asyncio.TimerHandle | None = None
+
+    @property
+    def messages(self) -> list[str]:
+        return [e.message for e in self.events]
+
+    def fits(self, message: str) -> bool:
+        return sum(len(m) + len(SEPARATOR) for m in self.messages) + len(message) <= EVENT_MESSAGE_CHARS
+
+    def runs(self) -> list[tuple[str, str]]:
+        """Posted alone: (reason, message) per run of consecutive Events with the same reason."""
+        runs: list[tuple[str, list[str]]] = []
+        for event in self.events:
+            if runs and runs[-1][0] == event.reason:
+                runs[-1][1].append(event.message)
+            else:
+                runs.append((event.reason, [event.message]))
+        return [(reason, SEPARATOR.join(messages)) for reason, messages in runs]
 
 
 class EventPoster:
     """Posts Events in background tasks, at most EVENT_CONCURRENCY at once; a failure is counted
-    and dropped (the audit is the record)."""
+    and dropped (the audit is the record). Progress Events are held per job (`hold` seconds)."""
 
-    def __init__(self, client: KubeClient, metrics: Metrics, instance: str) -> None:
+    def __init__(self, client: KubeClient, metrics: Metrics, instance: str, *, hold: float = EVENT_HOLD) -> None:
         self.client = client
         self.metrics = metrics
         self.instance = instance
+        self.hold = hold
         self.tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(EVENT_CONCURRENCY)
+        self._held: dict[str, _Held] = {}  # job UID -> its progress Events not posted yet
 
     def post_decision(self, meta: JobMeta, decision: Decision, now: datetime) -> None:
         for event in decision.events:
+            if event.progress and self.hold > 0:
+                self._gather(meta, event, now)
+                continue
+            held = self._held.get(meta.uid)
+            if held is not None and event.type == EventType.NORMAL and held.fits(event.message):
+                self._drop(meta.uid)
+                message = SEPARATOR.join([*held.messages, event.message])
+                self.post(meta, event.type.value, event.reason, message, now)
+                continue
+            self._release(meta.uid)
             self.post(meta, event.type.value, event.reason, event.message, now)
 
+    def flush(self) -> None:
+        """Post every held Event now."""
+        for uid in list(self._held):
+            self._release(uid)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def _gather(self, meta: JobMeta, event: Event, now: datetime) -> None:
+        held = self._held.get(meta.uid)
+        if held is not None and not held.fits(event.message):
+            self._release(meta.uid)
+            held = None
+        if held is None:
+            held = self._held[meta.uid] = _Held(meta)
+            held.timer = asyncio.get_running_loop().call_later(self.hold, self._release, meta.uid)
+        held.events.append(event)
+        held.now = now
+
+    def _drop(self, uid: str) -> _Held | None:
+        held = self._held.pop(uid, None)
+        if held is not None and held.timer is not None:
+            held.timer.cancel()
+        return held
+
+    def _release(self, uid: str) -> None:
+        held = self._drop(uid)
+        if held is None:
+            return
+        now = held.now
+        assert now is not None
+        for reason, message in held.runs():
+            self.post(held.meta, EventType.NORMAL.value, reason, message, now)
+
     def post(self, meta: JobMeta, type_: str, reason: str, message: str, now: datetime) -> None:
-        task = asyncio.create_task(self._post(meta, type_, reason, message[:1024], now))
+        task = asyncio.create_task(self._post(meta, type_, reason, message[:EVENT_MESSAGE_CHARS], now))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 

@@ -46,6 +46,9 @@ class Event:
     type: EventType
     reason: str
     message: str
+    # only a healthy run's progress (the job's start, a stage's start and success): the shell may
+    # gather it with the job's next Events (controller.reporting)
+    progress: bool = field(default=False, compare=False)
 
 
 class FinalizerAction(StrEnum):
