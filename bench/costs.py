@@ -76,4 +76,7 @@ def diff(before: Snapshot, after: Snapshot, stages: int, jobs: int) -> dict[str,
         "rig_cpu_s": cpu,
         "rig_cpu_s_per_1000_jobs": {k: round(v * 1000 / jobs, 1) for k, v in cpu.items()} if jobs else {},
         "apiserver_cpu_s_per_1000_stages": round(cpu.get("kube-apiserver", 0.0) * 1000 / stages, 1) if stages else None,
+        "kcm_cpu_s_per_1000_stages": (
+            round(cpu.get("kube-controller-manager", 0.0) * 1000 / stages, 1) if stages else None
+        ),
     }

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench import floor
+
 SYSTEMS = (
     ("b0", "B0 ceiling (pre-bound pods)"),
     ("b1_upstream", "B1 Jobs, KCM upstream client QPS"),
@@ -89,16 +91,56 @@ def _target(name: str, measured: Any, goal: float | None, higher: bool, note: st
     return {"target": name, "measured": measured, "goal": goal, "met": met, "note": note}
 
 
-def _rss_target(results: dict[str, Any]) -> dict[str, Any]:
-    """Operator RSS at 5,000 jobs, from the matrix or the main run; only the full profile gets there."""
+def _rss_target(results: dict[str, Any], jobs: int = 5000) -> dict[str, Any]:
+    """Operator RSS at `jobs` jobs, from the matrix or the main run; only the full profile gets there."""
     pj = "procjob"
     runs = [*(results.get("procjob_matrix") or []), {"n": _get(results, pj, "chains") or 0, **(results.get(pj) or {})}]
-    big = [m for m in runs if m.get("n", 0) >= 5000 and m.get("rss_peak_mib")]
-    rss_5000 = max((m["rss_peak_mib"] for m in big), default=None)
+    big = [m for m in runs if m.get("n", 0) >= jobs and m.get("rss_peak_mib")]
+    rss = max((m["rss_peak_mib"] for m in big), default=None)
     rss_note = (
         "" if big else f"full profile only; at N={_get(results, pj, 'chains')}: {_get(results, pj, 'rss_peak_mib')} MiB"
     )
-    return _target("operator RSS <= 200 MiB at 5,000 jobs", rss_5000, 200.0, False, rss_note)
+    return _target(f"operator RSS <= 200 MiB at {jobs:,} jobs", rss, 200.0, False, rss_note)
+
+
+def _issue_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The goals of the performance issue (#18): writes per stage, API-server CPU and first pods
+    against B1 tuned, throughput."""
+    pj, b1t = "procjob", "b1_tuned"
+    own = ((results.get("write_floor") or {}).get("systems") or {}).get(pj, {}).get("own_writes_per_stage")
+    return [
+        _target("procjob's own API writes per stage <= 3.5 (floor 3.0)", own, 3.5, False),
+        _target(
+            "all API writes per stage <= 9.5 (procjob)", _get(results, pj, "apiserver_writes_per_stage"), 9.5, False
+        ),
+        _target(
+            "API-server CPU per 1,000 stages, procjob / B1 tuned <= 0.6",
+            _ratio(
+                _get(results, pj, "apiserver_cpu_s_per_1000_stages"),
+                _get(results, b1t, "apiserver_cpu_s_per_1000_stages"),
+            ),
+            0.6,
+            False,
+        ),
+        _target(
+            "stages/s, burst, procjob / B1 tuned >= 1.6",
+            _ratio(_get(results, pj, "stages_per_s"), _get(results, b1t, "stages_per_s")),
+            1.6,
+            True,
+        ),
+        _target(
+            "first pod p99, burst, procjob / B1 tuned <= 1.0",
+            _ratio(_get(results, pj, "first_pod_p99_s"), _get(results, b1t, "first_pod_p99_s")),
+            1.0,
+            False,
+        ),
+        _target(
+            "operator CPU per stage / kube-controller-manager's in B1 tuned <= 1.0",
+            _ratio(_get(results, pj, "cpu_s_per_1000_stages"), _get(results, b1t, "kcm_cpu_s_per_1000_stages")),
+            1.0,
+            False,
+        ),
+    ]
 
 
 def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -128,6 +170,7 @@ def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
             False,
         ),
         _rss_target(results),
+        _rss_target(results, 20000),
         _target("audit lag p99 <= 5 s", _get(results, pj, "audit_lag_p99_s"), 5.0, False),
         _target(
             "audit exact (seq 1..lastSeq, no gap, no duplicate)",
@@ -135,6 +178,7 @@ def judge(results: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]
             1.0,
             True,
         ),
+        *_issue_targets(results),
     ]
     return ratios, targets
 
@@ -243,6 +287,12 @@ def _writes_by_resource(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _floor(results: dict[str, Any]) -> list[str]:
+    """The write floor and every system against it (bench/floor.py)."""
+    titles = {key: title(key, default, results[key]) for key, default in SYSTEMS if isinstance(results.get(key), dict)}
+    return floor.markdown(results, titles)
+
+
 def _operator_costs(results: dict[str, Any]) -> list[str]:
     """The procjob operator's own costs and its audit, when the run measured them."""
     pj = results.get("procjob") or {}
@@ -295,7 +345,17 @@ def _targets(results: dict[str, Any]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     """The report's .md: the machine, the systems table, settings, ratios, costs, matrix, targets."""
-    sections = (_header, _systems_table, _settings, _ratios, _writes_by_resource, _operator_costs, _matrix, _targets)
+    sections = (
+        _header,
+        _systems_table,
+        _settings,
+        _ratios,
+        _writes_by_resource,
+        _floor,
+        _operator_costs,
+        _matrix,
+        _targets,
+    )
     return "\n".join(line for section in sections for line in section(results))
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 from tests.support.postgres import PostgresCluster
 
-from bench import report
+from bench import floor, report
 from bench.api import Api, BenchError
 from bench.auditdb import start_postgres, stop_postgres
 from bench.profiles import PROFILES, Profile
@@ -128,6 +128,7 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
             if pg is not None:
                 stop_postgres(pg)
     results["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    results["write_floor"] = floor.write_floor(results)
     results["ratios"], results["targets"] = report.judge(results)
     results["ok"] = not any("error" in v for v in results.values() if isinstance(v, dict))
     if results["ok"]:

@@ -32,7 +32,14 @@ from bench.rigctl import KUBECONFIG, Rig
 from bench.systems import Load, System, b0, b1, drive, procjob
 
 RESULTS = Path(__file__).resolve().parent / "results"
-REQUIRED = ("stages_per_s", "transition_p50_s", "transition_p99_s", "first_pod_p99_s")
+REQUIRED = (  # every system's row has these keys (None when it did not run)
+    "stages_per_s",
+    "transition_p50_s",
+    "transition_p99_s",
+    "first_pod_p99_s",
+    "apiserver_writes_per_stage",
+    "apiserver_cpu_s_per_1000_stages",
+)
 T0 = time.monotonic()
 
 

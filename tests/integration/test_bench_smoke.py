@@ -19,7 +19,14 @@ from tests.support.rig import Rig
 
 pytestmark = [pytest.mark.rig, pytest.mark.postgres]
 
-REQUIRED = ("stages_per_s", "transition_p50_s", "transition_p99_s", "first_pod_p99_s")
+REQUIRED = (
+    "stages_per_s",
+    "transition_p50_s",
+    "transition_p99_s",
+    "first_pod_p99_s",
+    "apiserver_writes_per_stage",
+    "apiserver_cpu_s_per_1000_stages",
+)
 
 
 def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
@@ -48,8 +55,21 @@ def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
     assert "skipped" in results["b1_tuned"]  # the smoke profile never restarts the rig
 
     procjob = results["procjob"]
-    for key in ("rss_peak_mib", "cpu_s_per_1000_jobs", "audit_lag_p99_s", "operator_api_requests_per_stage"):
+    for key in (
+        "rss_peak_mib",
+        "cpu_s_per_1000_jobs",
+        "cpu_s_per_1000_stages",
+        "audit_lag_p99_s",
+        "operator_api_requests_per_stage",
+        "operator_api_requests_per_stage_total",
+    ):
         assert procjob.get(key) is not None, f"procjob.{key} was not measured"
+    assert results["b1_default"].get("kcm_cpu_s_per_1000_stages") is not None
+    floor = results["write_floor"]
+    assert floor["floor_writes_per_stage"] is not None, "the kubelet's writes come from B0"
+    assert floor["floor_writes_per_stage_with_pod_gc"] is not None
+    assert floor["systems"]["procjob"]["own_writes_per_stage"] is not None
+    assert set(floor["systems"]["procjob"]["by_component"]) >= {"pod_create", "kubelet_status", "status_write"}
     assert procjob["audit_exact"] is True, procjob.get("audit_problems")
     assert results["b0"]["pods_succeeded_seen"] == 20
 
@@ -61,4 +81,5 @@ def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
 
     stem = found[0].with_suffix("")
     assert stem.with_suffix(".md").read_text().startswith("# procjob benchmark")
+    assert "Write floor" in stem.with_suffix(".md").read_text()
     assert stem.with_suffix(".png").stat().st_size > 0
