@@ -34,8 +34,9 @@ from procjob.models.transitions import Transition
 MAX_ATTEMPTS_PER_STAGE = 100
 # An attempt's pod seen running is recorded Running (status and AttemptRunning, at the pod's own
 # start time) once it has run this long, or with its end, or with a status write the pass makes for
-# it anyway (its pod's UID): a short attempt costs no status write of its own for running.
-RUNNING_RECORD_DELAY = timedelta(seconds=10)
+# it anyway (its pod's UID): a short attempt costs no status write of its own for running. Its audit
+# row is as late as this at most (plus the relay), within the audit-lag target of 5 s.
+RUNNING_RECORD_DELAY = timedelta(seconds=4)
 
 
 class StageMachine(PassState, ABC):

@@ -93,12 +93,13 @@ def test_a_running_pod_without_a_start_time_is_recorded_at_once() -> None:
 
 
 def test_an_attempt_timed_out_before_it_was_recorded_running_is_recorded_running_then_failed() -> None:
-    run = Run(spec_of(image_stage(timeoutSeconds=5, retry={"limit": 0})))
+    timeout = RUNNING_RECORD_DELAY.total_seconds() / 2
+    run = Run(spec_of(image_stage(timeoutSeconds=int(timeout), retry={"limit": 0})))
     uid_recorded(run)
     run.running()
     started = run.now
-    assert run.decide().requeue_at == started + timedelta(seconds=5)
-    run.tick(5)
+    assert run.decide().requeue_at == started + timedelta(seconds=int(timeout))
+    run.tick(int(timeout))
     decision = run.decide()
     assert [t.type for t in decision.transitions][:2] == ["AttemptRunning", "AttemptFailed"]
     failed = run.stage().attempts[-1]
