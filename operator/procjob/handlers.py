@@ -29,6 +29,8 @@ from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 
 log = logging.getLogger("procjob")
 
+IDLE_WORKER_SECONDS = 0.5  # see `configure`
+
 
 class NoDiffBase(kopf.DiffBaseStorage):
     """No essence and no last-handled state: nothing here compares an object with an earlier one."""
@@ -119,6 +121,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.server_timeout = 300
     settings.posting.level = logging.ERROR  # our own Events mirror transitions; kopf's logs are not Events
     settings.scanning.disabled = True
+    # kopf keeps a worker per object for this long after its last event, holding that event's
+    # decoded object (~12 KiB for a job with managedFields): 5 s by default, i.e. thousands of
+    # them in a burst. Our handlers only file the object, so a short life costs one task per event.
+    settings.queueing.idle_timeout = IDLE_WORKER_SECONDS
     settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.progress_storage = NoProgress()
 

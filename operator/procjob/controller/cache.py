@@ -1,11 +1,12 @@
 """In-memory indexes fed by the watches: jobs by key, pods by (namespace, job UID).
 
 The reconcile reads only from here (no GET per reconcile). A job is kept as its compact JSON
-(without `metadata.managedFields`, which nothing here reads) plus a `JobOutline` of the few fields
-read of every job at once (queue order, gauges, the finished-jobs cap): a decoded ProcessingJob
-costs about 9 KiB of Python objects for 2 KiB of JSON, and 20,000 of them alone would take 177 MiB;
-as bytes and an outline they take about 50 MiB. `job(key)` decodes a fresh dict for each reconcile
-(~15 us, beside the pydantic parse that follows it), so no caller can alter the cached copy.
+(without `metadata.managedFields`, which nothing here reads), deflated (`Packer`), plus a
+`JobOutline` of the few fields read of every job at once (queue order, gauges, the finished-jobs
+cap): a decoded ProcessingJob costs about 9 KiB of Python objects for 2 KiB of JSON, and 20,000 of
+them alone took 177 MiB; packed, with an outline, they take about 20 MiB. `job(key)` decodes a
+fresh dict for each reconcile (~20 us, beside the pydantic parse that follows it), so no caller
+can alter the cached copy.
 
 Our own writes are put in as soon as the API server answers, so the next reconcile does not act
 on an older copy; a watch event older than what we hold (a smaller resourceVersion) is ignored for
@@ -33,6 +34,7 @@ import dataclasses
 import json
 import sys
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -47,6 +49,9 @@ PodKey = tuple[str, str]  # (namespace, job UID)
 
 TOMBSTONE_LIMIT = 10_000
 TOMBSTONE_SECONDS = 3600.0
+
+ZDICT_BYTES = 32 * 1024  # zlib's window: a longer preset dictionary is not used
+ZLIB_LEVEL = 1  # the fastest: with the preset dictionary, higher levels gain little
 
 IGNORED_UNLABELLED = "unlabelled"  # a pod without our label reached the cache: the selector is not in effect
 IGNORED_NOT_OURS = "not-ours"  # labelled as ours, but not controlled by the job its labels name
@@ -127,8 +132,27 @@ class JobOutline:
         return {"metadata": meta, "spec": spec, "status": status}
 
 
-def _pack(body: dict[str, Any]) -> bytes:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+class Packer:
+    """A job's compact JSON, deflated with a preset dictionary: the first job packed (its last
+    ZDICT_BYTES). Jobs share most of their JSON (field names, images, conditions, timestamps' digits),
+    so 2 KiB of a one-stage job's JSON deflate to about 200 bytes against another job (600 with
+    no dictionary), for ~55 us per write and ~3 us per read. The dictionary is fixed once chosen
+    (every packed body needs it to be read back); a first job unlike the rest only costs ratio."""
+
+    def __init__(self) -> None:
+        self._zdict: bytes | None = None
+
+    def pack(self, body: dict[str, Any]) -> bytes:
+        data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        if self._zdict is None:
+            self._zdict = data[-ZDICT_BYTES:]
+        deflate = zlib.compressobj(ZLIB_LEVEL, zdict=self._zdict)
+        return deflate.compress(data) + deflate.flush()
+
+    def unpack(self, packed: bytes) -> dict[str, Any]:
+        assert self._zdict is not None, "nothing was packed yet"
+        body: dict[str, Any] = json.loads(zlib.decompressobj(zdict=self._zdict).decompress(packed))
+        return body
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,7 +243,8 @@ class Cache:
     ) -> None:
         self._ignored = ignored  # called with IGNORED_* for each pod event that counts for no job
         self.jobs: dict[str, JobOutline] = {}  # key -> outline
-        self._bodies: dict[str, bytes] = {}  # key -> the job's compact JSON, without managedFields
+        self._bodies: dict[str, bytes] = {}  # key -> the job's packed JSON, without managedFields
+        self._packer = Packer()
         self.pods: dict[PodKey, dict[str, PodObservation]] = {}  # (namespace, job UID) -> pod name -> pod
         self.tombstones = Tombstones(tombstone_limit, tombstone_seconds, clock)
         self._where: dict[str, _Where] = {}  # pod UID -> where it is filed
@@ -246,16 +271,13 @@ class Cache:
             # server's copy as it is.
             body = {**body, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
         self.jobs[key] = JobOutline.of(body)
-        self._bodies[key] = _pack(body)
+        self._bodies[key] = self._packer.pack(body)
         return key
 
     def job(self, key: str) -> dict[str, Any] | None:
         """The job as last seen (a fresh copy), or None."""
-        data = self._bodies.get(key)
-        if data is None:
-            return None
-        body: dict[str, Any] = json.loads(data)
-        return body
+        packed = self._bodies.get(key)
+        return None if packed is None else self._packer.unpack(packed)
 
     def outlines(self) -> list[JobOutline]:
         return list(self.jobs.values())

@@ -100,6 +100,19 @@ def test_each_read_of_a_job_is_a_fresh_copy_that_cannot_alter_the_cache() -> Non
     assert cache.job("ns/other") is None
 
 
+def test_every_job_reads_back_exactly_as_observed_whatever_job_came_first() -> None:
+    """The first job packed is the preset dictionary of all the others (Packer)."""
+    cache = Cache()
+    first = job("1", name="tiny")
+    other = job("2", name="other", uid="u2", labels={"team": "média ✓"})
+    other["spec"]["stages"] = [{"name": f"s{i}", "image": "x" * 300, "args": ["ü" * 50] * 5} for i in range(40)]
+    other["status"] = {"stages": [{"name": "s0", "attempts": [{"attempt": 1, "exitCode": 0}]}], "queue": None}
+    for body in (first, other):
+        cache.observe_job(body)
+    assert cache.job("ns/tiny") == first
+    assert cache.job("ns/other") == other
+
+
 SUCCEEDED = {"type": "Succeeded", "status": "True", "reason": "Succeeded", "message": "m"}
 FAILED = {"type": "Succeeded", "status": "False", "reason": "BackoffLimitExceeded", "message": "m"}
 T0, T1 = "2026-11-23T10:00:00Z", "2026-11-23T10:05:00Z"
