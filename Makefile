@@ -78,7 +78,7 @@ bench-worker: setup ## stream 256 MiB through the fetch worker; throughput and p
 chaos: setup ## the full chaos suite (1,000 jobs, every fault, 10,000 jobs drained); SEED=N to replay
 	$(PY) -m chaos.run --profile full $(if $(SEED),--seed $(SEED))
 
-chaos-quick: setup ## the quick chaos profile (<= 10 minutes; not yet in make test); SEED=N to replay
+chaos-quick: setup ## the quick chaos profile (<= 10 minutes, also in make test); SEED=N to replay
 	$(PY) -m chaos.run --profile quick $(if $(SEED),--seed $(SEED))
 
 clean: rig-down ## remove local state (not the Go build cache)
