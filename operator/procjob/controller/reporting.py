@@ -5,8 +5,8 @@ A job's progress Events (its start, a stage's start and success: `Event.progress
 to EVENT_HOLD seconds and posted with the job's next Event: a Normal one (the job's end, a
 suspension, the finally stages...) carries them before its own message, under its own reason; a
 Warning is preceded by them, posted alone, so `kubectl describe` keeps the order. Posted alone
-(also after EVENT_HOLD, or before a message would pass 1024 characters), they are one Event per run
-of the same reason (Started, StageSucceeded...), so each reason still shows.
+(also after EVENT_HOLD, or before a message would pass 1024 characters), they are one Event named
+by the newest one's reason (how far the job got: Started, StageSucceeded...).
 Every transition is still mirrored, and a short job's healthy run costs one Event instead of one
 per pass. What is held when the process stops is lost, like any Event in flight (the audit is
 the record).
@@ -55,15 +55,10 @@ class _Held:
     def fits(self, message: str) -> bool:
         return sum(len(m) + len(SEPARATOR) for m in self.messages) + len(message) <= EVENT_MESSAGE_CHARS
 
-    def runs(self) -> list[tuple[str, str]]:
-        """Posted alone: (reason, message) per run of consecutive Events with the same reason."""
-        runs: list[tuple[str, list[str]]] = []
-        for event in self.events:
-            if runs and runs[-1][0] == event.reason:
-                runs[-1][1].append(event.message)
-            else:
-                runs.append((event.reason, [event.message]))
-        return [(reason, SEPARATOR.join(messages)) for reason, messages in runs]
+    @property
+    def reason(self) -> str:
+        """Posted alone, they are named by the newest one's reason: how far the job got."""
+        return self.events[-1].reason
 
 
 class EventPoster:
@@ -125,8 +120,7 @@ class EventPoster:
             return
         now = held.now
         assert now is not None
-        for reason, message in held.runs():
-            self.post(held.meta, EventType.NORMAL.value, reason, message, now)
+        self.post(held.meta, EventType.NORMAL.value, held.reason, SEPARATOR.join(held.messages), now)
 
     def post(self, meta: JobMeta, type_: str, reason: str, message: str, now: datetime) -> None:
         task = asyncio.create_task(self._post(meta, type_, reason, message[:EVENT_MESSAGE_CHARS], now))

@@ -44,7 +44,7 @@ async def test_progress_is_held_and_rides_on_the_next_normal_event_under_its_rea
     assert poster.held == 0
 
 
-async def test_a_warning_is_preceded_by_the_held_progress_posted_alone_one_event_per_reason() -> None:
+async def test_a_warning_is_preceded_by_the_held_progress_posted_alone_under_the_newest_reason() -> None:
     kube = FakeKube()
     poster = EventPoster(kube, Metrics(), "")  # type: ignore[arg-type]
     poster.post_decision(META, decision(Event(NORMAL, "Started", "job started", progress=True)), START)
@@ -52,8 +52,7 @@ async def test_a_warning_is_preceded_by_the_held_progress_posted_alone_one_event
     poster.post_decision(META, decision(progress("stage b succeeded")), START)
     poster.post_decision(META, decision(Event(WARNING, "AttemptFailed", "attempt 1 failed")), START)
     assert await posted(poster, kube) == [
-        ("Normal", "Started", "job started"),
-        ("Normal", "StageSucceeded", "stage a succeeded; stage b succeeded"),
+        ("Normal", "StageSucceeded", "job started; stage a succeeded; stage b succeeded"),
         ("Warning", "AttemptFailed", "attempt 1 failed"),
     ]
 
