@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(CURDIR)/.rig/bin:$(PATH)
 
 .PHONY: help setup lint typecheck unit integration e2e coverage test demo demo-down rig-up rig-down rig-status \
-        crd bench bench-full bench-worker chaos chaos-quick clean node-up node-down node-status image
+        crd bench bench-fanout bench-full bench-worker chaos chaos-quick clean node-up node-down node-status image
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -66,8 +66,12 @@ demo: setup ## rig + PostgreSQL + CRD + operator + examples, shown with kubectl 
 demo-down: ## stop what make demo started
 	$(PY) hack/demo.py down
 
-bench: setup ## quick benchmark profile (<= 10 minutes)
+bench: setup ## quick benchmark profile (<= 10 minutes), then the fan-out profile (a few minutes)
 	$(PY) -m bench.run --profile quick
+	$(PY) -m bench.fanout --items 1000 --parallelism 50
+
+bench-fanout: setup ## fan-out alone: one forEach stage of ITEMS (1000) at PARALLELISM (50) against one Indexed Job
+	$(PY) -m bench.fanout --items $(or $(ITEMS),1000) --parallelism $(or $(PARALLELISM),50)
 
 bench-full: setup ## the full benchmark matrix
 	$(PY) -m bench.run --profile full
@@ -78,7 +82,7 @@ bench-worker: setup ## stream 256 MiB through the fetch worker; throughput and p
 chaos: setup ## the full chaos suite (1,000 jobs, every fault, 10,000 jobs drained); SEED=N to replay
 	$(PY) -m chaos.run --profile full $(if $(SEED),--seed $(SEED))
 
-chaos-quick: setup ## the quick chaos profile (<= 10 minutes, also in make test); SEED=N to replay
+chaos-quick: setup ## the quick chaos profile (<= 10 minutes); SEED=N to replay
 	$(PY) -m chaos.run --profile quick $(if $(SEED),--seed $(SEED))
 
 clean: rig-down ## remove local state (not the Go build cache)
