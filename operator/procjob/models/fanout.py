@@ -17,7 +17,6 @@ any pod); a list read from an upstream output at run time is checked by the oper
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Mapping
 from enum import StrEnum
@@ -26,7 +25,7 @@ from typing import Any
 from pydantic import Field
 
 from procjob.models.base import ApiModel
-from procjob.models.syntax import INT64
+from procjob.models.syntax import scalar_problem
 
 MAX_ITEMS = 10_000  # items of one fanned-out stage
 MAX_ITEM_KEYS = 16  # keys of an object item
@@ -93,21 +92,9 @@ def for_each_schema() -> dict[str, Any]:
 
 
 def _scalar_problem(value: object) -> str | None:
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return None if -INT64 <= value < INT64 else "an integer outside the 64-bit range"
-    if isinstance(value, float):
-        return None if math.isfinite(value) else "a number that is not finite"
-    if isinstance(value, str):
-        if len(value) > MAX_ITEM_STRING:
-            return f"a string longer than {MAX_ITEM_STRING} characters"
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return "a string that is not valid UTF-8"
-        return None
-    return ITEM_SHAPE
+    if value is not None and not isinstance(value, str | int | float | bool):
+        return ITEM_SHAPE
+    return scalar_problem(value, MAX_ITEM_STRING)
 
 
 def item_problem(item: object) -> str | None:

@@ -271,7 +271,8 @@ def cel_requests_fit_limits() -> list[dict[str, str]]:
     ]
 
 
-def _scalar_problem(value: object) -> str | None:
+def scalar_problem(value: object, max_string: int = MAX_WITH_STRING) -> str | None:
+    """What makes a JSON scalar unfit for a spec value (None: it fits); strings up to `max_string`."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -279,8 +280,8 @@ def _scalar_problem(value: object) -> str | None:
     if isinstance(value, float):
         return None if math.isfinite(value) else "a number that is not finite"
     if isinstance(value, str):
-        if len(value) > MAX_WITH_STRING:
-            return f"a string longer than {MAX_WITH_STRING} characters"
+        if len(value) > max_string:
+            return f"a string longer than {max_string} characters"
         try:
             value.encode()
         except UnicodeEncodeError:
@@ -306,7 +307,7 @@ def _shape_problem(path: str, value: object, level: int) -> tuple[str | None, li
         if len(value) > MAX_WITH_ITEMS:
             return f"{path} has more than {MAX_WITH_ITEMS} items", []
         return None, [(f"{path}[{i}]", item, 3) for i, item in enumerate(value)]
-    problem = _scalar_problem(value)
+    problem = scalar_problem(value)
     return (f"{path} is {problem}" if problem else None), []
 
 
