@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import psycopg.sql
 import pytest
 
 from procjob.adapters.audit import (
@@ -33,6 +34,7 @@ from procjob.adapters.audit import (
     load_migrations,
     migrate,
 )
+from procjob.adapters.audit.connection import durable_commits
 from procjob.adapters.metrics import Metrics
 from procjob.controller.queue import WorkQueue
 from procjob.controller.relay import AuditRelay
@@ -411,6 +413,34 @@ async def test_mark_deleted_keeps_the_first_deletion_time(store: AuditStore, dat
     await store.upsert_job(summary(last_seq=20))
     assert rows(database, "SELECT deleted_at FROM jobs") == [(first,)]
     assert not await store.mark_deleted("unknown-uid", first)
+
+
+# ------------------------------------------------------------------------------ durable commits
+
+
+async def test_the_operators_sessions_commit_durably_where_the_server_says_off(
+    store: AuditStore, database: str
+) -> None:
+    # The test cluster runs with synchronous_commit = off (tests/support/postgres.py): an
+    # acknowledged commit could be lost by a crash, and with it audit rows the outbox let go.
+    assert rows(database, "SHOW synchronous_commit") == [("off",)]
+    async with store._connection("probe") as conn:  # the pool's own connection, as the relay gets it
+        cursor = await conn.execute("SHOW synchronous_commit")
+        assert await cursor.fetchone() == ("on",)
+
+
+@pytest.mark.parametrize("setting", ["local", "remote_write", "remote_apply", "on"])
+async def test_a_durable_setting_of_the_database_is_kept(database: str, setting: str) -> None:
+    with psycopg.connect(database, autocommit=True) as admin:
+        admin.execute(
+            psycopg.sql.SQL("ALTER DATABASE {} SET synchronous_commit = {}").format(
+                psycopg.sql.Identifier(admin.info.dbname), psycopg.sql.Literal(setting)
+            )
+        )
+    async with await psycopg.AsyncConnection.connect(database) as conn:
+        await durable_commits(conn)
+        cursor = await conn.execute("SHOW synchronous_commit")
+        assert await cursor.fetchone() == (setting,)
 
 
 # ---------------------------------------------------------------------------- errors and outages

@@ -62,3 +62,20 @@ def connect_kwargs(dsn: str, connect_timeout: float) -> dict[str, Any]:
         "keepalives_count": 3,
     }
     return {key: value for key, value in wanted.items() if key not in given}
+
+
+async def durable_commits(conn: psycopg.AsyncConnection[Any]) -> None:
+    """Make every commit on `conn` durable before it is acknowledged (the pool's `configure`).
+
+    The relay marks audit rows flushed once their INSERT commits. Under `synchronous_commit = off`
+    PostgreSQL acknowledges a commit before its WAL is written, and a crash in the next few hundred
+    milliseconds loses it: rows the status outbox has already let go, a gap nothing refills (seen in
+    the chaos suite, PostgreSQL stopped in immediate mode on a test cluster configured so). Where the
+    server or database says `off`, the operator's sessions say `on`; any other value (`local`,
+    `remote_write`, `on`, `remote_apply`) is durable at least locally and is kept.
+    """
+    cursor = await conn.execute("SHOW synchronous_commit")
+    row = await cursor.fetchone()
+    if row is not None and row[0] == "off":
+        await conn.execute("SET synchronous_commit = on")
+    await conn.commit()

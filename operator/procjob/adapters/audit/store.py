@@ -20,7 +20,7 @@ from typing import Any, Self
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
 
-from procjob.adapters.audit.connection import connect_error, connect_kwargs, query_error
+from procjob.adapters.audit.connection import connect_error, connect_kwargs, durable_commits, query_error
 from procjob.adapters.audit.dsn import check_dsn, redact_dsn
 from procjob.adapters.audit.errors import AuditUnavailable
 from procjob.adapters.audit.history import LATEST_UID, read_history
@@ -129,6 +129,7 @@ class AuditStore:
             name="procjob-audit",
             timeout=connect_timeout,
             check=AsyncConnectionPool.check_connection,
+            configure=durable_commits,
         )
         try:
             await pool.open(wait=wait, timeout=connect_timeout)
