@@ -1,6 +1,6 @@
 """kopf wiring, kept thin: watch events fill the caches and queue keys; nothing else happens here.
 
-Only low-level `on.event` and index handlers are used, so kopf writes nothing to our objects (no
+Only low-level `on.event` handlers are used, so kopf writes nothing to our objects (no
 diffbase annotation, no progress annotations, no finalizer of its own), and its diff and progress
 bookkeeping is switched off: it would deep-copy every object on every watch event to compute an
 "essence" that only on.create/update/field handlers read (9 % of the operator's CPU in `make
@@ -9,8 +9,18 @@ the operator never receives other pods: the API server filters them out of the L
 The pod handlers have no `labels=` filter of kopf's own on top (it would filter the same label
 again, client-side, after the pod had crossed the wire): what the watch delivers is what the cache
 sees, and the cache counts the pods it ignores by why (`procjob_pod_events_ignored_total`), so an
-"unlabelled" count above zero would show the selector not in effect. Everything else is built, started and stopped by
-`controller.assembly.Operator` (the composition root), kept in kopf's memo as `memo.operator`.
+"unlabelled" count above zero would show the selector not in effect.
+
+No `@kopf.index` handlers: kopf holds a resource's other handlers until its initial listing is
+indexed by giving every listed object a toggle in one set, and every toggle made or dropped wakes
+every object's worker waiting on that set to re-test all toggles: quadratic in the listing. With
+10,000 jobs created while no operator ran, the caches filled at ~10 jobs/s and the operator was not
+ready after 15 minutes. What the index wait was for (no reconcile before the caches hold every job
+and pod that existed at start) is `controller.sync.wait_for_sync`'s own job; until it returns no
+reconcile worker runs, so the event handlers only file objects and queue keys.
+
+Everything else is built, started and stopped by `controller.assembly.Operator` (the composition
+root), kept in kopf's memo as `memo.operator`.
 """
 
 from __future__ import annotations
@@ -144,20 +154,27 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
         await operator.stop()
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-async def job_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Fill the job cache. As an index, it holds every other handler until the initial listing of
-    jobs is complete: the queue must count every running job before it admits another."""
-    memo.operator.job_seen(dict(body), urgent=_user_change(body), new=_not_started(body))
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """Fill the job cache and queue the job; a deletion drops it. Listed objects (type None) after
+    startup are a relist (a 410 Gone): the operator converges then."""
+    operator: Operator = memo.operator
+    body = dict(event["object"])
+    if event["type"] == "DELETED":
+        operator.job_deleted(body)
+        return
+    operator.job_seen(body, urgent=_user_change(body), new=_not_started(body))
+    if event["type"] is None:
+        operator.relisted()
 
 
-def _not_started(body: kopf.Body) -> bool:
+def _not_started(body: Mapping[str, Any]) -> bool:
     """A job waiting for its start (new, queued, suspended or retried): admission work, served in
     the work queue's `new` lane, beside the pod changes of running jobs (controller.queue)."""
     return not (body.get("status") or {}).get("startTime")
 
 
-def _user_change(body: kopf.Body) -> bool:
+def _user_change(body: Mapping[str, Any]) -> bool:
     """A started job whose spec changed (cancel, suspend, priority) or that is being deleted: as
     urgent as a pod's change. Our own status writes and brand-new jobs are not."""
     status = body.get("status") or {}
@@ -167,28 +184,10 @@ def _user_change(body: kopf.Body) -> bool:
     return bool(meta.get("deletionTimestamp")) or meta.get("generation") != status.get("observedGeneration")
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Deletions (index handlers do not see them) and relists."""
-    operator: Operator = memo.operator
-    if event["type"] is None:
-        operator.relisted()
-    elif event["type"] == "DELETED":
-        operator.job_deleted(dict(event["object"]))
-
-
-@kopf.index("v1", "pods")
-async def pod_seen(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """Fill the pod cache. As an index handler this runs before any other handler, and kopf holds
-    every other handler until the initial pod listing is indexed: so no job is reconciled before
-    its pods are known (otherwise a restart would take a running attempt's pod for deleted)."""
-    memo.operator.pod_seen(dict(body))
-
-
 @kopf.on.event("v1", "pods")
 async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    """Deletions (index handlers do not see them), relists, and a wake-up for the pod's job."""
+    """Fill the pod cache and wake the pod's job, as urgently as a timer; a relist as for jobs."""
     operator: Operator = memo.operator
+    operator.pod_seen(dict(event["object"]), deleted=event["type"] == "DELETED")
     if event["type"] is None:
         operator.relisted()
-    operator.pod_seen(dict(event["object"]), deleted=event["type"] == "DELETED", changed=False)

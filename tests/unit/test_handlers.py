@@ -135,5 +135,64 @@ async def test_a_job_event_is_queued_as_admission_work_until_the_job_starts(
 ) -> None:
     recorder = Recorder()
     body = {"metadata": {"name": "j", "namespace": "ns", "generation": 1, **meta}, "status": status}
-    await handlers.job_seen(body=kopf.Body(body), memo=argparse.Namespace(operator=recorder))
+    await handlers.job_event(event={"type": "MODIFIED", "object": body}, memo=argparse.Namespace(operator=recorder))
     assert recorder.seen == [lanes]
+
+
+class EventRecorder:
+    """The operator's side of the event handlers: what each call asked of it, in order."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def job_seen(self, body: dict[str, Any], *, urgent: bool, new: bool) -> None:
+        self.calls.append(("job_seen", body["metadata"]["name"]))
+
+    def job_deleted(self, body: dict[str, Any]) -> None:
+        self.calls.append(("job_deleted", body["metadata"]["name"]))
+
+    def pod_seen(self, body: dict[str, Any], *, deleted: bool = False) -> None:
+        self.calls.append(("pod_seen", deleted))
+
+    def relisted(self) -> None:
+        self.calls.append(("relisted", None))
+
+
+@pytest.mark.parametrize(
+    ("kind", "calls"),
+    [
+        pytest.param(None, [("job_seen", "j"), ("relisted", None)], id="listed: filed, and a relist after start"),
+        pytest.param("ADDED", [("job_seen", "j")], id="added"),
+        pytest.param("MODIFIED", [("job_seen", "j")], id="modified"),
+        pytest.param("DELETED", [("job_deleted", "j")], id="deleted"),
+    ],
+)
+async def test_a_job_event_files_the_job_or_drops_it(kind: str | None, calls: list[tuple[str, Any]]) -> None:
+    recorder = EventRecorder()
+    body = {"metadata": {"name": "j", "namespace": "ns"}}
+    await handlers.job_event(event={"type": kind, "object": body}, memo=argparse.Namespace(operator=recorder))
+    assert recorder.calls == calls
+
+
+@pytest.mark.parametrize(
+    ("kind", "calls"),
+    [
+        pytest.param(None, [("pod_seen", False), ("relisted", None)], id="listed"),
+        pytest.param("MODIFIED", [("pod_seen", False)], id="modified"),
+        pytest.param("DELETED", [("pod_seen", True)], id="deleted"),
+    ],
+)
+async def test_a_pod_event_files_the_pod_or_removes_it(kind: str | None, calls: list[tuple[str, Any]]) -> None:
+    recorder = EventRecorder()
+    await handlers.pod_event(
+        event={"type": kind, "object": {"metadata": {}}}, memo=argparse.Namespace(operator=recorder)
+    )
+    assert recorder.calls == calls
+
+
+def test_no_index_handlers_so_a_large_listing_is_filed_in_linear_time() -> None:
+    # kopf's index wait costs every listed object a wake-up per other listed object (see the
+    # module docstring); controller.sync.wait_for_sync is the operator's own start-up barrier.
+    registry = kopf.get_default_registry()
+    assert registry._indexing.get_all_handlers() == []
+    assert sorted(h.id for h in registry._watching.get_all_handlers()) == ["job_event", "pod_event"]

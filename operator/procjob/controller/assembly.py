@@ -300,13 +300,10 @@ class Operator:
             self.logs.forget_job(uid)
         self.admission.forget(key)
 
-    def pod_seen(self, body: dict[str, Any], *, deleted: bool = False, changed: bool = True) -> None:
+    def pod_seen(self, body: dict[str, Any], *, deleted: bool = False) -> None:
         """A pod's change wakes its job, as urgently as a timer: a running job moves on before new
         jobs are admitted."""
-        if deleted:
-            key = self.cache.observe_pod(body, deleted=True)
-        else:
-            key = self.cache.observe_pod(body) if changed else self.cache.key_of_pod(body)
+        key = self.cache.observe_pod(body, deleted=deleted)
         if key is not None:
             self.queue.add(key, urgent=True)
 

@@ -342,11 +342,6 @@ class Cache:
         self.tombstones.add(where.key, where.name, uid, last)
         return job
 
-    @staticmethod
-    def key_of_pod(body: dict[str, Any]) -> str | None:
-        owner = owning_job(body)
-        return job_key(owner.namespace, owner.name) if owner is not None else None
-
     def mark_deleting(self, namespace: str, job_uid: str, name: str, *, at: datetime | None = None) -> None:
         """We sent the delete: not live any more, even before the watch shows the deletionTimestamp."""
         pods = self.pods.get((namespace, job_uid), {})

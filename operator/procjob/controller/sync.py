@@ -118,7 +118,8 @@ async def _listed(client: Lister, namespaces: Sequence[str]) -> Listed:
 
 def _missing(cache: Cache, jobs: set[tuple[str, str]], pods: set[tuple[str, str, str, str]]) -> Listed:
     def job_there(key: str, uid: str) -> bool:
-        return ((cache.job(key) or {}).get("metadata") or {}).get("uid") == uid
+        outline = cache.jobs.get(key)  # not cache.job(key): that decodes the whole body
+        return outline is not None and outline.uid == uid
 
     def pod_there(ns: str, job_uid: str, name: str, uid: str) -> bool:
         return cache.has_pod(ns, job_uid, name, uid) or cache.tombstones.holds((ns, job_uid), name, uid)

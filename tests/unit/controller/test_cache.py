@@ -193,7 +193,6 @@ def test_a_pod_the_operator_made_counts_for_its_job() -> None:
     assert [p.uid for p in cache.pods_of("media", VICTIM_UID)] == ["pod-1"]
     assert cache.pods_of("media", VICTIM_UID)[0].namespace == "media"
     assert cache.has_pod("media", VICTIM_UID, "thumbs-work-a1-victim", "pod-1")
-    assert Cache.key_of_pod(pod()) == "media/thumbs"
 
 
 def test_an_impostor_in_another_namespace_neither_counts_for_the_victim_nor_overwrites_its_pod() -> None:
@@ -223,7 +222,6 @@ def test_an_impostor_in_another_namespace_neither_counts_for_the_victim_nor_over
 def test_a_pod_not_controlled_by_the_job_it_names_is_ignored(body: dict[str, Any]) -> None:
     cache = Cache()
     assert cache.observe_pod(body) is None
-    assert Cache.key_of_pod(body) is None
     assert cache.pods == {}
     assert cache.observe_pod(body, deleted=True) is None
     assert cache.gone("media", VICTIM_UID) == {}

@@ -9,8 +9,6 @@ import copy
 from types import SimpleNamespace
 from typing import Any
 
-import kopf
-
 from procjob import handlers
 from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import Ticket
@@ -85,14 +83,16 @@ class World:
 
     async def job_event(self, name: str) -> None:
         """The watch delivers the job as the API server holds it."""
-        await handlers.job_seen(body=kopf.Body(copy.deepcopy(self.kube.jobs[(NS, name)])), memo=self.memo)
+        await handlers.job_event(
+            event={"type": "MODIFIED", "object": copy.deepcopy(self.kube.jobs[(NS, name)])}, memo=self.memo
+        )
 
     async def pod_running(self, job: str) -> None:
         """The kubelet reports the job's pod running; the watch delivers it."""
         [pod] = [p for (ns, _), p in self.kube.pods.items() if p["metadata"]["labels"]["procjob.dev/job"] == job]
         pod["status"] = {"phase": "Running", "containerStatuses": [{"name": "main", "state": {"running": {}}}]}
         pod["metadata"]["resourceVersion"] = str(int(pod["metadata"]["resourceVersion"]) + 1000)
-        await handlers.pod_seen(body=kopf.Body(copy.deepcopy(pod)), memo=self.memo)
+        await handlers.pod_event(event={"type": "MODIFIED", "object": copy.deepcopy(pod)}, memo=self.memo)
 
     def has_pod(self, job: str) -> bool:
         return any(p["metadata"]["labels"]["procjob.dev/job"] == job for p in self.kube.pods.values())
