@@ -169,9 +169,15 @@ async def job_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
 
 
 def _not_started(body: Mapping[str, Any]) -> bool:
-    """A job waiting for its start (new, queued, suspended or retried): admission work, served in
-    the work queue's `new` lane, beside the pod changes of running jobs (controller.queue)."""
-    return not (body.get("status") or {}).get("startTime")
+    """A job waiting for its start that the operator has not acted on in its present spec (new,
+    resumed, reprioritised): admission work, served in the work queue's `new` lane, beside the pod
+    changes of running jobs (controller.queue). Not the echo of our own write to a queued job (its
+    position; `observedGeneration` says we saw this spec): that is normal-lane work, or 10,000
+    queued jobs' echoes would stand in the lane before every new job."""
+    status = body.get("status") or {}
+    if status.get("startTime"):
+        return False
+    return (body.get("metadata") or {}).get("generation") != status.get("observedGeneration")
 
 
 def _user_change(body: Mapping[str, Any]) -> bool:

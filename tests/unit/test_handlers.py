@@ -117,7 +117,13 @@ class Recorder:
     ("status", "meta", "lanes"),
     [
         pytest.param({}, {}, (False, True), id="a new job: admission work"),
-        pytest.param({"queue": {"position": 4}}, {}, (False, True), id="a queued job"),
+        pytest.param({"queue": {"position": 4}}, {}, (False, True), id="a queued job not yet seen in this spec"),
+        pytest.param(
+            {"queue": {"position": 4}, "observedGeneration": 1}, {}, (False, False), id="our write's echo, queued"
+        ),
+        pytest.param(
+            {"queue": {"position": 4}, "observedGeneration": 1}, {"generation": 2}, (False, True), id="resumed"
+        ),
         pytest.param({"startTime": "t", "observedGeneration": 1}, {}, (False, False), id="our own write's echo"),
         pytest.param(
             {"startTime": "t", "observedGeneration": 1}, {"generation": 2}, (True, False), id="a user's change"

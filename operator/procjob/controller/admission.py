@@ -9,12 +9,19 @@ cleared) and queues again when resumed; a retried job queues like a new one (see
 
 Position and ETA are written to a queued job's status, but not on every change: a job's shown
 position is rewritten when it changes and the job is among the next 10, or when the last write
-is older than POSITION_REFRESH seconds. The estimated start comes from the finish rate of the
-last THROUGHPUT_WINDOW seconds (the pure rules: core.queueing.position_stale, eta_seconds).
+is older than POSITION_REFRESH seconds, and the periodic refresh asks for at most
+POSITION_REFRESH_BUDGET such rewrites a second, nearest the front first. The estimated start comes
+from the finish rate of the last THROUGHPUT_WINDOW seconds (the pure rules:
+core.queueing.position_stale, eta_seconds).
+
+Two lists for the work queue: `admissible()`, the jobs a free slot lets start now (few: bounded by
+the free slots; the urgent lane), and `stale_positions()`, the budgeted position refreshes (the
+normal lane). Only the periodic refresh asks for the second: a job's end asks only for the first.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
 from collections.abc import Callable
@@ -24,7 +31,15 @@ from datetime import datetime, timedelta
 from procjob.adapters.metrics import Metrics
 from procjob.controller.cache import Cache
 from procjob.controller.settings import OperatorSettings
-from procjob.core.queueing import THROUGHPUT_WINDOW, Waiting, admissible, eta_seconds, position_stale, queue_order
+from procjob.core.queueing import (
+    POSITION_REFRESH_BUDGET,
+    THROUGHPUT_WINDOW,
+    Waiting,
+    admissible,
+    eta_seconds,
+    position_stale,
+    queue_order,
+)
 from procjob.core.timefmt import parse_time
 from procjob.models.job import ProcessingJob
 from procjob.models.lifecycle import finished
@@ -170,14 +185,22 @@ class QueueAdmission:
         cap = self.priority_cap(namespace)
         return priority if cap is None else min(priority, cap)
 
-    def due_for_refresh(self) -> list[str]:
-        """Queued keys worth a reconcile now: the admissible ones, and those whose shown position is stale."""
+    def admissible(self) -> list[str]:
+        """Queued keys a slot is free for now: reconcile them first."""
         if not self.limited:
             return []
         self._recompute(force=True)
-        keys = list(self._chosen)
+        return list(self._chosen)
+
+    def stale_positions(self, budget: int = POSITION_REFRESH_BUDGET) -> list[str]:
+        """At most `budget` queued keys whose shown position is stale, nearest the front first."""
+        if not self.limited:
+            return []
+        self._recompute(force=True)
         now = self.monotonic()
-        keys.extend(
-            key for key, position in self._positions.items() if position_stale(position, self._shown.get(key), now)
-        )
-        return keys
+        stale = [
+            (position, key)
+            for key, position in self._positions.items()
+            if key not in self._chosen and position_stale(position, self._shown.get(key), now)
+        ]
+        return [key for _, key in heapq.nsmallest(budget, stale)]

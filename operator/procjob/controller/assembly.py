@@ -266,8 +266,10 @@ class Operator:
         while True:
             await asyncio.sleep(QUEUE_INTERVAL)
             ticks += 1
-            for key in self.admission.due_for_refresh():
-                self.queue.add(key, new=True)
+            for key in self.admission.admissible():
+                self.queue.add(key, urgent=True)  # a free slot: as urgent as a running job's pod
+            for key in self.admission.stale_positions():
+                self.queue.add(key)
             if ticks % int(GAUGE_INTERVAL / QUEUE_INTERVAL) == 0:
                 self.reconciler.refresh_gauges()
 

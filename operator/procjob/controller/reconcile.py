@@ -51,7 +51,7 @@ class Admission(Protocol):
 
     def forget(self, key: str) -> None: ...
 
-    def due_for_refresh(self) -> list[str]: ...
+    def admissible(self) -> list[str]: ...
 
 
 class AdmitAll:
@@ -64,7 +64,7 @@ class AdmitAll:
     def forget(self, key: str) -> None:
         return None
 
-    def due_for_refresh(self) -> list[str]:
+    def admissible(self) -> list[str]:
         return []
 
 
@@ -271,8 +271,8 @@ class Reconciler:
             self._report_audit_problem(meta, now)
         self.events.post_decision(meta, decision, now)
         if count_pass(self.metrics, decision, stored):
-            for queued in self.admission.due_for_refresh():  # a slot is free: let the next jobs start now
-                self.queue.add(queued, new=True)
+            for queued in self.admission.admissible():  # a slot is free: let the next jobs start now
+                self.queue.add(queued, urgent=True)
         if decision.finalizer == FinalizerAction.REMOVE:
             remaining = [f for f in (body.get("metadata") or {}).get("finalizers") or [] if f != FINALIZER]
             await self._patch_finalizers(key, body, remaining)

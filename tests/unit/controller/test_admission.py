@@ -1,6 +1,7 @@
 """QueueAdmission against a real Cache and fake clocks: the slot rules of a shared cluster — a
 reservation released at once when the job did not start, a suspended job gives its slot back, a
-retried job queues like a new one, and a priority is capped by the platform's settings."""
+retried job queues like a new one, a priority is capped by the platform's settings, and position
+refreshes are budgeted whatever the queue's length."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import RESERVATION_TTL, QueueAdmission
 from procjob.controller.cache import Cache
 from procjob.controller.settings import OperatorSettings
+from procjob.core.queueing import POSITION_REFRESH_BUDGET
 from procjob.models.job import ProcessingJob
 from tests.unit.controller.fakes import FakeClock
 
@@ -108,3 +110,31 @@ def test_without_limits_everything_is_admitted() -> None:
     admission, cache, _ = setup(body("a1"))
     assert admission.ticket(parsed(cache, "a/a1")).admitted
     admission.release("a/a1")  # harmless without a reservation
+
+
+def test_a_free_slot_names_only_the_jobs_it_admits() -> None:
+    admission, _, _ = setup(*(body(f"j{i:04d}") for i in range(30)), max_running_jobs=2)
+    assert sorted(admission.admissible()) == ["a/j0000", "a/j0001"]
+
+
+def test_position_refreshes_are_budgeted_nearest_the_front_first_whatever_the_queue_length() -> None:
+    # Every admission moves every queued job up: 1,000 queued jobs must not ask for 1,000 writes.
+    admission, cache, mono = setup(*(body(f"j{i:04d}") for i in range(1000)), max_running_jobs=2)
+    first = admission.stale_positions()
+    assert first == [f"a/j{i:04d}" for i in range(2, 2 + POSITION_REFRESH_BUDGET)]  # the two admissible are not
+    for key in first:
+        ticket = admission.ticket(parsed(cache, key))  # the reconcile writes the position it was given
+        assert not ticket.admitted
+        assert ticket.queue is not None
+        assert ticket.queue.position is not None
+    second = admission.stale_positions()
+    assert second == [f"a/j{i:04d}" for i in range(2 + POSITION_REFRESH_BUDGET, 2 + 2 * POSITION_REFRESH_BUDGET)]
+    assert len(admission.stale_positions(budget=10_000)) == 1000 - 2 - POSITION_REFRESH_BUDGET
+    mono.now += 3600
+    assert len(admission.stale_positions()) == POSITION_REFRESH_BUDGET
+
+
+def test_without_limits_nothing_is_due() -> None:
+    admission, _, _ = setup(*(body(f"j{i:04d}") for i in range(5)))
+    assert admission.admissible() == []
+    assert admission.stale_positions() == []

@@ -36,7 +36,7 @@ class Unlimited:
     def forget(self, key: str) -> None:
         return None
 
-    def due_for_refresh(self) -> list[str]:
+    def admissible(self) -> list[str]:
         return []
 
 

@@ -62,7 +62,7 @@ class Slots:
     def forget(self, key: str) -> None:
         return None
 
-    def due_for_refresh(self) -> list[str]:
+    def admissible(self) -> list[str]:
         return []
 
 
