@@ -65,9 +65,26 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
     if done is not None:
         return Outcome.DELETED
     suspend, cancel = job.flags_at(pod.deleting_rv)
-    if suspend or cancel:
+    if suspend or cancel or _stopped_then_deleted(pod, job):
         return Outcome.STOPPED
     return Outcome.UNEXPLAINED
+
+
+def _stopped_then_deleted(pod: PodLife, job: JobLife) -> bool:
+    """The operator recorded the attempt Stopped before the pod's deletion began, and the job was
+    suspended or cancelled at some moment between the pod's creation and that record: the stop
+    the operator saw, recorded first (intent before action), then carried out — even when the job
+    was resumed in between (the 10 Hz writer resumes 0.5-2 s after it suspends; seed 20261202 saw
+    `delete-00040` resumed 0.04 s after the Stopped record and 0.03 s before the pod's deletion)."""
+    if pod.stage is None or pod.attempt is None or pod.deleting_rv is None:
+        return False
+    record = job.attempts.get((pod.stage, pod.attempt))
+    recorded = job.recorded_at.get((pod.stage, pod.attempt))
+    if record is None or recorded is None or record[2] != "Stopped" or recorded[0] >= pod.deleting_rv:
+        return False
+    if any(job.flags_at(pod.first_rv)):
+        return True
+    return any(suspend or cancel for rv, suspend, cancel in job.flags if pod.first_rv < rv <= recorded[0])
 
 
 def expected_record(outcome: Outcome) -> tuple[set[str], set[str], bool | None] | None:

@@ -70,7 +70,7 @@ class Story:
             "pend": len(new),
             "last": self.seq,
             "flushed": self.seq - len(new),
-            "att": list(self.attempts.values()),
+            "att": [list(row) for row in self.attempts.values()],  # as written then, not as changed later
             "fz": ["f"],
             "dt": self.extra.get("dt"),
             "rr": None,

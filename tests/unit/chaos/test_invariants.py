@@ -12,7 +12,7 @@ from chaos.leftovers import check_i4
 from chaos.policy import Disruption
 from chaos.tally import check_i5, key
 
-from tests.unit.chaos.stories import Story, flaky, succeeded_once, whole
+from tests.unit.chaos.stories import Story, flaky, succeeded, succeeded_once, whole
 
 
 def verdicts(story: Story, disruptions: dict[str, Disruption] | None = None) -> dict[str, Any]:
@@ -117,6 +117,38 @@ def test_i2_a_pod_deleted_by_nobody_known() -> None:
     story.attempt(1, "Failed", "PodDeleted", True, finished=story.t).job(
         ("AttemptFailed", "PodDeleted", 1), ("JobFailed", "X", None), cond="False:X"
     )
+    verdict = check_i2(build(story.records), {story.uid: story.rows}, {})
+    assert any("by nobody known" in v for v in verdict.violations)
+
+
+def suspended_then_resumed_before_the_pod_goes(*, suspended: bool) -> Story:
+    """Attempt 1 runs; (when `suspended`) the job is suspended, the operator records the attempt
+    Stopped, the job is resumed, and only then does the pod's deletion begin."""
+    story = Story()
+    story.job(("JobCreated", "JobCreated", None), cond="Unknown:Running", e="ADDED")
+    story.attempt(1, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 1))
+    story.tick(1).pod(1, "Running", e="ADDED").tick(1)
+    if suspended:
+        story.job(sus=True)
+    story.attempt(1, "Stopped", "Suspended", False, finished=story.t).job(
+        ("JobSuspended", "JobSuspended", None), ("AttemptStopped", "Suspended", 1), cond="Unknown:Suspended"
+    )
+    story.tick(0.04).job(sus=False)
+    story.tick(0.03).pod(1, "Running", dt=whole(story.t)).pod(1, "Running", e="DELETED")
+    story.attempt(2, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 2), cond="Unknown:Running")
+    story.tick(1).pod(2, "Running", e="ADDED").tick(1).pod(2, "Succeeded", ex=0, fin=whole(story.t))
+    story.attempt(2, "Succeeded", "Completed", finished=story.t).job(*succeeded(2), cond="True:Succeeded")
+    return story
+
+
+def test_i2_a_pod_deleted_after_its_recorded_stop_though_the_job_was_resumed_meanwhile() -> None:
+    story = suspended_then_resumed_before_the_pod_goes(suspended=True)
+    verdict = check_i2(build(story.records), {story.uid: story.rows}, {})
+    assert not any("by nobody known" in v for v in verdict.violations), verdict.violations
+
+
+def test_i2_a_stopped_record_with_no_suspension_does_not_explain_a_deletion() -> None:
+    story = suspended_then_resumed_before_the_pod_goes(suspended=False)
     verdict = check_i2(build(story.records), {story.uid: story.rows}, {})
     assert any("by nobody known" in v for v in verdict.violations)
 
