@@ -212,13 +212,13 @@ def test_the_archive_serves_only_readers_of_pod_logs_in_the_jobs_namespace(
     """The endpoint itself, with tenants' own tokens: another namespace's reader of pod logs is refused."""
     migrate(database)
     op = operator(namespace, env={"PROCJOB_DATABASE_URL": database})
-    uid = kube.create_job(namespace, job("quiet", stage("work", rig={"run_seconds": 2})))["metadata"]["uid"]
+    uid = kube.create_job(namespace, job("quiet", stage("step", rig={"run_seconds": 2})))["metadata"]["uid"]
     serve_log(
-        rig, namespace, pod_name("quiet", uid, "work", 1), cri_log(tmp_path / "q.log", ["a secret of the tenant"])
+        rig, namespace, pod_name("quiet", uid, "step", 1), cri_log(tmp_path / "q.log", ["a secret of the tenant"])
     )
     wait_for("quiet to finish", finished(kube, namespace, "quiet"), timeout=60)
     wait_for("its pod to be deleted", lambda: not kube.pods(namespace), timeout=60)
-    path = f"/api/v1/namespaces/{namespace}/processingjobs/quiet/logs/work/1?container=main"
+    path = f"/api/v1/namespaces/{namespace}/processingjobs/quiet/logs/step/1?container=main"
     tenant(rig, namespace, "log-reader", pod_logs=True, tmp_path=tmp_path)
     mine = op.get(path, token=token_for(rig, namespace, "log-reader"))
     assert (mine.status_code, mine.content) == (200, b"a secret of the tenant\n")

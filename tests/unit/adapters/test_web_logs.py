@@ -49,10 +49,10 @@ def entry(**fields: Any) -> ArchivedLog:
         "job_uid": "uid-1",
         "namespace": "team-a",
         "name": "job1",
-        "stage": "work",
+        "stage": "step",
         "attempt": 1,
         "container": "main",
-        "pod_name": "job1-work-a1-uid1",
+        "pod_name": "job1-step-a1-uid1",
         "pod_uid": "pod-uid",
         "content": b"last words\n\x00\xff",
         "received_bytes": 5000,
@@ -91,7 +91,7 @@ class FakeLogs:
             raise OSError("audit read_log: PostgreSQL at postgresql://h/db did not answer in time")
         if attempt == 2:
             return entry(attempt=2, content=b"", error='400 BadRequest: container "main" is waiting to start')
-        return entry() if (stage, attempt) == ("work", 1) else None
+        return entry() if (stage, attempt) == ("step", 1) else None
 
 
 async def client_for(logs: FakeLogs | None) -> tuple[TestClient[Any, Any], FakeReviews]:
@@ -135,11 +135,11 @@ async def test_a_reader_of_pod_logs_gets_the_index_and_the_bytes(served: Any) ->
         "jobUid": "uid-1",
         "namespace": "team-a",
         "name": "job1",
-        "stage": "work",
+        "stage": "step",
         "item": None,
         "attempt": 1,
         "container": "main",
-        "podName": "job1-work-a1-uid1",
+        "podName": "job1-step-a1-uid1",
         "podUid": "pod-uid",
         "receivedBytes": 5000,
         "truncated": True,
@@ -149,14 +149,14 @@ async def test_a_reader_of_pod_logs_gets_the_index_and_the_bytes(served: Any) ->
         "size": 13,
         "archivedAt": "2026-05-01T10:00:00Z",
     }
-    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/work/1?uid=uid-1", headers=bearer("alice-token"))
+    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/step/1?uid=uid-1", headers=bearer("alice-token"))
     assert resp.status == 200
     assert await resp.read() == b"last words\n\x00\xff"
     assert resp.headers["Content-Type"] == "application/octet-stream"
-    assert resp.headers["X-Procjob-Log-Pod"] == "job1-work-a1-uid1"
+    assert resp.headers["X-Procjob-Log-Pod"] == "job1-step-a1-uid1"
     assert resp.headers["X-Procjob-Log-Truncated"] == "true"
     assert resp.headers["X-Procjob-Log-Received-Bytes"] == "5000"
-    assert logs.asked[-1] == ("log", "team-a", "job1", "work", 1, "main", "uid-1", None)
+    assert logs.asked[-1] == ("log", "team-a", "job1", "step", 1, "main", "uid-1", None)
     assert "X-Procjob-Log-Item" not in resp.headers
     pod_log_reviews = [r for r in reviews.access_reviews if r["resource"] == "pods"]
     assert pod_log_reviews[0] == {
@@ -176,10 +176,10 @@ async def test_an_item_of_a_fanned_out_stage_is_read_by_its_index(served: Any) -
     assert resp.headers["X-Procjob-Log-Item"] == "7"
     assert resp.headers["X-Procjob-Log-Pod"] == "job1-thumbs-i7-a1-uid1"
     assert logs.asked[-1] == ("log", "team-a", "job1", "thumbs", 1, "main", None, 7)
-    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/work/1?item=0", headers=bearer("alice-token"))
+    resp = await client.get(LOGS.format(ns="team-a", name="job1") + "/step/1?item=0", headers=bearer("alice-token"))
     assert resp.status == 404
     assert (await resp.json())["error"] == (
-        "no archived log for processingjob team-a/job1 stage work item 0 attempt 1 container main"
+        "no archived log for processingjob team-a/job1 stage step item 0 attempt 1 container main"
     )
 
 
@@ -196,7 +196,7 @@ async def test_an_item_that_is_not_an_index_is_refused(served: Any, item: str) -
 
 async def test_a_reader_of_the_job_without_pods_log_is_refused_before_any_lookup(served: Any) -> None:
     client, _, logs = served
-    for path in ("", "/work/1"):
+    for path in ("", "/step/1"):
         resp = await client.get(LOGS.format(ns="team-a", name="job1") + path, headers=bearer("bob-token"))
         assert resp.status == 403
         assert (await resp.json())["error"] == "bob may not get pods/log in namespace team-a (no RBAC rule)"
@@ -213,20 +213,20 @@ async def test_a_reader_of_the_job_without_pods_log_is_refused_before_any_lookup
     ("path", "status", "message"),
     [
         pytest.param(
-            "/work/3",
+            "/step/3",
             404,
-            "no archived log for processingjob team-a/job1 stage work attempt 3 container main",
+            "no archived log for processingjob team-a/job1 stage step attempt 3 container main",
             id="none",
         ),
         pytest.param(
-            "/work/2",
+            "/step/2",
             404,
-            "the log of processingjob team-a/job1 stage work attempt 2 container main could not be archived:"
+            "the log of processingjob team-a/job1 stage step attempt 2 container main could not be archived:"
             ' 400 BadRequest: container "main" is waiting to start',
             id="unavailable",
         ),
-        pytest.param("/work/0", 400, "attempt must be a positive integer, not '0'", id="attempt 0"),
-        pytest.param("/work/x", 400, "attempt must be a positive integer, not 'x'", id="not a number"),
+        pytest.param("/step/0", 400, "attempt must be a positive integer, not '0'", id="attempt 0"),
+        pytest.param("/step/x", 400, "attempt must be a positive integer, not 'x'", id="not a number"),
         pytest.param(
             "/other/1",
             404,
@@ -254,7 +254,7 @@ async def test_an_unknown_job_has_no_index(served: Any) -> None:
 async def test_without_a_database_the_answer_says_logs_are_not_archived() -> None:
     client, _ = await client_for(None)
     try:
-        for path in ("", "/work/1"):
+        for path in ("", "/step/1"):
             resp = await client.get(LOGS.format(ns="team-a", name="job1") + path, headers=bearer("alice-token"))
             assert resp.status == 404
             assert await resp.json() == {"error": NO_DATABASE, "reason": "NotArchived"}

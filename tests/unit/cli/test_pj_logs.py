@@ -22,17 +22,17 @@ from procjob.cli.plugin import build_parser
 
 NS = "team-a"
 UID = "0a1b2c3d-0000-4000-8000-000000000001"
-POD1 = "j-work-a1-0a1b2c3d"
-POD2 = "j-work-a2-0a1b2c3d"
+POD1 = "j-step-a1-0a1b2c3d"
+POD2 = "j-step-a2-0a1b2c3d"
 VERIFY = ssl.create_default_context()
 PROXY = "/api/v1/namespaces/procjob-system/services/http:procjob-metrics:metrics/proxy"
 JOB = {
     "metadata": {"name": "j", "namespace": NS, "uid": UID},
-    "spec": {"stages": [{"name": "work"}]},
+    "spec": {"stages": [{"name": "step"}]},
     "status": {
         "stages": [
             {
-                "name": "work",
+                "name": "step",
                 "attemptCount": 2,
                 "attempts": [{"attempt": 1, "podName": POD1}, {"attempt": 2, "podName": POD2}],
             }
@@ -45,8 +45,8 @@ INDEX = {
     "name": "j",
     "logs": [
         {"stage": "fetch", "attempt": 1, "container": "main", "podName": "j-fetch-a1-0a1b2c3d"},
-        {"stage": "work", "attempt": 1, "container": "main", "podName": POD1},
-        {"stage": "work", "attempt": 2, "container": "main", "podName": POD2},
+        {"stage": "step", "attempt": 1, "container": "main", "podName": POD1},
+        {"stage": "step", "attempt": 2, "container": "main", "podName": POD2},
     ],
 }
 
@@ -57,7 +57,7 @@ class World:
     def __init__(self) -> None:
         self.job: dict[str, Any] | None = JOB
         self.pods: dict[str, bytes] = {}
-        self.archive: dict[tuple[str, str], bytes] = {("work", "1"): b"one\ntwo\nthree\n", ("work", "2"): b"last\n"}
+        self.archive: dict[tuple[str, str], bytes] = {("step", "1"): b"one\ntwo\nthree\n", ("step", "2"): b"last\n"}
         self.no_database = False
         self.archive_knows_it = True
         self.requests: list[httpx.Request] = []
@@ -137,7 +137,7 @@ def test_a_live_pod_is_streamed_from_the_api_server() -> None:
     world.pods[POD2] = b"live\n"
     out, err = run(world, "j", "-c", "main")
     assert out == b"live\n"
-    assert err == f"==> pod {POD2} (stage work, attempt 2) <==\n"
+    assert err == f"==> pod {POD2} (stage step, attempt 2) <==\n"
     assert world.requests[-1].url.params["container"] == "main"
 
 
@@ -146,11 +146,11 @@ def test_a_pod_that_is_gone_is_read_from_the_archive_with_the_token_and_the_uid(
     out, err = run(world, "j", "--attempt", "1")
     assert out == b"one\ntwo\nthree\n"
     assert err == (
-        f"==> pod {POD1} (stage work, attempt 1) is gone; archived log: container main,"
+        f"==> pod {POD1} (stage step, attempt 1) is gone; archived log: container main,"
         " the last 14 bytes of 5.0 KiB read <==\n"
     )
     request = world.requests[-1]
-    assert request.url.path.endswith("/processingjobs/j/logs/work/1")
+    assert request.url.path.endswith("/processingjobs/j/logs/step/1")
     assert dict(request.url.params) == {"container": "main", "uid": UID}
     assert request.headers["X-Procjob-Authorization"] == "Bearer tok"
 
@@ -176,7 +176,7 @@ def test_a_deleted_job_is_read_from_its_archive_index() -> None:
     world.job = None
     out, err = run(world, "j")
     assert out == b"last\n"
-    assert err.startswith(f"==> pod {POD2} (stage work, attempt 2) is gone; archived log:")
+    assert err.startswith(f"==> pod {POD2} (stage step, attempt 2) is gone; archived log:")
     out, _ = run(world, "j", "--attempt", "1")
     assert out == b"one\ntwo\nthree\n"
 
@@ -203,21 +203,21 @@ def test_without_a_database_the_error_says_logs_are_not_archived() -> None:
 
 def test_errors_say_why() -> None:
     world = World()
-    assert fails(world, "j", "--stage", "nope") == f"processingjob {NS}/j has no stage 'nope' (stages: work)"
+    assert fails(world, "j", "--stage", "nope") == f"processingjob {NS}/j has no stage 'nope' (stages: step)"
     world.archive.clear()
     assert (
         fails(world, "j")
-        == f"logs are not available: pod {POD2} is gone, and no archived log for processingjob {NS}/j stage work"
+        == f"logs are not available: pod {POD2} is gone, and no archived log for processingjob {NS}/j stage step"
     )
     world.job = {
         **JOB,
-        "status": {"stages": [{"name": "work", "attemptCount": 1, "attempts": [{"attempt": 1, "podName": "broken"}]}]},
+        "status": {"stages": [{"name": "step", "attemptCount": 1, "attempts": [{"attempt": 1, "podName": "broken"}]}]},
     }
     assert fails(world, "j") == "logs are not available: dial tcp 10.0.0.1:10250: connect: connection refused"
     world.job = None
     assert fails(world, "j", "--stage", "publish") == (
         f"processingjob {NS}/j is not in the API server any more, and its archive holds no such log"
-        " (archived: fetch attempt 1, work attempt 1, work attempt 2)"
+        " (archived: fetch attempt 1, step attempt 1, step attempt 2)"
     )
 
 
@@ -225,7 +225,7 @@ def test_the_history_names_the_archived_logs_from_the_database_and_from_the_endp
     from procjob.adapters.audit import ArchivedLog, JobHistory
     from procjob.cli import audit, pj_history
 
-    common = {"job_uid": UID, "namespace": NS, "name": "j", "stage": "work", "container": "main", "pod_uid": "p"}
+    common = {"job_uid": UID, "namespace": NS, "name": "j", "stage": "step", "container": "main", "pod_uid": "p"}
     logs = (
         ArchivedLog.model_validate({**common, "attempt": 1, "pod_name": POD1, "size": 1024, "truncated": True}),
         ArchivedLog.model_validate({**common, "attempt": 2, "pod_name": POD2, "error": "400 BadRequest: never ran"}),
@@ -234,8 +234,8 @@ def test_the_history_names_the_archived_logs_from_the_database_and_from_the_endp
     text = audit.render_history(history)
     assert text.endswith(
         "\narchived logs (kubectl pj logs JOB --stage S --attempt N):\n"
-        "  work attempt 1 main: 1024 bytes, the end of a longer log\n"
-        "  work attempt 2 main: not archived: 400 BadRequest: never ran\n"
+        "  step attempt 1 main: 1024 bytes, the end of a longer log\n"
+        "  step attempt 2 main: not archived: 400 BadRequest: never ran\n"
     )
     assert pj_history.to_output(history.to_json_dict(), "table") == text
     assert audit.render_history(JobHistory(uid=UID, namespace=NS, name="j")).endswith("no attempts recorded\n")
