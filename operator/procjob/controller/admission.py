@@ -193,10 +193,12 @@ class QueueAdmission:
         return list(self._chosen)
 
     def stale_positions(self, budget: int = POSITION_REFRESH_BUDGET) -> list[str]:
-        """At most `budget` queued keys whose shown position is stale, nearest the front first."""
+        """At most `budget` queued keys whose shown position is stale, nearest the front first
+        (the order as of at most RECOMPUTE_INTERVAL ago: the refresh has just forced it for
+        `admissible()`, and a second pass over a long queue would buy nothing)."""
         if not self.limited:
             return []
-        self._recompute(force=True)
+        self._recompute()
         now = self.monotonic()
         stale = [
             (position, key)
