@@ -73,6 +73,8 @@ def start_postgres() -> str:
 
 FINAL_PHASES = {"Succeeded", "BackoffLimitExceeded", "StageFailed", "Cancelled", "DeadlineExceeded", "InvalidSpec"}
 WATCH_SECONDS = 120
+APPLY_TRIES = 15  # kubectl apply retried (1 s apart) while its discovery does not know the new CRD yet
+UNKNOWN_KIND = ("no matches for kind", "ensure CRDs are installed first")
 
 
 def operator_env(dsn_file: Path) -> dict[str, str]:
@@ -139,11 +141,28 @@ def all_final(table: str) -> bool:
     return bool(rows) and all(r.split()[1] in FINAL_PHASES for r in rows if len(r.split()) > 1)
 
 
+def discovery_lag(proc: subprocess.CompletedProcess[str]) -> bool:
+    """kubectl failed only because its discovery (cached, or the API server's aggregated one, a
+    moment behind a CRD just Established) does not list the kind yet: worth another try."""
+    return proc.returncode != 0 and any(text in proc.stderr for text in UNKNOWN_KIND)
+
+
+def apply_examples(tries: int = APPLY_TRIES, pause: float = 1.0) -> None:
+    for _ in range(tries - 1):
+        proc = run("kubectl", "apply", "-n", NAMESPACE, "-f", "examples/", check=False)
+        if not discovery_lag(proc):
+            if proc.returncode != 0:
+                sys.exit(f"demo: kubectl apply failed:\n{proc.stderr.strip()}")
+            return
+        time.sleep(pause)
+    run("kubectl", "apply", "-n", NAMESPACE, "-f", "examples/")
+
+
 def run_examples() -> None:
     """Apply examples/ and print the jobs table every 2 s until all are final (at most WATCH_SECONDS)."""
     say(f"the examples, in namespace {NAMESPACE}")
     run("kubectl", "create", "namespace", NAMESPACE, check=False, quiet=True)
-    run("kubectl", "apply", "-n", NAMESPACE, "-f", "examples/")
+    apply_examples()
     deadline = time.monotonic() + WATCH_SECONDS
     while time.monotonic() < deadline:
         table = run("kubectl", "get", "pj", "-n", NAMESPACE, "-o", "wide", quiet=True).stdout
