@@ -12,7 +12,8 @@ else's place: the order is stable while jobs start, and positions shown to users
 
 from __future__ import annotations
 
-from collections import defaultdict, deque
+import heapq
+from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,22 +29,31 @@ class Waiting:
 
 
 def queue_order(waiting: Iterable[Waiting], running_by_namespace: Mapping[str, int] | None = None) -> list[Waiting]:
+    """The waiting jobs in the order they may start. O(N log N + N log L) for N jobs in L
+    namespaces: the namespace that gets the next place is kept in a heap keyed by (its share, its
+    first waiting job's creation, its name) — only that namespace's key changes with each place.
+    (Scanning every namespace for each place took 170 ms for 10,000 jobs in 100 namespaces, on
+    every job's end.)"""
     by_priority: dict[int, dict[str, list[Waiting]]] = defaultdict(lambda: defaultdict(list))
     for job in waiting:
         by_priority[job.priority][job.namespace].append(job)
     share: dict[str, int] = dict(running_by_namespace or {})
     order: list[Waiting] = []
     for priority in sorted(by_priority, reverse=True):
-        lanes = {
-            ns: deque(sorted(jobs, key=lambda j: (j.created, j.name))) for ns, jobs in by_priority[priority].items()
-        }
-        while lanes:
-            namespace = min(lanes, key=lambda ns: (share.get(ns, 0), lanes[ns][0].created, ns))
+        lanes = {ns: sorted(jobs, key=lambda j: (j.created, j.name)) for ns, jobs in by_priority[priority].items()}
+        heap = [(share.get(ns, 0), lane[0].created, ns, 0) for ns, lane in lanes.items()]
+        heapq.heapify(heap)
+        while len(heap) > 1:
+            placed, _, namespace, head = heapq.heappop(heap)
             lane = lanes[namespace]
-            order.append(lane.popleft())
-            share[namespace] = share.get(namespace, 0) + 1
-            if not lane:
-                del lanes[namespace]
+            order.append(lane[head])
+            share[namespace] = placed + 1
+            if head + 1 < len(lane):
+                heapq.heappush(heap, (placed + 1, lane[head + 1].created, namespace, head + 1))
+        placed, _, namespace, head = heap[0]  # the last namespace of this priority: the rest of its lane
+        lane = lanes[namespace]
+        order.extend(lane[head:])
+        share[namespace] = placed + len(lane) - head
     return order
 
 

@@ -119,6 +119,26 @@ def test_the_order_is_a_permutation_by_priority_and_admission_respects_the_limit
             assert sum(1 for key in chosen if key.startswith(f"{namespace}/")) <= per_ns
 
 
+def scanned_order(waiting: list[Waiting], running: dict[str, int]) -> list[str]:
+    """The rule spelled out the slow way: for each place, every namespace's (share, oldest, name)."""
+    share, order = dict(running), []
+    for priority in sorted({w.priority for w in waiting}, reverse=True):
+        left = sorted((w for w in waiting if w.priority == priority), key=lambda w: (w.created, w.name))
+        while left:
+            heads = {w.namespace: w for w in reversed(left)}  # each namespace's first waiting job
+            namespace = min(heads, key=lambda ns: (share.get(ns, 0), heads[ns].created, ns))
+            order.append(heads[namespace].key)
+            left.remove(heads[namespace])
+            share[namespace] = share.get(namespace, 0) + 1
+    return order
+
+
+@settings(max_examples=300, deadline=None)
+@given(waiting=waiting_jobs, running=st.dictionaries(st.sampled_from(["a", "b", "c"]), st.integers(0, 4)))
+def test_the_order_is_the_rule_applied_place_by_place(waiting: list[Waiting], running: dict[str, int]) -> None:
+    assert [w.key for w in queue_order(waiting, running)] == scanned_order(waiting, running)
+
+
 def test_a_namespace_that_already_runs_many_jobs_waits_its_turn() -> None:
     waiting = [job("a", "a1", 0), job("a", "a2", 1), job("b", "b1", 5), job("b", "b2", 6)]
     order = [w.key for w in queue_order(waiting, {"a": 2})]
