@@ -17,6 +17,13 @@ core.queueing.position_stale, eta_seconds).
 Two lists for the work queue: `admissible()`, the jobs a free slot lets start now (few: bounded by
 the free slots; the urgent lane), and `stale_positions()`, the budgeted position refreshes (the
 normal lane). Only the periodic refresh asks for the second: a job's end asks only for the first.
+
+The order is a pass over every cached job (O(N log N)), so it is computed when it can change who
+starts — a job's end (`admissible()`), a released reservation, a new job while a slot is free for
+its namespace — and otherwise at most every RECOMPUTE_INTERVAL for tickets and the periodic refresh.
+An admission needs no new pass: the chosen jobs were chosen together within the free slots, and the
+one admitted leaves the set. (With a pass after every admission and on every job's end, a leader
+with 10,000 jobs queued spent 0.7 of a core on the order, and the flood drained at 4 jobs/s.)
 """
 
 from __future__ import annotations
@@ -40,12 +47,11 @@ from procjob.core.queueing import (
     position_stale,
     queue_order,
 )
-from procjob.core.timefmt import parse_time
 from procjob.models.job import ProcessingJob
 from procjob.models.lifecycle import finished
 from procjob.models.status import QueueStatus
 
-RECOMPUTE_INTERVAL = 0.1  # seconds between recomputations of the queue order
+RECOMPUTE_INTERVAL = 0.5  # seconds a computed queue order serves tickets (see "The order" above)
 RESERVATION_TTL = 30.0  # an admitted job counts as running until its start shows in the cache
 
 
@@ -74,6 +80,8 @@ class QueueAdmission:
         self._computed_at = -1e9
         self._positions: dict[str, int] = {}
         self._chosen: set[str] = set()
+        self._spare: int | None = None  # slots in all the last pass left unchosen (None: no limit)
+        self._ns_taken: dict[str, int] = {}  # per namespace: running, reserved or chosen at the last pass
         self._shown: dict[str, tuple[int, float]] = {}  # key -> (position written, when)
         self._reserved: dict[str, float] = {}  # key -> expiry
         self._finishes: deque[float] = deque()  # monotonic times of recent job ends
@@ -104,17 +112,23 @@ class QueueAdmission:
         key = job.meta.key
         if job.spec is None or job.spec.cancel or job.spec.suspend:
             return Ticket(False)  # not a candidate: cancel and suspend are handled without a slot
-        self._recompute(force=key not in self._positions)
+        self._recompute(force=key not in self._positions and self._room_for(job.meta.namespace))
         if key in self._chosen:
-            self._chosen.discard(key)
+            self._chosen.discard(key)  # the others chosen with it still fit: no new pass needed
             self._reserved[key] = self.monotonic() + RESERVATION_TTL
             self._shown.pop(key, None)
-            self._computed_at = -1e9  # the next decision must count this reservation
             self.metrics.admissions.inc()
             queued_for = (self.clock() - job.meta.creation_time).total_seconds()
             self.metrics.queue_wait.observe(max(0.0, queued_for))
             return Ticket(True)
         return Ticket(False, self._display(key))
+
+    def _room_for(self, namespace: str) -> bool:
+        """Whether the last pass left a slot nobody was chosen for, in `namespace` and in all: only
+        then can a job the pass has not seen start before the next one."""
+        if self._spare is not None and self._spare <= 0:
+            return False
+        return self.max_per_namespace is None or self._ns_taken.get(namespace, 0) < self.max_per_namespace
 
     def _display(self, key: str) -> QueueStatus:
         position = self._positions.get(key)
@@ -163,14 +177,18 @@ class QueueAdmission:
                 continue
             if job.cancel or job.suspend:
                 continue
-            created = parse_time(job.created)
-            if created is None:
+            if job.created_at is None:
                 continue
             priority = self._priority(job.namespace, job.priority)
-            waiting.append(Waiting(key, job.namespace, priority, created, job.name))
+            waiting.append(Waiting(key, job.namespace, priority, job.created_at, job.name))
         order = queue_order(waiting, running_ns)
         self._positions = {w.key: i + 1 for i, w in enumerate(order)}
         self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)
+        self._spare = None if self.max_total is None else self.max_total - running_total - len(self._chosen)
+        self._ns_taken = dict(running_ns)
+        for key in self._chosen:
+            namespace = key.partition("/")[0]
+            self._ns_taken[namespace] = self._ns_taken.get(namespace, 0) + 1
         depth: dict[str, int] = dict.fromkeys(self._namespaces, 0)
         for w in order:
             depth[w.namespace] = depth.get(w.namespace, 0) + 1

@@ -44,6 +44,7 @@ from typing import Any
 from procjob.core.observe import PodObservation, owning_job
 from procjob.models.job import LABEL_JOB_UID
 from procjob.models.lifecycle import SUCCEEDED, body_state
+from procjob.models.timestamps import parse_time
 
 PodKey = tuple[str, str]  # (namespace, job UID)
 
@@ -71,6 +72,13 @@ def _older(new: int | None, old: int | None) -> bool:
     return new is not None and old is not None and new < old
 
 
+def _parsed_time(raw: object) -> datetime | None:
+    try:
+        return parse_time(raw) if isinstance(raw, str) else None
+    except ValueError:
+        return None
+
+
 def job_key(namespace: str, name: str) -> str:
     return f"{namespace}/{name}"
 
@@ -84,6 +92,7 @@ class JobOutline:
     uid: str
     rv: int | None
     created: str | None  # metadata.creationTimestamp
+    created_at: datetime | None  # ... parsed once here, not on each pass over the queue
     deleting: bool  # metadata.deletionTimestamp is set
     priority: object  # spec.priority as written (the admission caps and checks it)
     cancel: bool
@@ -107,6 +116,7 @@ class JobOutline:
             uid=str(meta.get("uid") or ""),
             rv=_rv(body),
             created=meta.get("creationTimestamp"),
+            created_at=_parsed_time(meta.get("creationTimestamp")),
             deleting=bool(meta.get("deletionTimestamp")),
             priority=spec.get("priority"),
             cancel=bool(spec.get("cancel")),
