@@ -55,6 +55,13 @@ RECOMPUTE_INTERVAL = 0.5  # seconds a computed queue order serves tickets (see "
 RESERVATION_TTL = 30.0  # an admitted job counts as running until its start shows in the cache
 
 
+def capped(raw: object, cap: int | None) -> int:
+    """spec.priority, capped by the platform's maximum for the namespace (its author's choice
+    cannot buy a place ahead of other tenants beyond what the platform allows)."""
+    priority = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
+    return priority if cap is None else min(priority, cap)
+
+
 @dataclass(frozen=True, slots=True)
 class Ticket:
     admitted: bool
@@ -157,6 +164,7 @@ class QueueAdmission:
         waiting: list[Waiting] = []
         running_total = 0
         running_ns: dict[str, int] = {}
+        caps: dict[str, int | None] = {}  # the platform's priority cap per namespace, looked up once a pass
         for job in self.cache.outlines():
             key = job.key
             if finished(job.state):
@@ -179,7 +187,9 @@ class QueueAdmission:
                 continue
             if job.created_at is None:
                 continue
-            priority = self._priority(job.namespace, job.priority)
+            if job.namespace not in caps:
+                caps[job.namespace] = self.priority_cap(job.namespace)
+            priority = capped(job.priority, caps[job.namespace])
             waiting.append(Waiting(key, job.namespace, priority, job.created_at, job.name))
         order = queue_order(waiting, running_ns)
         self._positions = {w.key: i + 1 for i, w in enumerate(order)}
@@ -195,13 +205,6 @@ class QueueAdmission:
         for namespace, count in depth.items():
             self.metrics.queue_depth.labels(namespace=namespace).set(count)
         self._namespaces = set(depth)
-
-    def _priority(self, namespace: str, raw: object) -> int:
-        """spec.priority, capped by the platform's maximum for the namespace (its author's choice
-        cannot buy a place ahead of other tenants beyond what the platform allows)."""
-        priority = raw if isinstance(raw, int) and not isinstance(raw, bool) else 0
-        cap = self.priority_cap(namespace)
-        return priority if cap is None else min(priority, cap)
 
     def admissible(self) -> list[str]:
         """Queued keys a slot is free for now: reconcile them first."""

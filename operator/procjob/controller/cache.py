@@ -101,10 +101,7 @@ class JobOutline:
     completed: str | None  # status.completionTime
     state: str | None  # the Succeeded condition's status ...
     reason: str | None  # ... and reason (models.lifecycle)
-
-    @property
-    def key(self) -> str:
-        return job_key(self.namespace, self.name)
+    key: str  # namespace/name (kept, not joined again on each pass over the queue)
 
     @classmethod
     def of(cls, body: dict[str, Any]) -> JobOutline:
@@ -125,6 +122,7 @@ class JobOutline:
             completed=status.get("completionTime"),
             state=sys.intern(state) if isinstance(state, str) else None,
             reason=sys.intern(reason) if isinstance(reason, str) else None,
+            key=job_key(str(meta.get("namespace", "")), str(meta.get("name", ""))),
         )
 
     def as_body(self) -> dict[str, Any]:
