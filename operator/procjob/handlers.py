@@ -40,6 +40,7 @@ from procjob.models.job import GROUP, LABEL_JOB_UID, PLURAL, VERSION
 log = logging.getLogger("procjob")
 
 IDLE_WORKER_SECONDS = 0.5  # see `configure`
+LIST_CHUNK = 500  # objects per page of kopf's initial LIST (see `configure`)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -129,6 +130,10 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
     settings.watching.server_timeout = 300
+    # kopf's LIST before each watch is one response by default: 10,000 jobs (several KiB each with
+    # managedFields) decoded at once, on every start and after every 410 Gone. In pages, at most one
+    # page is held (kopf's fetch_objs drops each before asking for the next).
+    settings.watching.chunk_size = LIST_CHUNK
     settings.posting.level = logging.ERROR  # our own Events mirror transitions; kopf's logs are not Events
     settings.scanning.disabled = True
     # kopf keeps a worker per object for this long after its last event, holding that event's

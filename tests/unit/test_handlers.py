@@ -98,6 +98,12 @@ def test_pods_are_selected_by_our_label_on_the_server_and_jobs_are_not_filtered(
     assert list(settings.watching.label_selectors.collect(jobs)) == []
 
 
+def test_kopfs_listings_come_in_pages() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    assert settings.watching.chunk_size == handlers.LIST_CHUNK
+
+
 def test_kopfs_idle_object_workers_exit_soon_so_a_burst_does_not_keep_thousands_of_objects() -> None:
     settings = kopf.OperatorSettings()
     default = settings.queueing.idle_timeout
