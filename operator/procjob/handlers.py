@@ -26,9 +26,10 @@ root), kept in kopf's memo as `memo.operator`.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import kopf
@@ -41,6 +42,21 @@ log = logging.getLogger("procjob")
 
 IDLE_WORKER_SECONDS = 0.5  # see `configure`
 LIST_CHUNK = 500  # objects per page of kopf's initial LIST (see `configure`)
+API_BACKOFFS = (1.0, 1.0, 2.0, 3.0, 5.0, 8.0)  # kopf's first retries of a failed API request ...
+API_BACKOFF_CAP = 10.0  # ... then this, for as long as it takes (see `RetryForever`)
+
+
+class RetryForever:
+    """kopf's `error_backoffs`: API_BACKOFFS, then API_BACKOFF_CAP without end. kopf's own default
+    gives up after 9 attempts (~54 s), and a request that gives up in its resource observer ends
+    the operator: a replica started while the API server was down for 120 s (the chaos suite)
+    exited 1, was restarted, and exited again, a crash loop for as long as the outage. Like
+    client-go's informers, the watches now wait out the outage and go on when it ends. Re-iterable:
+    kopf starts from the beginning for each request (not Sized: kopf then logs attempts unnumbered)."""
+
+    def __iter__(self) -> Iterator[float]:
+        yield from API_BACKOFFS
+        yield from itertools.repeat(API_BACKOFF_CAP)
 
 
 class NoDiffBase(kopf.DiffBaseStorage):
@@ -129,6 +145,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.watching.label_selectors["v1", "pods"] = LABEL_JOB_UID
     settings.networking.request_timeout = 60
     settings.networking.connect_timeout = 10
+    settings.networking.error_backoffs = RetryForever()
     settings.watching.server_timeout = 300
     # kopf's LIST before each watch is one response by default: 10,000 jobs (several KiB each with
     # managedFields) decoded at once, on every start and after every 410 Gone. In pages, at most one

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import itertools
 import pwd
 from typing import Any
 
@@ -96,6 +97,17 @@ def test_pods_are_selected_by_our_label_on_the_server_and_jobs_are_not_filtered(
     jobs = kopf.Resource(GROUP, VERSION, PLURAL)
     assert list(settings.watching.label_selectors.collect(pods)) == [LABEL_JOB_UID]
     assert list(settings.watching.label_selectors.collect(jobs)) == []
+
+
+def test_kopf_retries_a_failed_api_request_for_as_long_as_it_takes_from_the_start_each_time() -> None:
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    backoffs = settings.networking.error_backoffs
+    assert not isinstance(backoffs, (int, float))
+    first = list(itertools.islice(backoffs, 1000))
+    assert first[: len(handlers.API_BACKOFFS)] == list(handlers.API_BACKOFFS)
+    assert set(first[len(handlers.API_BACKOFFS) :]) == {handlers.API_BACKOFF_CAP}  # no last attempt
+    assert list(itertools.islice(backoffs, 3)) == list(handlers.API_BACKOFFS[:3])  # a new request starts over
 
 
 def test_kopfs_listings_come_in_pages() -> None:
