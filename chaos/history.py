@@ -38,6 +38,7 @@ class PodLife:
     deleting_t: float | None = None
     deletion_ts: str | None = None
     disruption: str | None = None
+    disruption_rv: int | None = None  # the record that first showed the DisruptionTarget condition
     gone_rv: int | None = None
     gone_t: float | None = None
     finalizers: list[str] = field(default_factory=list)
@@ -115,7 +116,7 @@ def _pod(history: History, rec: dict[str, Any]) -> None:
     life.finalizers = list(rec.get("fz") or [])
     life.last_phase = rec.get("ph")
     if rec.get("dis") and life.disruption is None:
-        life.disruption = rec["dis"]
+        life.disruption, life.disruption_rv = rec["dis"], rec["rv"]
     if rec.get("ph") in TERMINAL_PHASES and life.terminal_rv is None:
         life.terminal_rv, life.terminal_t, life.phase = rec["rv"], rec["t"], rec["ph"]
         life.exit_code, life.finished_at = rec.get("ex"), rec.get("fin")

@@ -50,11 +50,7 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
         return Outcome.NEVER
     ended_first = pod.terminal_rv is not None and (pod.deleting_rv is None or pod.terminal_rv < pod.deleting_rv)
     if ended_first:
-        if pod.disruption:
-            return Outcome.DISRUPTED
-        if pod.phase == "Succeeded":
-            return Outcome.SUCCEEDED
-        return Outcome.PERMANENT if pod.exit_code == PERMANENT_EXIT else Outcome.ERROR
+        return _ended(pod)
     if pod.deleting_rv is None:
         return Outcome.LIVE
     if job.deleting_rv is not None and job.deleting_rv <= pod.deleting_rv:
@@ -68,6 +64,17 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
     if suspend or cancel or _stopped_then_deleted(pod, job):
         return Outcome.STOPPED
     return Outcome.UNEXPLAINED
+
+
+def _ended(pod: PodLife) -> Outcome:
+    """A pod that ended before its deletion began counts as how it ended: a success is a success
+    even when it was evicted afterwards; a failure is a disruption only when the DisruptionTarget
+    condition was seen no later than the failed phase (the eviction or node loss ended it)."""
+    if pod.phase == "Succeeded":
+        return Outcome.SUCCEEDED
+    if pod.disruption_rv is not None and pod.terminal_rv is not None and pod.disruption_rv <= pod.terminal_rv:
+        return Outcome.DISRUPTED
+    return Outcome.PERMANENT if pod.exit_code == PERMANENT_EXIT else Outcome.ERROR
 
 
 def _stopped_then_deleted(pod: PodLife, job: JobLife) -> bool:

@@ -66,9 +66,14 @@ def test_classify_what_a_pod_shows() -> None:
     assert classify(None, job, none) == Outcome.NEVER
     assert classify(pod(terminal_rv=20, phase="Succeeded"), job, none) == Outcome.SUCCEEDED
     assert classify(pod(terminal_rv=20, phase="Failed", exit_code=2), job, none) == Outcome.PERMANENT
-    assert classify(pod(terminal_rv=20, phase="Failed", exit_code=1, disruption="DeletionByPodGC"), job, none) == (
+    gc = {"disruption": "DeletionByPodGC"}
+    assert classify(pod(terminal_rv=20, phase="Failed", exit_code=1, disruption_rv=20, **gc), job, none) == (
         Outcome.DISRUPTED
     )
+    assert classify(pod(terminal_rv=20, phase="Failed", exit_code=1, disruption_rv=21, **gc), job, none) == (
+        Outcome.ERROR  # the condition came after the failure: it did not end the pod
+    )
+    assert classify(pod(terminal_rv=20, phase="Succeeded", disruption_rv=19, **gc), job, none) == Outcome.SUCCEEDED
     assert classify(pod(deleting_rv=20), job, {"p": Disruption("delete", 1.0)}) == Outcome.DELETED
     assert classify(pod(deleting_rv=20), job, {"p": Disruption("evict", 1.0)}) == Outcome.DISRUPTED
     assert classify(pod(deleting_rv=20), job, none) == Outcome.UNEXPLAINED

@@ -1,0 +1,78 @@
+"""I2's rules for the harder cases a full run met: how a pod ended when it was also evicted or
+deleted, a stop against a deletion, replay after an accepted stop, a cancel seen in the same record
+as the end, and whose watch gap excuses what (each with the history that must still fail)."""
+
+from __future__ import annotations
+
+from chaos.history import build
+from chaos.invariants import check_i2
+from chaos.policy import Disruption
+from chaos.verdict import Verdict
+
+from tests.unit.chaos.stories import Story, succeeded, whole
+
+EVICTED = "EvictionByEvictionAPI"
+
+
+def judge(story: Story, disruptions: dict[str, Disruption] | None = None) -> Verdict:
+    return check_i2(build(story.records), {story.uid: story.rows}, disruptions or {})
+
+
+def started(retry: dict[str, object] | None = None) -> Story:
+    """Created; attempt 1 started and its pod running."""
+    story = Story(retry=retry)
+    story.job(("JobCreated", "JobCreated", None), cond="Unknown:Running", e="ADDED")
+    story.attempt(1, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 1))
+    story.tick(0.5).pod(1, "Running", e="ADDED").tick(1)
+    return story
+
+
+def second_attempt_succeeds(story: Story, after: float) -> Story:
+    """Attempt 2 starts `after` seconds on and succeeds; the job Succeeded."""
+    story.tick(after).attempt(2, "Pending", created=story.t)
+    story.job(("AttemptStarted", "AttemptStarted", 2), cond="Unknown:Running")
+    story.tick(0.1).pod(2, "Running", e="ADDED").tick(1).pod(2, "Succeeded", ex=0, fin=whole(story.t))
+    story.attempt(2, "Succeeded", "Completed", finished=story.t).job(*succeeded(2), cond="True:Succeeded")
+    return story
+
+
+# ------------------------------------------------------------------- a pod that ended, then evicted
+def test_a_pod_that_succeeded_then_was_evicted_counts_as_succeeded() -> None:
+    story = started()
+    story.pod(1, "Succeeded", ex=0, fin=whole(story.t))
+    story.attempt(1, "Succeeded", "Completed", finished=story.t).job(*succeeded(1), cond="True:Succeeded")
+    story.tick(2.4).pod(1, "Succeeded", ex=0, dis=EVICTED)
+    story.pod(1, "Succeeded", ex=0, dis=EVICTED, dt=whole(story.t)).pod(1, "Succeeded", e="DELETED", dis=EVICTED)
+    verdict = judge(story, {"pod-job-1-1": Disruption("evict", story.t - 0.01)})
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"] == {"succeeded": 1}
+
+
+def evicted_around_a_failure(*, disrupted_first: bool, recorded: tuple[str, bool]) -> Story:
+    """Attempt 1's pod fails (exit 137) with the DisruptionTarget condition shown before its failed
+    phase (or only after it); the operator records `recorded` (reason, charged); attempt 2 succeeds."""
+    story = started()
+    if disrupted_first:
+        story.pod(1, "Running", dis=EVICTED)
+    story.tick(0.1).pod(1, "Failed", ex=137, fin=whole(story.t), dis=EVICTED if disrupted_first else None)
+    if not disrupted_first:
+        story.pod(1, "Failed", ex=137, fin=whole(story.t), dis=EVICTED)
+    story.pod(1, "Failed", e="DELETED", ex=137, dis=EVICTED)
+    story.attempt(1, "Failed", recorded[0], recorded[1], finished=story.t).job(("AttemptFailed", recorded[0], 1))
+    return second_attempt_succeeds(story, 2.5)
+
+
+def test_a_disruption_seen_before_the_failed_phase_is_still_a_disruption() -> None:
+    evicted = {"pod-job-1-1": Disruption("evict", 0.0)}
+    right = judge(evicted_around_a_failure(disrupted_first=True, recorded=("Evicted", False)), evicted)
+    assert right.ok, right.violations
+    assert right.notes["outcomes"]["disrupted"] == 1
+    charged = judge(evicted_around_a_failure(disrupted_first=True, recorded=("Error", True)), evicted)
+    assert any("pod shows disrupted, recorded Failed/Error" in v for v in charged.violations), charged.violations
+
+
+def test_a_disruption_seen_only_after_the_failed_phase_leaves_it_a_failure() -> None:
+    evicted = {"pod-job-1-1": Disruption("evict", 0.0)}
+    right = judge(evicted_around_a_failure(disrupted_first=False, recorded=("Error", True)), evicted)
+    assert right.ok, right.violations
+    assert right.notes["outcomes"]["error"] == 1
