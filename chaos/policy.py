@@ -55,13 +55,15 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
         return Outcome.LIVE
     if job.deleting_rv is not None and job.deleting_rv <= pod.deleting_rv:
         return Outcome.GONE
+    if _stopped_then_deleted(pod, job):  # the recorded stop came first, whoever deleted the pod
+        return Outcome.STOPPED
     done = disruptions.get(pod.uid)
     if pod.disruption or (done is not None and done.method in ("evict", "node")):
         return Outcome.DISRUPTED
     if done is not None:
         return Outcome.DELETED
     suspend, cancel = job.flags_at(pod.deleting_rv)
-    if suspend or cancel or _stopped_then_deleted(pod, job):
+    if suspend or cancel:
         return Outcome.STOPPED
     return Outcome.UNEXPLAINED
 

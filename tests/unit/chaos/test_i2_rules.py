@@ -9,7 +9,7 @@ from chaos.invariants import check_i2
 from chaos.policy import Disruption
 from chaos.verdict import Verdict
 
-from tests.unit.chaos.stories import Story, succeeded, whole
+from tests.unit.chaos.stories import T0, Story, succeeded, whole
 
 EVICTED = "EvictionByEvictionAPI"
 
@@ -76,3 +76,27 @@ def test_a_disruption_seen_only_after_the_failed_phase_leaves_it_a_failure() -> 
     right = judge(evicted_around_a_failure(disrupted_first=False, recorded=("Error", True)), evicted)
     assert right.ok, right.violations
     assert right.notes["outcomes"]["error"] == 1
+
+
+# ------------------------------------------------------------- a recorded stop, then the suite's delete
+def stopped_then_deleted_by_the_suite(*, suspended: bool) -> Story:
+    """(When `suspended`) the job is suspended; the operator records attempt 1 Stopped; then the
+    suite's graceful delete begins; the job is resumed and attempt 2 starts 0.994 s after attempt
+    1's recorded end (a stop owes no wait; a charged deletion would owe 1 s)."""
+    story = started({"limit": 2, "delaysSeconds": [1]})
+    story.job(sus=suspended).tick(0.5)
+    story.attempt(1, "Stopped", "Suspended", False, finished=story.t)
+    story.job(("AttemptStopped", "Suspended", 1), cond="Unknown:Suspended")
+    story.tick(0.2).pod(1, "Running", dt=whole(story.t + 30)).tick(0.3).pod(1, "Running", e="DELETED")
+    story.job(sus=False)
+    return second_attempt_succeeds(story, 0.494)
+
+
+def test_a_stop_recorded_before_the_suites_delete_wins_over_the_delete() -> None:
+    story = stopped_then_deleted_by_the_suite(suspended=True)
+    verdict = judge(story, {"pod-job-1-1": Disruption("delete", T0 + 2.15)})
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"]["stopped"] == 1
+    unsuspended = stopped_then_deleted_by_the_suite(suspended=False)
+    verdict = judge(unsuspended, {"pod-job-1-1": Disruption("delete", T0 + 2.15)})
+    assert any("pod shows deleted, recorded Stopped/Suspended" in v for v in verdict.violations), verdict.violations
