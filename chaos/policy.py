@@ -60,9 +60,9 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
     done = disruptions.get(pod.uid)
     if pod.disruption or (done is not None and done.method in ("evict", "node")):
         return Outcome.DISRUPTED
-    if done is not None:
-        return Outcome.DELETED
     suspend, cancel = job.flags_at(pod.deleting_rv)
+    if done is not None:  # the suite's delete of a suspended or cancelled job's pod: whichever was recorded
+        return Outcome.STOPPED if (suspend or cancel) and _recorded_state(pod, job) == "Stopped" else Outcome.DELETED
     if suspend or cancel:
         return Outcome.STOPPED
     return Outcome.UNEXPLAINED
@@ -77,6 +77,14 @@ def _ended(pod: PodLife) -> Outcome:
     if pod.disruption_rv is not None and pod.terminal_rv is not None and pod.disruption_rv <= pod.terminal_rv:
         return Outcome.DISRUPTED
     return Outcome.PERMANENT if pod.exit_code == PERMANENT_EXIT else Outcome.ERROR
+
+
+def _recorded_state(pod: PodLife, job: JobLife) -> str | None:
+    """The state the operator last recorded for the pod's attempt."""
+    if pod.stage is None or pod.attempt is None:
+        return None
+    record = job.attempts.get((pod.stage, pod.attempt))
+    return str(record[2]) if record is not None else None
 
 
 def _stopped_then_deleted(pod: PodLife, job: JobLife) -> bool:

@@ -100,3 +100,26 @@ def test_a_stop_recorded_before_the_suites_delete_wins_over_the_delete() -> None
     unsuspended = stopped_then_deleted_by_the_suite(suspended=False)
     verdict = judge(unsuspended, {"pod-job-1-1": Disruption("delete", T0 + 2.15)})
     assert any("pod shows deleted, recorded Stopped/Suspended" in v for v in verdict.violations), verdict.violations
+
+
+# ------------------------------------------------------- the suite's delete of a cancelled job's pod
+def force_deleted_then_stopped(*, cancelled: bool) -> Story:
+    """(When `cancelled`) the job is cancelled; the suite force-deletes attempt 1's pod before the
+    operator (its watches stalled) stops it; the operator then records it Stopped/Cancelled and the
+    job Cancelled."""
+    story = started()
+    story.job(can=cancelled).tick(0.5)
+    story.pod(1, "Running", e="DELETED")  # a force delete: gone without a deletionTimestamp seen
+    story.tick(5).attempt(1, "Stopped", "Cancelled", False, finished=story.t)
+    story.job(("AttemptStopped", "Cancelled", 1), ("JobCancelled", "Cancelled", None), cond="False:Cancelled")
+    return story
+
+
+def test_the_suites_delete_of_a_cancelled_jobs_pod_may_be_recorded_stopped() -> None:
+    story = force_deleted_then_stopped(cancelled=True)
+    verdict = judge(story, {"pod-job-1-1": Disruption("force", T0 + 2.0)})
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"] == {"stopped": 1}
+    never = force_deleted_then_stopped(cancelled=False)
+    verdict = judge(never, {"pod-job-1-1": Disruption("force", T0 + 2.0)})
+    assert any("pod shows deleted, recorded Stopped/Cancelled" in v for v in verdict.violations), verdict.violations
