@@ -102,7 +102,7 @@ class JobCheck:
     def run(self) -> None:
         retried, epoch = epochs_of(self.job, self.rows)
         keys = set(self.job.attempts) | set(self.pods) | set(epoch)
-        outcomes = {key: classify(self.pods.get(key), self.job, self.disruptions) for key in keys}
+        outcomes = {key: self.outcome(key) for key in keys}
         for outcome in outcomes.values():
             self.verdict.notes["outcomes"][outcome.value] += 1
         self.recorded_reasons(outcomes)
@@ -111,6 +111,15 @@ class JobCheck:
         if not deleted or self._ended_before_deletion():
             self.expected_end(outcomes, epoch, len(retried))
         self.backoff_gaps(outcomes, epoch)
+
+    def outcome(self, key: tuple[str, int]) -> Outcome:
+        """What the pod shows, or a stop when the operator's Stopped record is accepted for it (the
+        replay then follows the stop: not charged, no wait)."""
+        outcome = classify(self.pods.get(key), self.job, self.disruptions)
+        row = self.job.attempts.get(key)
+        if row is not None and self._stopped_first(key, outcome, row):
+            return Outcome.STOPPED
+        return outcome
 
     def _ended_before_deletion(self) -> bool:
         last = self.job.conditions[-1] if self.job.conditions else None

@@ -123,3 +123,34 @@ def test_the_suites_delete_of_a_cancelled_jobs_pod_may_be_recorded_stopped() -> 
     never = force_deleted_then_stopped(cancelled=False)
     verdict = judge(never, {"pod-job-1-1": Disruption("force", T0 + 2.0)})
     assert any("pod shows deleted, recorded Stopped/Cancelled" in v for v in verdict.violations), verdict.violations
+
+
+# --------------------------------------------------------------- replay after an accepted stop
+def stopped_before_its_pod_failed(gap: float) -> Story:
+    """delaysSeconds [1, 2]: the job is suspended and attempt 1 recorded Stopped before its pod
+    fails; resumed, attempt 2 fails (charged: 1 s owed); attempt 3 starts `gap` later and succeeds."""
+    story = started({"limit": 3, "delaysSeconds": [1, 2]})
+    story.job(sus=True).tick(0.2)
+    story.attempt(1, "Stopped", "Suspended", False, finished=story.t)
+    story.job(("AttemptStopped", "Suspended", 1), cond="Unknown:Suspended")
+    story.tick(0.1).pod(1, "Failed", ex=1, fin=whole(story.t)).tick(0.1).pod(1, "Failed", e="DELETED", ex=1)
+    story.tick(1).job(sus=False).tick(0.5)
+    story.attempt(2, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 2), cond="Unknown:Running")
+    story.tick(0.1).pod(2, "Running", e="ADDED")
+    end = float(int(story.t) + 1)
+    story.t = end
+    story.pod(2, "Failed", ex=1, fin=whole(end))
+    story.attempt(2, "Failed", "Error", True, finished=end).job(("AttemptFailed", "Error", 2))
+    story.t = end + gap
+    story.attempt(3, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 3), cond="Unknown:Running")
+    story.tick(0.1).pod(3, "Running", e="ADDED").tick(1).pod(3, "Succeeded", ex=0, fin=whole(story.t))
+    story.attempt(3, "Succeeded", "Completed", finished=story.t).job(*succeeded(3), cond="True:Succeeded")
+    return story
+
+
+def test_a_stop_accepted_for_an_attempt_is_not_charged_in_the_replay() -> None:
+    verdict = judge(stopped_before_its_pod_failed(1.002))
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"] == {"error": 1, "stopped": 1, "succeeded": 1}
+    early = judge(stopped_before_its_pod_failed(0.9))
+    assert any("attempt 3: 0.900s after attempt 2 (operator's clock), owed 1.0s" in v for v in early.violations)
