@@ -154,3 +154,32 @@ def test_a_stop_accepted_for_an_attempt_is_not_charged_in_the_replay() -> None:
     assert verdict.notes["outcomes"] == {"error": 1, "stopped": 1, "succeeded": 1}
     early = judge(stopped_before_its_pod_failed(0.9))
     assert any("attempt 3: 0.900s after attempt 2 (operator's clock), owed 1.0s" in v for v in early.violations)
+
+
+# ------------------------------------------------- a cancel and the end first seen in one record
+def cancel_seen_with_the_end(cond: str) -> Story:
+    """Attempt 1 runs; after an observer gap the re-listed job shows the cancel and its end `cond`
+    in one record (attempt 1 Stopped/Cancelled, or Succeeded when the pod succeeded first)."""
+    story = started()
+    if cond == "True:Succeeded":
+        story.pod(1, "Succeeded", ex=0, fin=whole(story.t))
+        story.attempt(1, "Succeeded", "Completed", finished=story.t)
+        story.job(*succeeded(1), cond=cond, can=True)
+    else:
+        story.attempt(1, "Stopped", "Cancelled", False, finished=story.t)
+        story.job(("AttemptStopped", "Cancelled", 1), ("JobCancelled", "Cancelled", None), cond=cond, can=True)
+        story.tick(0.1).pod(1, "Running", dt=whole(story.t)).pod(1, "Running", e="DELETED")
+    story.records.append(
+        {"k": "gap", "res": "/apis/procjob.dev/v1alpha1/namespaces/ns/processingjobs", "from": T0 + 1, "to": story.t}
+    )
+    return story
+
+
+def test_a_cancel_and_its_cancelled_end_seen_in_one_record() -> None:
+    verdict = judge(cancel_seen_with_the_end("False:Cancelled"))
+    assert verdict.ok, verdict.violations
+
+
+def test_a_hidden_cancel_seen_with_a_success_leaves_the_success() -> None:
+    verdict = judge(cancel_seen_with_the_end("True:Succeeded"))
+    assert verdict.ok, verdict.violations
