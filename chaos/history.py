@@ -92,8 +92,14 @@ class History:
     gaps: list[tuple[float, float, str]] = field(default_factory=list)
     ended: bool = False
 
-    def in_gap(self, t: float, slack: float = 5.0) -> bool:
-        return any(start - slack <= t <= end + slack for start, end, _ in self.gaps)
+    def in_gap(self, t: float, slack: float = 5.0, watch: str | None = None) -> bool:
+        """Whether `t` falls within `slack` of a gap: of any watch, or only of `watch` (its path)."""
+        return any(start - slack <= t <= end + slack for start, end, res in self.gaps if watch in (None, res))
+
+
+def pods_watch(ns: str) -> str:
+    """The path of the observer's pods watch of namespace `ns` (as its gap records name it)."""
+    return f"/api/v1/namespaces/{ns}/pods"
 
 
 def _pod(history: History, rec: dict[str, Any]) -> None:

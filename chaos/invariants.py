@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from chaos.history import History, JobLife, PodLife
+from chaos.history import History, JobLife, PodLife, pods_watch
 from chaos.policy import Disruption, Outcome, classify, expected_record, replay, seconds
 from chaos.verdict import Row, Verdict
 
@@ -136,7 +136,8 @@ class JobCheck:
                 continue
             want = expected_record(outcome)
             created = seconds(row[6]) or self.job.first_t
-            if outcome == Outcome.NEVER and row[2] != "Stopped" and not self.history.in_gap(created):
+            unseen = self.history.in_gap(created, watch=pods_watch(self.job.ns))
+            if outcome == Outcome.NEVER and row[2] != "Stopped" and not unseen:
                 self.fail(f"attempt {key[0]}/{key[1]}: recorded {row[2]}/{row[3]} but no pod was ever seen")
             if want is None:
                 continue

@@ -183,3 +183,24 @@ def test_a_cancel_and_its_cancelled_end_seen_in_one_record() -> None:
 def test_a_hidden_cancel_seen_with_a_success_leaves_the_success() -> None:
     verdict = judge(cancel_seen_with_the_end("True:Succeeded"))
     assert verdict.ok, verdict.violations
+
+
+# ------------------------------------------------------------------ whose gap excuses a missing pod
+def failed_with_no_pod_seen(gap_of: str) -> Story:
+    """Attempt 1 recorded Failed/StartupTimeout though the observer saw no pod; a re-list gap of
+    the watch `gap_of` covers its creation."""
+    story = Story(retry={"limit": 0, "delaysSeconds": [1]})
+    story.job(("JobCreated", "JobCreated", None), cond="Unknown:Running", e="ADDED")
+    story.attempt(1, "Pending", created=story.t).job(("AttemptStarted", "AttemptStarted", 1))
+    story.records.append({"k": "gap", "res": gap_of, "from": story.t - 1, "to": story.t + 1})
+    story.tick(60).attempt(1, "Failed", "StartupTimeout", True, finished=story.t)
+    story.job(("AttemptFailed", "StartupTimeout", 1), ("JobFailed", "BackoffLimitExceeded", None))
+    return story
+
+
+def test_only_a_gap_of_the_jobs_own_pods_watch_excuses_a_pod_never_seen() -> None:
+    own = judge(failed_with_no_pod_seen("/api/v1/namespaces/ns/pods"))
+    assert not any("no pod was ever seen" in v for v in own.violations), own.violations
+    for other in ("/api/v1/namespaces/other/events", "/api/v1/namespaces/other/pods", "/api/v1/namespaces/ns/events"):
+        verdict = judge(failed_with_no_pod_seen(other))
+        assert any("no pod was ever seen" in v for v in verdict.violations), (other, verdict.violations)
