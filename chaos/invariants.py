@@ -72,7 +72,24 @@ def epochs_of(job: JobLife, rows: list[Row]) -> tuple[list[int], dict[tuple[str,
     return retried, epoch
 
 
-def check_i2(history: History, rows: dict[str, list[Row]], disruptions: dict[str, Disruption]) -> Verdict:
+def stall_windows(faults: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """(from, to) of each silent-watch fault's stall of the operators' watches, from the driver's
+    fault records (its result's `stalled_at` and `stall_s`)."""
+    found = []
+    for fault in faults:
+        result = fault.get("result") or {}
+        if fault.get("name") == "silent-watch" and result.get("stalled_at") is not None:
+            found.append((float(result["stalled_at"]), float(result["stalled_at"]) + float(result["stall_s"])))
+    return found
+
+
+def check_i2(
+    history: History,
+    rows: dict[str, list[Row]],
+    disruptions: dict[str, Disruption],
+    stalls: list[tuple[float, float]] | None = None,
+) -> Verdict:
+    """`stalls`: the moments the suite itself stalled the operators' watches (`stall_windows`)."""
     verdict = Verdict(notes={"outcomes": Counter()})
     pods_of: dict[str, dict[tuple[str, int], PodLife]] = defaultdict(dict)
     for pod in history.pods.values():
@@ -82,7 +99,8 @@ def check_i2(history: History, rows: dict[str, list[Row]], disruptions: dict[str
         if job.kind is None or not job.spec:
             continue
         verdict.checked += 1
-        JobCheck(history, job, rows.get(job.uid, []), pods_of.get(job.uid, {}), disruptions, verdict).run()
+        pods = pods_of.get(job.uid, {})
+        JobCheck(history, job, rows.get(job.uid, []), pods, disruptions, verdict, stalls or []).run()
     verdict.notes["outcomes"] = dict(sorted(verdict.notes["outcomes"].items()))
     return verdict
 
@@ -95,6 +113,7 @@ class JobCheck:
     pods: dict[tuple[str, int], PodLife]
     disruptions: dict[str, Disruption]
     verdict: Verdict
+    stalls: list[tuple[float, float]]
 
     def fail(self, message: str) -> None:
         self.verdict.fail(f"{self.job.ns}/{self.job.name}: {message}")
@@ -119,7 +138,18 @@ class JobCheck:
         row = self.job.attempts.get(key)
         if row is not None and self._stopped_first(key, outcome, row):
             return Outcome.STOPPED
+        if outcome == Outcome.DISRUPTED and row is not None and row[3] == "PodDeleted" and self._vanished_unseen(key):
+            return Outcome.DELETED
         return outcome
+
+    def _vanished_unseen(self, key: tuple[str, int]) -> bool:
+        """The suite evicted or deleted the pod and it vanished while the suite stalled the
+        operators' watches: no controller could see its disruption, only that it was gone."""
+        pod = self.pods.get(key)
+        if pod is None or pod.uid not in self.disruptions:
+            return False
+        gone = pod.gone_t if pod.gone_t is not None else pod.deleting_t
+        return gone is not None and any(start <= gone <= end for start, end in self.stalls)
 
     def _ended_before_deletion(self) -> bool:
         last = self.job.conditions[-1] if self.job.conditions else None

@@ -5,7 +5,7 @@ as the end, and whose watch gap excuses what (each with the history that must st
 from __future__ import annotations
 
 from chaos.history import build
-from chaos.invariants import check_i2
+from chaos.invariants import check_i2, stall_windows
 from chaos.policy import Disruption
 from chaos.verdict import Verdict
 
@@ -204,3 +204,43 @@ def test_only_a_gap_of_the_jobs_own_pods_watch_excuses_a_pod_never_seen() -> Non
     for other in ("/api/v1/namespaces/other/events", "/api/v1/namespaces/other/pods", "/api/v1/namespaces/ns/events"):
         verdict = judge(failed_with_no_pod_seen(other))
         assert any("no pod was ever seen" in v for v in verdict.violations), (other, verdict.violations)
+
+
+# --------------------------------------------- an eviction nobody could see: the watches stalled
+def evicted_while_the_watches_stalled(reason: str, charged: bool, after: float) -> Story:
+    """The suite evicts attempt 1's pod and it vanishes at once; the operator records `reason`;
+    attempt 2 starts `after` seconds later and succeeds."""
+    story = started({"limit": 2, "delaysSeconds": [2]})
+    story.pod(1, "Running", dis=EVICTED).pod(1, "Running", dis=EVICTED, dt=whole(story.t))
+    story.pod(1, "Running", e="DELETED", dis=EVICTED)
+    story.tick(5).attempt(1, "Failed", reason, charged, finished=story.t)
+    story.job(("AttemptFailed", reason, 1))
+    return second_attempt_succeeds(story, after)
+
+
+def test_an_eviction_during_a_stall_of_the_operators_watches_may_be_recorded_deleted() -> None:
+    evicted = {"pod-job-1-1": Disruption("evict", T0 + 1.4)}
+    stall = [(T0, T0 + 90)]
+    deleted = evicted_while_the_watches_stalled("PodDeleted", True, 2.5)
+    verdict = check_i2(build(deleted.records), {deleted.uid: deleted.rows}, evicted, stall)
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"]["deleted"] == 1
+    early = evicted_while_the_watches_stalled("PodDeleted", True, 1.5)  # the charged retry owes 2 s
+    verdict = check_i2(build(early.records), {early.uid: early.rows}, evicted, stall)
+    assert any("owed 2.0s" in v for v in verdict.violations), verdict.violations
+    disrupted = evicted_while_the_watches_stalled("Evicted", False, 2.5)
+    verdict = check_i2(build(disrupted.records), {disrupted.uid: disrupted.rows}, evicted, stall)
+    assert verdict.ok, verdict.violations
+    unstalled = judge(deleted, evicted)
+    assert any("pod shows disrupted, recorded Failed/PodDeleted" in v for v in unstalled.violations)
+    later = check_i2(build(deleted.records), {deleted.uid: deleted.rows}, evicted, [(T0 + 10, T0 + 90)])
+    assert any("pod shows disrupted, recorded Failed/PodDeleted" in v for v in later.violations)
+
+
+def test_stall_windows_from_the_drivers_fault_records() -> None:
+    faults = [
+        {"name": "silent-watch", "result": {"stalled_at": 100.0, "stall_s": 90}},
+        {"name": "silent-watch", "result": None},
+        {"name": "disruptions", "result": {"done": {}}},
+    ]
+    assert stall_windows(faults) == [(100.0, 190.0)]
