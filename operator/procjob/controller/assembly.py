@@ -38,7 +38,7 @@ from procjob.controller.settings import OperatorSettings
 from procjob.controller.supervise import Loops, supervise
 from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
 from procjob.core.retention import Finished, over_cap
-from procjob.models.lifecycle import body_finished
+from procjob.models.lifecycle import body_finished, finished
 from procjob.models.timestamps import parse_time
 
 log = logging.getLogger("procjob")
@@ -236,10 +236,26 @@ class Operator:
             log.info("logs: archiving the last %d bytes of finished attempts' logs", self.logs.max_bytes)
         else:
             log.warning("logs: pod logs are not archived (no database, or --log-archive-max-bytes 0)")
+        woken = self.wake_started_jobs()
+        log.info("writing: %d started jobs queued first (their timers and pending creates)", woken)
         for i in range(self.settings.workers):
             self._run(f"reconcile-{i}", self.reconciler.worker)
         if self.settings.max_finished_jobs_per_namespace is not None:
             self._run("finished-jobs-cap", self._cap_finished_jobs)
+
+    def wake_started_jobs(self) -> int:
+        """A new writer's first work: every started, unfinished job, in the urgent lane. Their timers
+        (backoff, deadlines, startup timeouts) lived in the last writer's process, and an attempt it
+        recorded without creating its pod (it stopped between the two) waits for a reconcile to
+        issue the create; the watch's listing puts started jobs in the normal lane, where behind a
+        backlog that took minutes (the chaos suite's flood: 6.5 minutes, then a StartupTimeout
+        charged to the job). Returns how many."""
+        woken = 0
+        for outline in self.cache.outlines():
+            if outline.started is not None and not finished(outline.state):
+                self.queue.add(outline.key, urgent=True)
+                woken += 1
+        return woken
 
     async def _converge_caches(self) -> None:
         namespaces = self.settings.namespaces

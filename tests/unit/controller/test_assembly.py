@@ -106,3 +106,19 @@ def test_finished_jobs_are_the_ended_ones_not_being_deleted() -> None:
         },
     ]
     assert [(f.key, f.uid) for f in finished_jobs(bodies)] == [("n/a", "ua")]
+
+
+async def test_a_new_writer_serves_the_started_unfinished_jobs_first() -> None:
+    # The chaos flood: a leader stopped between an attempt's status write and its pod create; the
+    # next one found that job among 10,000 queued ones in the normal lane and reached it only when
+    # its startup timeout had passed (6.5 minutes, a StartupTimeout charged).
+    op = operator()
+    for i in range(1000):
+        op.job_seen({**job_body(f"q{i:04d}"), "status": {}}, urgent=False)  # queued, not started
+    started = {"startTime": "2026-01-02T03:00:05Z", "stages": []}
+    done = {**started, "conditions": [{"type": "Succeeded", "status": "True", "reason": "Succeeded"}]}
+    op.job_seen({**job_body("done"), "status": done}, urgent=False)
+    op.job_seen({**job_body("pending-create"), "status": started}, urgent=False)
+    assert op.wake_started_jobs() == 1
+    assert await op.queue.get() == f"{NS}/pending-create"
+    assert await op.queue.get() == f"{NS}/q0000"  # then the rest, as before
