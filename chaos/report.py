@@ -18,7 +18,7 @@ from bench.run import machine_facts
 from chaos.context import Context
 from chaos.faultcheck import crash_loops, judge
 from chaos.history import build
-from chaos.invariants import check_i1, check_i2
+from chaos.invariants import check_i1, check_i2, stall_windows
 from chaos.ledger import check_i3, rows_from
 from chaos.leftovers import check_i4
 from chaos.policy import Disruption
@@ -82,7 +82,7 @@ def analyse(
     scrapes = {"processes": driver["scrapes"], "calm": out.get("calm")}
     verdicts = {
         "I1": check_i1(history),
-        "I2": check_i2(history, by_job, disruptions),
+        "I2": check_i2(history, by_job, disruptions, stall_windows(driver["faults"])),
         "I3": check_i3(history, by_job),
         "I4": check_i4(history, out["end"], driver["held"]),
         "I5": check_i5(history, by_job, scrapes),
