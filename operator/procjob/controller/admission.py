@@ -119,7 +119,8 @@ class QueueAdmission:
         key = job.meta.key
         if job.spec is None or job.spec.cancel or job.spec.suspend:
             return Ticket(False)  # not a candidate: cancel and suspend are handled without a slot
-        self._recompute(force=key not in self._positions and self._room_for(job.meta.namespace))
+        unplaced = key not in self._positions and key not in self._chosen
+        self._recompute(force=unplaced and self._room_for(job.meta.namespace))
         if key in self._chosen:
             self._chosen.discard(key)  # the others chosen with it still fit: no new pass needed
             self._reserved[key] = self.monotonic() + RESERVATION_TTL
@@ -192,8 +193,13 @@ class QueueAdmission:
             priority = capped(job.priority, caps[job.namespace])
             waiting.append(Waiting(key, job.namespace, priority, job.created_at, job.name))
         order = queue_order(waiting, running_ns)
-        self._positions = {w.key: i + 1 for i, w in enumerate(order)}
         self._chosen = admissible(order, running_total, running_ns, self.max_total, self.max_per_namespace)
+        # a place in the queue counts only the jobs ahead that will not start now: the chosen ones
+        # leave it as they are admitted, without another pass
+        self._positions = {}
+        for w in order:
+            if w.key not in self._chosen:
+                self._positions[w.key] = len(self._positions) + 1
         self._spare = None if self.max_total is None else self.max_total - running_total - len(self._chosen)
         self._ns_taken = dict(running_ns)
         for key in self._chosen:

@@ -175,7 +175,7 @@ def test_a_new_job_in_a_full_queue_waits_for_the_next_pass_without_forcing_one()
     mono.now += RECOMPUTE_INTERVAL
     ticket = admission.ticket(parsed(cache, "a/zz-late"))
     assert ticket.queue is not None
-    assert (ticket.queue.position, passes) == (101, [1])  # behind all 100 (two of them admissible, not started)
+    assert (ticket.queue.position, passes) == (99, [1])  # behind the 98 that wait (the 2 admissible leave the queue)
 
 
 def test_a_new_job_starts_at_once_while_its_namespace_and_the_cluster_have_a_spare_slot() -> None:
@@ -188,3 +188,16 @@ def test_a_new_job_starts_at_once_while_its_namespace_and_the_cluster_have_a_spa
     cache.observe_job(body("c1", ns="c"))
     assert admission.ticket(parsed(cache, "c/c1")).admitted  # c has room: a pass at once, and it starts
     assert passes == [1]
+
+
+def test_a_queued_jobs_place_counts_only_the_jobs_ahead_that_will_not_start_now() -> None:
+    admission, cache, _ = setup(*(body(f"j{i:04d}") for i in range(5)), max_running_jobs=2)
+    passes = counting_passes(cache)
+    assert admission.ticket(parsed(cache, "a/j0000")).admitted
+    waiting = admission.ticket(parsed(cache, "a/j0002"))  # j0001 is chosen too, not admitted yet
+    assert waiting.queue is not None
+    assert (waiting.admitted, waiting.queue.position, passes) == (False, 1, [1])
+    assert admission.ticket(parsed(cache, "a/j0001")).admitted
+    later = admission.ticket(parsed(cache, "a/j0004"))
+    assert later.queue is not None
+    assert (later.queue.position, passes) == (3, [1])
