@@ -93,11 +93,10 @@ def _stopped_then_deleted(pod: PodLife, job: JobLife) -> bool:
     the operator saw, recorded first (intent before action), then carried out — even when the job
     was resumed in between (the 10 Hz writer resumes 0.5-2 s after it suspends; seed 20261202 saw
     `delete-00040` resumed 0.04 s after the Stopped record and 0.03 s before the pod's deletion)."""
-    if pod.stage is None or pod.attempt is None or pod.deleting_rv is None:
+    if _recorded_state(pod, job) != "Stopped" or pod.deleting_rv is None:
         return False
-    record = job.attempts.get((pod.stage, pod.attempt))
-    recorded = job.recorded_at.get((pod.stage, pod.attempt))
-    if record is None or recorded is None or record[2] != "Stopped" or recorded[0] >= pod.deleting_rv:
+    recorded = job.recorded_at.get((pod.stage, pod.attempt)) if pod.stage is not None else None
+    if recorded is None or recorded[0] >= pod.deleting_rv:
         return False
     if any(job.flags_at(pod.first_rv)):
         return True
