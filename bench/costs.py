@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import psutil
 
@@ -80,3 +82,38 @@ def diff(before: Snapshot, after: Snapshot, stages: int, jobs: int) -> dict[str,
             round(cpu.get("kube-controller-manager", 0.0) * 1000 / stages, 1) if stages else None
         ),
     }
+
+
+def events_by_source(items: list[dict[str, Any]], since: float = 0.0) -> dict[str, int]:
+    """Event objects (each one POST) created at or after `since` (epoch seconds), by the component that
+    reported them and their reason.
+
+    `reportingComponent` (events.k8s.io/v1 writers such as the scheduler) or else `source.component`
+    (core/v1 writers such as the operator); "?" when an Event names neither.
+    """
+    counts: dict[str, int] = {}
+    for item in items:
+        created = (item.get("metadata") or {}).get("creationTimestamp")
+        if created and _epoch(created) < int(since):
+            continue
+        component = item.get("reportingComponent") or (item.get("source") or {}).get("component") or "?"
+        key = f"{component} {item.get('reason') or '?'}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def _epoch(timestamp: str) -> float:
+    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
+
+
+async def namespace_events(api: Api, namespace: str) -> list[dict[str, Any]]:
+    """Every Event in the namespace, listed in pages of 500."""
+    items: list[dict[str, Any]] = []
+    params = {"limit": "500"}
+    while True:
+        page = await api.request("GET", f"/api/v1/namespaces/{namespace}/events", params=params, seconds=60)
+        items.extend(page.get("items") or [])
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+        params = {"limit": "500", "continue": token}

@@ -287,6 +287,20 @@ def _writes_by_resource(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _events_by_source(results: dict[str, Any]) -> list[str]:
+    """Per system, the Events created per stage by reporting component and reason (0.01 or more)."""
+    lines = ["Events created per stage (each one POST), by reporting component and reason:", ""]
+    for key, default in SYSTEMS:
+        row = results.get(key)
+        if not isinstance(row, dict) or not row.get("events_by_source") or not row.get("stages_total"):
+            continue
+        stages = row["stages_total"]
+        counts = row["events_by_source"].items()
+        top = [f"{name} {count / stages:.2f}" for name, count in counts if count / stages >= 0.01]
+        lines.append(f"- {title(key, default, row)}: {', '.join(top)}")
+    return [*lines, ""] if len(lines) > 2 else []
+
+
 def _floor(results: dict[str, Any]) -> list[str]:
     """The write floor and every system against it (bench/floor.py)."""
     titles = {key: title(key, default, results[key]) for key, default in SYSTEMS if isinstance(results.get(key), dict)}
@@ -351,6 +365,7 @@ def markdown(results: dict[str, Any]) -> str:
         _settings,
         _ratios,
         _writes_by_resource,
+        _events_by_source,
         _floor,
         _operator_costs,
         _matrix,

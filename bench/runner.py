@@ -24,7 +24,7 @@ from bench import report
 from bench.analysis import analyse, percentile, r
 from bench.api import JOBS, Api, BenchError
 from bench.auditdb import AuditCheck, check, fresh_database, wait_drained
-from bench.costs import Snapshot, diff, snapshot
+from bench.costs import Snapshot, diff, events_by_source, namespace_events, snapshot
 from bench.observer import Observer
 from bench.operatorproc import MIB, OperatorProcess
 from bench.profiles import Profile
@@ -308,6 +308,8 @@ async def measure(ctx: Context, run: SystemRun) -> None:
         records = await observer.stop()
     run.result.update(analyse(records, measured.load, run.chains, run.stages, system.kind))
     run.result.update(diff(measured.before, measured.after, run.stage_count, run.n))
+    events = await namespace_events(ctx.api, run.namespace)
+    run.result["events_by_source"] = events_by_source(events, since=measured.before.at)
     if run.operator is not None and run.dsn is not None:
         run.result.update(audit_numbers(await asyncio.to_thread(check, run.dsn, run.seqs)))
 
