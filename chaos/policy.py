@@ -58,11 +58,13 @@ def classify(pod: PodLife | None, job: JobLife, disruptions: dict[str, Disruptio
     if _stopped_then_deleted(pod, job):  # the recorded stop came first, whoever deleted the pod
         return Outcome.STOPPED
     done = disruptions.get(pod.uid)
-    if pod.disruption or (done is not None and done.method in ("evict", "node")):
-        return Outcome.DISRUPTED
     suspend, cancel = job.flags_at(pod.deleting_rv)
-    if done is not None:  # the suite's delete of a suspended or cancelled job's pod: whichever was recorded
-        return Outcome.STOPPED if (suspend or cancel) and _recorded_state(pod, job) == "Stopped" else Outcome.DELETED
+    # the suite's delete, eviction or node loss of a suspended or cancelled job's pod: whichever was recorded
+    stopped = (suspend or cancel) and _recorded_state(pod, job) == "Stopped"
+    if pod.disruption or (done is not None and done.method in ("evict", "node")):
+        return Outcome.STOPPED if stopped else Outcome.DISRUPTED
+    if done is not None:
+        return Outcome.STOPPED if stopped else Outcome.DELETED
     if suspend or cancel:
         return Outcome.STOPPED
     return Outcome.UNEXPLAINED

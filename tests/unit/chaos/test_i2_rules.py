@@ -244,3 +244,26 @@ def test_stall_windows_from_the_drivers_fault_records() -> None:
         {"name": "disruptions", "result": {"done": {}}},
     ]
     assert stall_windows(faults) == [(100.0, 190.0)]
+
+
+# ------------------------------------------------------ the suite's eviction of a cancelled job's pod
+def evicted_then_stopped(*, cancelled: bool) -> Story:
+    """(When `cancelled`) the job is cancelled; the suite evicts attempt 1's pod before the operator
+    (its watches stalled) stops it; the operator then records it Stopped/Cancelled and the job
+    Cancelled (seed 915638: cancel-00431, cancelled 8.8 s before the eviction, recorded 78 s after)."""
+    story = started()
+    story.job(can=cancelled).tick(0.5)
+    story.pod(1, "Running", dis=EVICTED).pod(1, "Running", dis=EVICTED, dt=whole(story.t + 30))
+    story.pod(1, "Running", e="DELETED", dis=EVICTED)
+    story.tick(5).attempt(1, "Stopped", "Cancelled", False, finished=story.t)
+    story.job(("AttemptStopped", "Cancelled", 1), ("JobCancelled", "Cancelled", None), cond="False:Cancelled")
+    return story
+
+
+def test_the_suites_eviction_of_a_cancelled_jobs_pod_may_be_recorded_stopped() -> None:
+    evicted = {"pod-job-1-1": Disruption("evict", T0 + 2.0)}
+    verdict = judge(evicted_then_stopped(cancelled=True), evicted)
+    assert verdict.ok, verdict.violations
+    assert verdict.notes["outcomes"] == {"stopped": 1}
+    never = judge(evicted_then_stopped(cancelled=False), evicted)
+    assert any("pod shows disrupted, recorded Stopped/Cancelled" in v for v in never.violations), never.violations
