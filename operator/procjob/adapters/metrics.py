@@ -77,6 +77,11 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.orphan_pods_deleted = Counter(
+            "procjob_orphan_pods_deleted_total",
+            "Pods deleted because their job no longer exists (garbage collection had missed them).",
+            registry=r,
+        )
         self.events_dropped = Counter(
             "procjob_events_dropped_total", "Kubernetes Events that could not be posted (a lossy mirror).", registry=r
         )

@@ -30,6 +30,7 @@ from procjob.controller.cache import Cache
 from procjob.controller.failpoints import Failpoints
 from procjob.controller.leadership import FencedStore, LeaderElector, Timings
 from procjob.controller.logarchive import LogArchiver
+from procjob.controller.orphans import OrphanCollector
 from procjob.controller.podcaps import PodCaps
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler, utcnow
@@ -68,6 +69,7 @@ class Operator:
     relay: AuditRelay | None  # present exactly when `store` is
     elector: LeaderElector | None = None  # None: no leader election (one replica)
     logs: LogArchiver | None = None  # None: pod logs are not archived (no database, or turned off)
+    orphans: OrphanCollector | None = None  # None: pods whose job is gone are left to garbage collection
     loops: Loops = field(default_factory=Loops)
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     resync_wake: asyncio.Event = field(default_factory=asyncio.Event)
@@ -133,7 +135,10 @@ class Operator:
             failpoints=Failpoints(settings.failpoints),
             pod_caps=PodCaps(cache, settings.max_running_pods, settings.max_running_pods_per_job),
         )
-        operator = cls(settings, client, metrics, cache, queue, admission, reconciler, store, relay, elector, logs)
+        orphans = OrphanCollector(client, metrics.orphan_pods_deleted.inc)
+        operator = cls(
+            settings, client, metrics, cache, queue, admission, reconciler, store, relay, elector, logs, orphans
+        )
         return operator
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -223,7 +228,7 @@ class Operator:
 
     async def _start_writing(self) -> None:
         """What only the leader runs: the reconcile workers, the audit relay and its migrations,
-        the finished-jobs cap. (Every replica watches; only one writes.)"""
+        the finished-jobs cap, the orphaned pods' collector. (Every replica watches; only one writes.)"""
         if self.store is not None and self.relay is not None:
             if self.settings.migrate:
                 self._run("audit-migrate", self._apply_migrations, must_run=False)
@@ -242,6 +247,8 @@ class Operator:
             self._run(f"reconcile-{i}", self.reconciler.worker)
         if self.settings.max_finished_jobs_per_namespace is not None:
             self._run("finished-jobs-cap", self._cap_finished_jobs)
+        if self.orphans is not None:
+            self._run("orphan-pods", self.orphans.run)
 
     def wake_started_jobs(self) -> int:
         """A new writer's first work: every started, unfinished job, in the urgent lane. Their timers
@@ -332,7 +339,10 @@ class Operator:
 
     def resynced(self, result: Resynced) -> None:
         """Jobs deleted while no watch looked: drop their queue, admission and audit state; requeue
-        the jobs that lost pods (they are then recorded as deleted, with the right reason)."""
+        the jobs that lost pods (they are then recorded as deleted, with the right reason); hand the
+        pods whose job was not listed to the orphans' collector."""
+        if self.orphans is not None:
+            self.orphans.offer(result.orphans)
         for key in result.dropped_jobs:
             self.queue.drop(key)
             self.admission.forget(key)

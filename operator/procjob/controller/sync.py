@@ -22,6 +22,12 @@ namespace), sent with resourceVersion=0 so the API server answers from its watch
 touching etcd; a stale answer is harmless, since only objects last seen before the listing's
 resourceVersion can be dropped. Items are reduced to the few metadata fields compared, page by
 page, so the operator holds no second copy of every job.
+
+The same listings name the orphans (`orphans`): our pods whose job was not listed. Garbage
+collection deletes a pod whose owner is gone, but it learns of the owner's deletion from its own
+watches, and it can miss one: in the chaos suite, after a 120 s API-server outage, a finished pod of
+a job deleted and re-created with the same name stayed for good. `controller.orphans` confirms each
+with a live read of its job and deletes the pod.
 """
 
 from __future__ import annotations
@@ -167,36 +173,68 @@ async def wait_for_sync(
 
 
 @dataclass(frozen=True)
+class Orphan:
+    """A listed pod of ours whose job was not in the job listing of its scope: the job is gone, or
+    was created between the two listings (`controller.orphans` tells them apart)."""
+
+    namespace: str
+    name: str
+    uid: str
+    job_name: str
+    job_uid: str
+
+
+def orphans(jobs: Listing, pods: Listing) -> list[Orphan]:
+    """Pods controlled by a job (`owning_job`) whose UID the job listing does not hold."""
+    listed = {(item.get("metadata") or {}).get("uid") for item in jobs.items}
+    found = []
+    for item in pods.items:
+        owner = owning_job(item)
+        if owner is None or owner.uid in listed:
+            continue
+        meta = item.get("metadata") or {}
+        found.append(
+            Orphan(owner.namespace, str(meta.get("name") or ""), str(meta.get("uid") or ""), owner.name, owner.uid)
+        )
+    return found
+
+
+@dataclass(frozen=True)
 class Resynced:
     """What one resync removed from the caches.
 
     `dropped_jobs`: keys of jobs that no longer exist; forget their queue and admission state.
     `dropped_job_uids`: their UIDs, for the audit relay's `forget`.
     `dropped_pods`: keys of (still existing) jobs whose pods were removed; reconcile them again.
+    `orphans`: listed pods whose job was not listed (see `orphans`).
     """
 
     dropped_jobs: frozenset[str] = frozenset()
     dropped_pods: frozenset[str] = frozenset()
     dropped_job_uids: frozenset[str] = frozenset()
+    orphans: tuple[Orphan, ...] = ()
 
     def __bool__(self) -> bool:
-        return bool(self.dropped_jobs or self.dropped_pods)
+        return bool(self.dropped_jobs or self.dropped_pods or self.orphans)
 
 
 async def resync(client: Lister, cache: Cache, namespaces: Sequence[str]) -> Resynced:
     """LIST jobs and our labelled pods, and drop from the caches what the listings prove deleted."""
     jobs: dict[str, str] = {}
     pods: set[str] = set()
+    orphaned: list[Orphan] = []
     for ns, jobs_path, pods_path in _scopes(namespaces):
         job_listing = await _list(client, jobs_path, ns, cached=True)
         pod_listing = await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID, cached=True)
         converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
         jobs.update(converged.jobs)
         pods |= converged.pods
+        orphaned += orphans(job_listing, pod_listing)
     return Resynced(
         dropped_jobs=frozenset(jobs),
         dropped_pods=frozenset(pods - jobs.keys()),
         dropped_job_uids=frozenset(jobs.values()),
+        orphans=tuple(orphaned),
     )
 
 
@@ -226,11 +264,12 @@ async def keep_converging(
         try:
             result = await resync(client, cache, namespaces)
             if result:
-                log.info(
-                    "resync: %d jobs and the pods of %d jobs were deleted unseen; dropped from the caches",
-                    len(result.dropped_jobs),
-                    len(result.dropped_pods),
-                )
+                if result.dropped_jobs or result.dropped_pods:
+                    log.info(
+                        "resync: %d jobs and the pods of %d jobs were deleted unseen; dropped from the caches",
+                        len(result.dropped_jobs),
+                        len(result.dropped_pods),
+                    )
                 apply(result)
         except Exception:
             log.exception("resync failed; trying again in %.0fs", every)

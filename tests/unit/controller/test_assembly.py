@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from procjob.adapters.metrics import Metrics
 from procjob.controller.admission import QueueAdmission
 from procjob.controller.assembly import Operator, finished_jobs
 from procjob.controller.cache import Cache
+from procjob.controller.orphans import OrphanCollector
 from procjob.controller.queue import Lane, WorkQueue
 from procjob.controller.reconcile import Reconciler
 from procjob.controller.settings import OperatorSettings
-from procjob.controller.sync import Resynced
+from procjob.controller.sync import Orphan, Resynced
 from procjob.core.config import CoreConfig
 from tests.unit.controller.fakes import FakeClock, FakeKube
 from tests.unit.controller.test_reconcile import NS, UID, job_body
@@ -90,6 +92,21 @@ async def test_a_resync_drops_ghosts_and_requeues_jobs_that_lost_pods() -> None:
     op.resynced(Resynced(dropped_jobs=frozenset({"ns/ghost"}), dropped_pods=frozenset({"ns/alive"})))
     assert op.queue.delayed == 0
     assert op.queue._queued == {"ns/alive": Lane.URGENT}
+
+
+async def test_a_resync_hands_its_orphans_to_the_leaders_collector() -> None:
+    op = operator()
+    op.orphans = OrphanCollector(op.client)
+    kube: FakeKube = op.client  # type: ignore[assignment]
+    await op._start_writing()  # the collector runs where the reconcile workers run
+    op.resynced(Resynced(orphans=(Orphan(NS, "old-pod", "pod-9", "j1", "uid-gone"),)))
+    for _ in range(10):
+        await asyncio.sleep(0)
+    for task in op.tasks:
+        task.cancel()
+    await asyncio.gather(*op.tasks, return_exceptions=True)
+    assert ("get_job", "j1") in kube.calls, "its job looked up first"
+    assert ("delete_pod", "old-pod") in kube.calls
 
 
 def test_finished_jobs_are_the_ended_ones_not_being_deleted() -> None:

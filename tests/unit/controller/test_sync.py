@@ -244,3 +244,29 @@ async def test_the_loop_resyncs_soon_after_a_wake_up() -> None:
         task.cancel()
     assert applied[0].dropped_jobs == {"ns/ghost"}
     assert not wake.is_set(), "the wake-up is consumed"
+
+
+# ----------------------------------------------------------------------------------------- orphans
+async def test_resync_names_our_pods_whose_job_was_not_listed_as_orphans() -> None:
+    cache = Cache()
+    pods = [
+        pod("kept", uid="k"),  # its job (media/thumbs, VICTIM_UID) is listed
+        pod("left", uid="l", job_uid="uid-gone", job_name="thumbs"),  # same name, an older incarnation
+        pod("other", uid="o", job_uid="uid-x", job_name="x"),  # a job that is not listed at all
+        pod("foreign", uid="f", job_uid="uid-y", job_name="y", owners=[]),  # labelled, not controlled: not ours
+    ]
+    api = FakeApi([job("6", namespace="media", name="thumbs", uid=VICTIM_UID)], pods)
+    result = await resync(api, cache, [])
+    assert result.orphans == (
+        sync.Orphan("media", "left", "l", "thumbs", "uid-gone"),
+        sync.Orphan("media", "other", "o", "x", "uid-x"),
+    )
+    assert result, "a resync that found orphans is handed on"
+
+
+async def test_orphans_are_judged_per_listed_scope() -> None:
+    """With watched namespaces, each namespace's pods are compared with that namespace's jobs."""
+    pods = [pod("a", uid="a"), pod("b", uid="b", namespace="other", job_uid=VICTIM_UID)]
+    api = FakeApi([job("6", namespace="media", name="thumbs", uid=VICTIM_UID)], pods)
+    result = await resync(api, Cache(), ["media", "other"])
+    assert [o.name for o in result.orphans] == ["b"], "a job in media does not own a pod in other"
