@@ -273,7 +273,9 @@ async def delete_recreate(ctx: Context, params: dict[str, Any]) -> dict[str, Any
         return [j for j in _victims(ctx, 1000, KINDS_TO_RECREATE) if live_pod(ctx, j["metadata"]["uid"])]
 
     picks = (await wait_for_victims(running, params["count"]))[: params["count"]]
+    down: dict[str, float] = {}
     if params["operator"] == "down":
+        down["down_from"] = time.time()
         for replica in ctx.replicas:
             replica.held = True
             replica.signal(signal.SIGTERM, "stopped")
@@ -288,6 +290,8 @@ async def delete_recreate(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     finally:
         for replica in ctx.replicas:
             replica.held = False
+        if down:
+            down["released_at"] = time.time()  # the replicas restart now, and watch again within seconds
     try:
         recreated = [await _recreate(ctx, job) for job in picks]
         await asyncio.sleep(max(0.0, t0 + params["hold_s"] - time.time()))
@@ -298,6 +302,7 @@ async def delete_recreate(ctx: Context, params: dict[str, Any]) -> dict[str, Any
         "deleted": [j["metadata"]["name"] for j in picks],
         "recreated": recreated,
         "held_pods": len(held),
+        **down,
     }
 
 

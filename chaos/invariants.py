@@ -72,14 +72,24 @@ def epochs_of(job: JobLife, rows: list[Row]) -> tuple[list[int], dict[tuple[str,
     return retried, epoch
 
 
+RESTART_MARGIN = 5.0  # seconds from the replicas' release until they watch again (observed: about 1 s)
+
+
 def stall_windows(faults: list[dict[str, Any]]) -> list[tuple[float, float]]:
-    """(from, to) of each silent-watch fault's stall of the operators' watches, from the driver's
-    fault records (its result's `stalled_at` and `stall_s`)."""
+    """(from, to) of the moments no operator watched, from the driver's fault records: each
+    silent-watch fault's stall of the watches (its result's `stalled_at` and `stall_s`), and each
+    delete-recreate fault with both replicas stopped (`down_from` to `released_at` plus
+    RESTART_MARGIN; a record without them: the fault's whole span)."""
     found = []
     for fault in faults:
         result = fault.get("result") or {}
         if fault.get("name") == "silent-watch" and result.get("stalled_at") is not None:
             found.append((float(result["stalled_at"]), float(result["stalled_at"]) + float(result["stall_s"])))
+        if fault.get("name") == "delete-recreate" and result.get("operator") == "down":
+            start = float(result.get("down_from", fault.get("started", 0.0)))
+            released = result.get("released_at")
+            end = float(released) + RESTART_MARGIN if released is not None else float(fault.get("ended", start))
+            found.append((start, end))
     return found
 
 
@@ -144,7 +154,8 @@ class JobCheck:
 
     def _vanished_unseen(self, key: tuple[str, int]) -> bool:
         """The suite evicted or deleted the pod and it vanished while the suite stalled the
-        operators' watches: no controller could see its disruption, only that it was gone."""
+        operators' watches or had stopped both replicas: no controller could see its disruption,
+        only that it was gone."""
         pod = self.pods.get(key)
         if pod is None or pod.uid not in self.disruptions:
             return False

@@ -246,6 +246,19 @@ def test_stall_windows_from_the_drivers_fault_records() -> None:
     assert stall_windows(faults) == [(100.0, 190.0)]
 
 
+def test_both_replicas_stopped_count_as_a_window_nobody_watched() -> None:
+    """Seed 20261202, quick (CI, 2026-12-03): `disrupt-00125`'s pod was evicted 1.3 s after the
+    delete-recreate fault stopped both replicas; the restarted leader found it gone, with nothing to
+    say it had been evicted, and recorded `PodDeleted`, charged."""
+    down = {"operator": "down", "down_from": 407.4, "released_at": 413.0}
+    faults = [
+        {"name": "delete-recreate", "started": 407.0, "ended": 422.7, "result": down},
+        {"name": "delete-recreate", "started": 600.0, "ended": 610.0, "result": {"operator": "up"}},
+        {"name": "delete-recreate", "started": 700.0, "ended": 715.0, "result": {"operator": "down"}},  # older record
+    ]
+    assert stall_windows(faults) == [(407.4, 413.0 + 5.0), (700.0, 715.0)]
+
+
 # ------------------------------------------------------ the suite's eviction of a cancelled job's pod
 def evicted_then_stopped(*, cancelled: bool) -> Story:
     """(When `cancelled`) the job is cancelled; the suite evicts attempt 1's pod before the operator
