@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import psutil
@@ -18,6 +17,7 @@ import psutil
 from bench.api import Api
 from bench.operatorproc import parse_metrics
 from bench.rigctl import Rig
+from procjob.models.timestamps import parse_time
 
 WRITE_VERBS = ("POST", "PUT", "PATCH", "DELETE", "APPLY")
 _LABEL = re.compile(r'(\w+)="([^"]*)"')
@@ -93,17 +93,13 @@ def events_by_source(items: list[dict[str, Any]], since: float = 0.0) -> dict[st
     """
     counts: dict[str, int] = {}
     for item in items:
-        created = (item.get("metadata") or {}).get("creationTimestamp")
-        if created and _epoch(created) < int(since):
+        created = parse_time((item.get("metadata") or {}).get("creationTimestamp"))
+        if created is not None and created.timestamp() < int(since):
             continue
         component = item.get("reportingComponent") or (item.get("source") or {}).get("component") or "?"
         key = f"{component} {item.get('reason') or '?'}"
         counts[key] = counts.get(key, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def _epoch(timestamp: str) -> float:
-    return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
 
 
 async def namespace_events(api: Api, namespace: str) -> list[dict[str, Any]]:
