@@ -38,6 +38,7 @@ PEAK_SUFFIX = ".peak"  # beside it: the sites at the highest traced memory seen
 PEAK_STEP_MIB = 32.0  # a new peak file once the traced memory passes the last one's by this much
 PEAK_FLOOR_MIB = 64.0  # below this, no peak file
 PEAK_POLL_SECONDS = 1.0
+_tasks: set[asyncio.Task[None]] = set()
 
 
 def apply(variants: list[str]) -> None:
@@ -49,7 +50,7 @@ def apply(variants: list[str]) -> None:
         @kopf.on.startup()
         async def _tracemalloc(**_: Any) -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_allocations)
-            asyncio.get_running_loop().create_task(_watch_peak())
+            _tasks.add(asyncio.get_running_loop().create_task(_watch_peak()))  # held: the loop keeps weak refs
 
 
 def _out() -> Path:
