@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -72,3 +73,31 @@ def test_a_dump_names_the_allocation_sites_and_the_rss(tmp_path: Path) -> None:
 
 def test_rss_reads_this_process() -> None:
     assert 0 < operator_variants._rss_mib() < psutil.virtual_memory().total / MIB
+
+
+def test_the_peak_watcher_writes_the_sites_once_memory_grows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "sites.txt"
+    monkeypatch.setenv(operator_variants.TRACEMALLOC_OUT, str(out))
+    monkeypatch.setattr(operator_variants, "PEAK_FLOOR_MIB", 1.0)
+    monkeypatch.setattr(operator_variants, "PEAK_STEP_MIB", 1.0)
+    monkeypatch.setattr(operator_variants, "PEAK_POLL_SECONDS", 0.01)
+    peak = tmp_path / ("sites.txt" + operator_variants.PEAK_SUFFIX)
+
+    async def scenario() -> list[bytearray]:
+        watcher = asyncio.create_task(operator_variants._watch_peak())
+        kept = [bytearray(1024) for _ in range(4000)]  # ~4 MiB traced
+        for _ in range(500):
+            if peak.exists():
+                break
+            await asyncio.sleep(0.01)
+        watcher.cancel()
+        return kept
+
+    tracemalloc.start(2)
+    try:
+        kept = asyncio.run(scenario())
+    finally:
+        tracemalloc.stop()
+    assert peak.read_text().startswith("traced: ")
+    assert not out.exists()  # the end-of-run file is the harness's (SIGUSR1), not the watcher's
+    assert len(kept) == 4000
