@@ -3,7 +3,8 @@
 `procjob run --namespace NS --metrics-host 127.0.0.1 --metrics-port P` with KUBECONFIG and
 PYTHONPATH=operator; optionally under cProfile (`python -m cProfile -o FILE -m procjob.cli.main run`),
 which writes its profile when the operator exits on SIGTERM. A background thread samples the
-process's RSS; CPU seconds come from psutil's cpu_times (user + system) at marks the harness sets.
+process's RSS (its peak, and a timeline: the highest sample of each `TIMELINE_SECONDS`); CPU seconds
+come from psutil's cpu_times (user + system) at marks the harness sets.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from bench.api import BenchError
 from bench.rigctl import KUBECONFIG, ROOT
 
 MIB = 1024 * 1024
+SAMPLE_SECONDS = 0.2
+TIMELINE_SECONDS = 10.0  # RSS timeline: one point per this many seconds (the highest sample in it)
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([-+0-9.eEinfNa]+)$")
 
 
@@ -95,6 +98,7 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ps: psutil.Process | None = None
         self.rss_peak = 0
+        self.rss_timeline: list[tuple[float, int]] = []  # (seconds since ready, highest RSS in that step)
         self._log: IO[bytes] | None = None
         self._stop = threading.Event()
         self._sampler: threading.Thread | None = None
@@ -119,12 +123,23 @@ class OperatorProcess:
         self._sampler.start()
 
     def _sample(self) -> None:
-        while not self._stop.wait(0.2):
+        started = time.monotonic()
+        step_end, step_high = started + TIMELINE_SECONDS, 0
+        while not self._stop.wait(SAMPLE_SECONDS):
             try:
                 assert self.ps is not None
-                self.rss_peak = max(self.rss_peak, self.ps.memory_info().rss)
+                rss = int(self.ps.memory_info().rss)
             except psutil.Error:
                 return
+            self.rss_peak = max(self.rss_peak, rss)
+            step_high = max(step_high, rss)
+            if time.monotonic() >= step_end:
+                self.rss_timeline.append((round(step_end - started, 1), step_high))
+                step_end, step_high = step_end + TIMELINE_SECONDS, 0
+
+    def timeline_mib(self, since: float = 0.0) -> list[list[float]]:
+        """The RSS timeline from `since` (seconds since ready) on: [[seconds, MiB], ...]."""
+        return [[t, round(rss / MIB, 1)] for t, rss in list(self.rss_timeline) if t >= since]
 
     def cpu_seconds(self) -> float:
         assert self.ps is not None

@@ -314,7 +314,8 @@ def _operator_costs(results: dict[str, Any]) -> list[str]:
         return []
     verbs = ", ".join(f"{k} {v}" for k, v in (pj.get("operator_api_requests_per_stage") or {}).items())
     return [
-        f"procjob operator ({pj.get('operator_workers')} workers): peak RSS {pj['rss_peak_mib']} MiB, "
+        f"procjob operator ({pj.get('operator_workers')} workers): peak RSS {pj['rss_peak_mib']} MiB"
+        f"{_peak_when(pj.get('rss_timeline_mib'))}, "
         f"{pj['cpu_s_per_1000_jobs']} CPU-s per 1,000 jobs ({pj['cpu_s_per_1000_stages']} per 1,000 stages, "
         f"{pj['operator_cpu_utilisation']} cores busy), "
         f"API requests per stage {pj['operator_api_requests_per_stage_total']} "
@@ -323,6 +324,14 @@ def _operator_costs(results: dict[str, Any]) -> list[str]:
         f"({pj.get('audit_exact_jobs')} jobs, {pj.get('audit_rows')} rows).",
         "",
     ]
+
+
+def _peak_when(timeline: Any) -> str:
+    """' (sampled highest N MiB, T s after start)' from an RSS timeline, '' without one."""
+    if not isinstance(timeline, list) or not timeline:
+        return ""
+    seconds, mib = max(timeline, key=lambda point: point[1])
+    return f" (sampled highest {mib} MiB, {seconds:.0f} s after start)"
 
 
 def _matrix(results: dict[str, Any]) -> list[str]:

@@ -26,6 +26,7 @@ from bench.api import JOBS, Api, BenchError
 from bench.auditdb import AuditCheck, check, fresh_database, wait_drained
 from bench.costs import Snapshot, diff, events_by_source, namespace_events, snapshot
 from bench.observer import Observer
+from bench.operator_variants import PEAK_SUFFIX
 from bench.operatorproc import MIB, OperatorProcess
 from bench.profiles import Profile
 from bench.rigctl import KUBECONFIG, Rig
@@ -232,10 +233,16 @@ async def save_allocations(ctx: Context, run: SystemRun, operator: OperatorProce
     """With the tracemalloc variant: the operator's allocation sites, into the results directory."""
     if "tracemalloc" not in ctx.variants:
         return
+    stem = f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{run.label}-allocations"
     if await asyncio.to_thread(operator.dump_allocations, operator.allocations):
-        target = ctx.out / f"{ctx.date}-{ctx.profile.name}{ctx.tag}-operator-{run.label}-allocations.txt"
+        target = ctx.out / f"{stem}.txt"
         target.write_text(report.scrub_paths(operator.allocations.read_text()))
         log(f"{run.label}: operator allocation sites in {target}")
+    peak = operator.allocations.with_name(operator.allocations.name + PEAK_SUFFIX)
+    if peak.exists():
+        target = ctx.out / f"{stem}-peak.txt"
+        target.write_text(report.scrub_paths(peak.read_text()))
+        log(f"{run.label}: operator allocation sites at the traced peak in {target}")
 
 
 def operator_costs(
@@ -247,6 +254,7 @@ def operator_costs(
     return {
         "rss_peak_mib": round(operator.high_water_mark() / MIB, 1),
         "rss_end_mib": round(operator.rss() / MIB, 1),
+        "rss_timeline_mib": operator.timeline_mib(),
         "cpu_s": round(cpu, 2),
         "cpu_s_per_1000_jobs": round(cpu * 1000 / run.n, 1),
         "cpu_s_per_1000_stages": round(cpu * 1000 / run.stage_count, 1),
