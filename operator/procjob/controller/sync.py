@@ -18,10 +18,14 @@ handlers (its LISTED bookmark stays inside its queueing), so the mechanism is ou
 `RESYNC_SECONDS` (and soon after `wake` is set, e.g. by a type-None event after start-up, which only
 a re-list produces) we LIST jobs and our labelled pods and let `Cache.converge` drop what the
 listing proves deleted. Cost: one LIST of jobs and one of labelled pods per interval (per watched
-namespace), sent with resourceVersion=0 so the API server answers from its watch cache without
-touching etcd; a stale answer is harmless, since only objects last seen before the listing's
-resourceVersion can be dropped. Items are reduced to the few metadata fields compared, page by
-page, so the operator holds no second copy of every job.
+namespace), in pages of `PAGE`, each reduced to the few metadata fields compared before the next is
+asked for, so the operator never holds a second copy of every job. The listings are consistent
+reads (no resourceVersion), never resourceVersion=0: the API server's watch cache ignores `limit`
+for those and answers every object at once. It did: at 20,000 jobs each resync decoded all of them
+in one go, every 5 minutes (a tracemalloc probe: 47 MiB of Python objects in use, 198 MiB at the
+highest, RSS up from 161 to 307 MiB at the first resync), and the operator's RSS reached 706 MiB.
+(Kubernetes 1.31 and later serve consistent reads from the watch cache too, so etcd is asked only
+for its current revision.)
 
 The same listings name the orphans (`orphans`): our pods whose job was not listed. Garbage
 collection deletes a pod whose owner is gone, but it learns of the owner's deletion from its own
@@ -62,22 +66,21 @@ class Lister(Protocol):
     async def request(self, method: str, path: str, **params: str) -> Any: ...
 
 
-_KEPT = ("name", "namespace", "uid", "resourceVersion", "labels", "ownerReferences")
+JOB_FIELDS = ("name", "namespace", "uid", "resourceVersion")  # the metadata kept of each listed job
+POD_FIELDS = (*JOB_FIELDS, "labels", "ownerReferences")  # of each pod: also what `owning_job` reads
 
 
 async def _list(
-    client: Lister, path: str, namespace: str | None, *, label_selector: str | None = None, cached: bool = False
+    client: Lister, path: str, namespace: str | None, fields: tuple[str, ...], *, label_selector: str | None = None
 ) -> Listing:
-    """All items of a collection (only the metadata compared here) and the list's resourceVersion.
+    """All items of a collection (only the metadata `fields`) and the list's resourceVersion.
 
-    `cached`: resourceVersion=0, any version the API server's watch cache holds (first page only:
-    a continue token carries the version of the first page).
+    A consistent read in pages of `PAGE` (never resourceVersion=0: see the module docstring); the
+    continue token keeps every page at the first page's resourceVersion.
     """
     params = {"limit": str(PAGE)}
     if label_selector:
         params["labelSelector"] = label_selector
-    if cached:
-        params["resourceVersion"] = "0"
     items: list[dict[str, Any]] = []
     version: int | None = None
     while True:
@@ -87,11 +90,11 @@ async def _list(
             with contextlib.suppress(TypeError, ValueError):
                 version = int(str(meta.get("resourceVersion")))
         for item in result.get("items") or []:
-            kept = {k: v for k, v in (item.get("metadata") or {}).items() if k in _KEPT}
+            kept = {k: v for k, v in (item.get("metadata") or {}).items() if k in fields}
             items.append({"metadata": kept})
+        del result  # the page's decoded objects go before the next page is asked for
         if not meta.get("continue"):
             return Listing(items=items, resource_version=version, namespace=namespace)
-        params.pop("resourceVersion", None)
         params["continue"] = str(meta["continue"])
 
 
@@ -111,10 +114,10 @@ async def _listed(client: Lister, namespaces: Sequence[str]) -> Listed:
     jobs: set[tuple[str, str]] = set()
     pods: set[tuple[str, str, str, str]] = set()
     for ns, jobs_path, pods_path in _scopes(namespaces):
-        for item in (await _list(client, jobs_path, ns)).items:
+        for item in (await _list(client, jobs_path, ns, JOB_FIELDS)).items:
             meta = item["metadata"]
             jobs.add((job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid", "")))
-        for item in (await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID)).items:
+        for item in (await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID)).items:
             owner = owning_job(item)  # the cache's rule: a pod it will never hold is not waited for
             if owner is not None:
                 meta = item["metadata"]
@@ -224,8 +227,8 @@ async def resync(client: Lister, cache: Cache, namespaces: Sequence[str]) -> Res
     pods: set[str] = set()
     orphaned: list[Orphan] = []
     for ns, jobs_path, pods_path in _scopes(namespaces):
-        job_listing = await _list(client, jobs_path, ns, cached=True)
-        pod_listing = await _list(client, pods_path, ns, label_selector=LABEL_JOB_UID, cached=True)
+        job_listing = await _list(client, jobs_path, ns, JOB_FIELDS)
+        pod_listing = await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID)
         converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
         jobs.update(converged.jobs)
         pods |= converged.pods
