@@ -37,7 +37,7 @@ from procjob.controller.reconcile import Reconciler, utcnow
 from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
 from procjob.controller.supervise import Loops, supervise
-from procjob.controller.sync import Resynced, keep_converging, wait_for_sync
+from procjob.controller.sync import RESYNC_SECONDS, Resynced, keep_converging, wait_for_sync
 from procjob.core.retention import Finished, over_cap
 from procjob.models.lifecycle import body_finished, finished
 from procjob.models.timestamps import parse_time
@@ -46,10 +46,6 @@ log = logging.getLogger("procjob")
 
 GAUGE_INTERVAL = 5.0
 QUEUE_INTERVAL = 1.0
-# A LIST of jobs and labelled pods (from the API server's watch cache) this often, to drop objects
-# deleted while no watch looked (kopf's relist after a 410 Gone sends no DELETED events); a relist
-# seen by the handlers (events of type None after startup) wakes it early.
-RESYNC_SECONDS = 300.0
 MIGRATE_RETRY_SECONDS = 5.0
 CAP_INTERVAL = 5.0  # seconds between rounds of the per-namespace cap on finished jobs (a cache scan)
 SYNC_RETRY_SECONDS = 2.0
