@@ -17,7 +17,9 @@ quiet-events (no Event for routine stage transitions: `procjob run --events impo
   watcher also writes them to `<that file>.peak` each time the traced memory passes its last
   written high by `PEAK_STEP_MIB`: that file ends holding the sites at (near) the peak, with the
   RSS beside the traced total (a large difference is memory outside Python's allocators, or
-  fragmentation).
+  fragmentation). The watcher runs between awaits: a spike that rises and falls within one
+  synchronous stretch (a big answer decoded and dropped) is not caught, but the dumps' "highest"
+  figure shows it.
 """
 
 from __future__ import annotations
