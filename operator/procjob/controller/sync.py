@@ -71,14 +71,20 @@ POD_FIELDS = (*JOB_FIELDS, "labels", "ownerReferences")  # of each pod: also wha
 
 
 async def _list(
-    client: Lister, path: str, namespace: str | None, fields: tuple[str, ...], *, label_selector: str | None = None
+    client: Lister,
+    path: str,
+    namespace: str | None,
+    fields: tuple[str, ...],
+    *,
+    label_selector: str | None = None,
+    page: int = PAGE,
 ) -> Listing:
     """All items of a collection (only the metadata `fields`) and the list's resourceVersion.
 
-    A consistent read in pages of `PAGE` (never resourceVersion=0: see the module docstring); the
+    A consistent read in pages of `page` items (never resourceVersion=0: see the module docstring); the
     continue token keeps every page at the first page's resourceVersion.
     """
-    params = {"limit": str(PAGE)}
+    params = {"limit": str(page)}
     if label_selector:
         params["labelSelector"] = label_selector
     items: list[dict[str, Any]] = []
@@ -221,14 +227,15 @@ class Resynced:
         return bool(self.dropped_jobs or self.dropped_pods or self.orphans)
 
 
-async def resync(client: Lister, cache: Cache, namespaces: Sequence[str]) -> Resynced:
-    """LIST jobs and our labelled pods, and drop from the caches what the listings prove deleted."""
+async def resync(client: Lister, cache: Cache, namespaces: Sequence[str], *, page: int = PAGE) -> Resynced:
+    """LIST jobs and our labelled pods (`page` items an answer), and drop from the caches what the
+    listings prove deleted."""
     jobs: dict[str, str] = {}
     pods: set[str] = set()
     orphaned: list[Orphan] = []
     for ns, jobs_path, pods_path in _scopes(namespaces):
-        job_listing = await _list(client, jobs_path, ns, JOB_FIELDS)
-        pod_listing = await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID)
+        job_listing = await _list(client, jobs_path, ns, JOB_FIELDS, page=page)
+        pod_listing = await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID, page=page)
         converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
         jobs.update(converged.jobs)
         pods |= converged.pods

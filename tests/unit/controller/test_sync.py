@@ -24,6 +24,7 @@ class FakeApi:
     def __init__(self, jobs: list[dict[str, Any]], pods: list[dict[str, Any]], rv: int = 100) -> None:
         self.jobs, self.pods, self.rv = jobs, pods, rv
         self.calls: list[tuple[str, dict[str, str]]] = []
+        self.answered: list[int] = []  # items per answer
         self.failures: list[Exception] = []  # raised by the next calls, one each
 
     async def request(self, method: str, path: str, **params: str) -> Any:
@@ -42,6 +43,7 @@ class FakeApi:
             limit = len(items)  # the watch cache ignores `limit` at resourceVersion=0, as the API server does
         page = items[start : start + limit]
         more = start + limit < len(items)
+        self.answered.append(len(page))
         return {
             "metadata": {"resourceVersion": str(self.rv), **({"continue": str(start + limit)} if more else {})},
             "items": page,
@@ -199,18 +201,9 @@ async def test_resync_lists_in_pages_and_keeps_only_the_compared_fields() -> Non
     for body in jobs:
         body["metadata"]["labels"] = {"team": "x" * 60}
     api = FakeApi(jobs, [pod(rv="6", uid="p")])
-    seen: list[int] = []
-    answer = api.request
-
-    async def counting(method: str, path: str, **params: str) -> Any:
-        result = await answer(method, path, **params)
-        seen.append(len(result["items"]))
-        return result
-
-    api.request = counting  # type: ignore[method-assign]
     listing = await sync._list(api, JOBS, None, sync.JOB_FIELDS)
     pods = await sync._list(api, PODS, None, sync.POD_FIELDS, label_selector="procjob.dev/job-uid")
-    assert seen == [sync.PAGE, 1, 1]
+    assert api.answered == [sync.PAGE, 1, 1]
     assert all("resourceVersion" not in params for _, params in api.calls)
     assert [params.get("continue") for _, params in api.calls] == [None, str(sync.PAGE), None]
     assert {tuple(sorted(item["metadata"])) for item in listing.items} == {
@@ -218,6 +211,12 @@ async def test_resync_lists_in_pages_and_keeps_only_the_compared_fields() -> Non
     }
     assert set(pods.items[0]["metadata"]) >= {"labels", "ownerReferences", "uid", "name", "namespace"}
     assert listing.resource_version == 100
+
+
+async def test_resync_takes_its_page_size() -> None:
+    api = FakeApi([job("5", name=f"j{i}", uid=f"u{i}") for i in range(5)], [])
+    await resync(api, Cache(), [], page=2)
+    assert api.answered == [2, 2, 1, 0]
 
 
 # ------------------------------------------------------------------------------------ the loop
