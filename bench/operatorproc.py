@@ -137,9 +137,9 @@ class OperatorProcess:
                 self.rss_timeline.append((round(step_end - started, 1), step_high))
                 step_end, step_high = step_end + TIMELINE_SECONDS, 0
 
-    def timeline_mib(self, since: float = 0.0) -> list[list[float]]:
-        """The RSS timeline from `since` (seconds since ready) on: [[seconds, MiB], ...]."""
-        return [[t, round(rss / MIB, 1)] for t, rss in list(self.rss_timeline) if t >= since]
+    def timeline_mib(self) -> list[list[float]]:
+        """The RSS timeline: [[seconds since ready, MiB], ...]."""
+        return [[t, round(rss / MIB, 1)] for t, rss in list(self.rss_timeline)]
 
     def cpu_seconds(self) -> float:
         assert self.ps is not None

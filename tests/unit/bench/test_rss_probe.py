@@ -29,11 +29,10 @@ def test_peak_when_says_nothing_without_a_timeline(timeline: object) -> None:
     assert _peak_when(timeline) == ""
 
 
-def test_timeline_is_in_mib_from_the_given_second_on(tmp_path: Path) -> None:
+def test_timeline_is_in_mib(tmp_path: Path) -> None:
     proc = _process(tmp_path)
     proc.rss_timeline = [(10.0, 100 * MIB), (20.0, 150 * MIB + MIB // 2), (30.0, 90 * MIB)]
     assert proc.timeline_mib() == [[10.0, 100.0], [20.0, 150.5], [30.0, 90.0]]
-    assert proc.timeline_mib(since=20.0) == [[20.0, 150.5], [30.0, 90.0]]
 
 
 def test_the_sampler_keeps_the_highest_sample_of_each_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
