@@ -145,14 +145,25 @@ class KubeClient:
         await self.session.close()
 
     async def request(
-        self, method: str, path: str, *, body: Any = None, content_type: str = "application/json", **params: str
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        content_type: str = "application/json",
+        accept: str | None = None,
+        **params: str,
     ) -> Any:
+        """One API call; its JSON answer. `accept` asks for another representation of the resource
+        (e.g. a list of the objects' metadata alone, as `controller.sync` does)."""
         self.requests[method] = self.requests.get(method, 0) + 1
         if self.on_request is not None:
             self.on_request(method)
-        headers = {"Content-Type": content_type} if body is not None else None
+        headers = {"Content-Type": content_type} if body is not None else {}
+        if accept is not None:
+            headers["Accept"] = accept
         async with self.session.request(
-            method, self.server + path, json=body, headers=headers, params=params or None
+            method, self.server + path, json=body, headers=headers or None, params=params or None
         ) as resp:
             if resp.status < 300:
                 return await resp.json(content_type=None)

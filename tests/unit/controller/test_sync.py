@@ -26,10 +26,12 @@ class FakeApi:
         self.calls: list[tuple[str, dict[str, str]]] = []
         self.answered: list[int] = []  # items per answer
         self.failures: list[Exception] = []  # raised by the next calls, one each
+        self.accepts: list[str | None] = []  # the Accept header of each call
 
-    async def request(self, method: str, path: str, **params: str) -> Any:
+    async def request(self, method: str, path: str, *, accept: str | None = None, **params: str) -> Any:
         assert method == "GET"
         self.calls.append((path, params))
+        self.accepts.append(accept)
         if self.failures:
             raise self.failures.pop(0)
         namespace = path.split("/namespaces/")[1].split("/", maxsplit=1)[0] if "/namespaces/" in path else None
@@ -205,6 +207,7 @@ async def test_resync_lists_in_pages_and_keeps_only_the_compared_fields() -> Non
     pods = await sync._list(api, PODS, None, sync.POD_FIELDS, label_selector="procjob.dev/job-uid")
     assert api.answered == [sync.PAGE, 1, 1]
     assert all("resourceVersion" not in params for _, params in api.calls)
+    assert api.accepts == [sync.METADATA_ONLY] * 3, "every page is asked for as metadata only"
     assert [params.get("continue") for _, params in api.calls] == [None, str(sync.PAGE), None]
     assert {tuple(sorted(item["metadata"])) for item in listing.items} == {
         ("name", "namespace", "resourceVersion", "uid")
