@@ -37,6 +37,7 @@ import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -174,9 +175,11 @@ class _Where:
 
 @dataclass(frozen=True)
 class Listing:
-    """One LIST answer: what existed at `resource_version` in `namespace` (None: cluster-wide)."""
+    """One LIST, reduced to what `converge` compares: the UIDs of the objects that existed at
+    `resource_version` in `namespace` (None: cluster-wide). For pods, only those the cache would hold
+    (`owning_job`): a listed pod it would not hold counts as absent."""
 
-    items: list[dict[str, Any]]
+    uids: AbstractSet[str]
     resource_version: int | None
     namespace: str | None = None
 
@@ -378,32 +381,27 @@ class Cache:
 
         An object cached at a resourceVersion newer than the listing's (created or changed after
         the list, e.g. our own create's answer) stays, and so does one whose resourceVersion does
-        not parse. Pods are filtered as the watch path filters them, so a pod that is listed but
-        no longer acceptable counts as absent.
+        not parse. A pod listed but no longer acceptable (the watch path's rule, `owning_job`) is not
+        in the pods' listing (sync reduces it so), so it counts as absent.
         """
         return Converged(jobs=self._converge_jobs(jobs), pods=frozenset(self._converge_pods(pods)))
 
     def _converge_jobs(self, listing: Listing) -> dict[str, str]:
-        listed = {
-            (job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid"))
-            for meta in (item.get("metadata") or {} for item in listing.items)
-        }
         dropped: dict[str, str] = {}
         for key, outline in list(self.jobs.items()):
             if listing.namespace is not None and outline.namespace != listing.namespace:
                 continue
-            if (key, outline.uid) not in listed and _older(outline.rv, listing.resource_version):
+            if outline.uid not in listing.uids and _older(outline.rv, listing.resource_version):
                 self._drop_job(key)
                 dropped[key] = outline.uid
         return dropped
 
     def _converge_pods(self, listing: Listing) -> Iterable[str]:
-        listed = {(item.get("metadata") or {}).get("uid") for item in listing.items if owning_job(item)}
         dropped = []
         for uid, where in list(self._where.items()):
             if listing.namespace is not None and where.key[0] != listing.namespace:
                 continue
-            if uid not in listed and _older(where.rv, listing.resource_version):
+            if uid not in listing.uids and _older(where.rv, listing.resource_version):
                 job = self._remove_pod(uid)
                 if job is not None:
                     dropped.append(job)

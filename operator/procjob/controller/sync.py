@@ -19,8 +19,9 @@ handlers (its LISTED bookmark stays inside its queueing), so the mechanism is ou
 a re-list produces) we LIST jobs and our labelled pods and let `Cache.converge` drop what the
 listing proves deleted. Cost: one LIST of jobs and one of labelled pods per interval (per watched
 namespace), in pages of `PAGE`, each asked for as metadata only (`METADATA_ONLY`: no spec, no
-status) and reduced to the few metadata fields compared before the next is asked for, so the
-operator never holds a second copy of every job. The listings are consistent
+status) and reduced to the objects' UIDs before the next is asked for, so the operator never holds
+a second copy of every job: at 20,000 jobs, a listing that kept four metadata fields of each (and
+labels and owners of each pod) still raised the RSS by 33 MiB at each resync. The listings are consistent
 reads (no resourceVersion), never resourceVersion=0: the API server's watch cache ignores `limit`
 for those and answers every object at once. It did: at 20,000 jobs each resync decoded all of them
 in one go, every 5 minutes (a tracemalloc probe: 47 MiB of Python objects in use, 198 MiB at the
@@ -41,7 +42,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,28 +72,18 @@ class Lister(Protocol):
     async def request(self, method: str, path: str, *, accept: str | None = None, **params: str) -> Any: ...
 
 
-JOB_FIELDS = ("name", "namespace", "uid", "resourceVersion")  # the metadata kept of each listed job
-POD_FIELDS = (*JOB_FIELDS, "labels", "ownerReferences")  # of each pod: also what `owning_job` reads
-
-
-async def _list(
-    client: Lister,
-    path: str,
-    namespace: str | None,
-    fields: tuple[str, ...],
-    *,
-    label_selector: str | None = None,
-    page: int = PAGE,
-) -> Listing:
-    """All items of a collection (only the metadata `fields`) and the list's resourceVersion.
+async def _pages(
+    client: Lister, path: str, *, label_selector: str | None = None, page: int = PAGE
+) -> AsyncIterator[tuple[int | None, list[dict[str, Any]]]]:
+    """A collection, page by page: the list's resourceVersion and the page's items (metadata only).
 
     A consistent read in pages of `page` items (never resourceVersion=0: see the module docstring); the
-    continue token keeps every page at the first page's resourceVersion.
+    continue token keeps every page at the first page's resourceVersion. Callers reduce each page to
+    what they compare before asking for the next, so no more than one page is ever held decoded.
     """
     params = {"limit": str(page)}
     if label_selector:
         params["labelSelector"] = label_selector
-    items: list[dict[str, Any]] = []
     version: int | None = None
     while True:
         result = await client.request("GET", path, accept=METADATA_ONLY, **params)
@@ -99,13 +91,15 @@ async def _list(
         if version is None:
             with contextlib.suppress(TypeError, ValueError):
                 version = int(str(meta.get("resourceVersion")))
-        for item in result.get("items") or []:
-            kept = {k: v for k, v in (item.get("metadata") or {}).items() if k in fields}
-            items.append({"metadata": kept})
+        yield version, result.get("items") or []
         del result  # the page's decoded objects go before the next page is asked for
         if not meta.get("continue"):
-            return Listing(items=items, resource_version=version, namespace=namespace)
+            return
         params["continue"] = str(meta["continue"])
+
+
+def _uid(item: dict[str, Any]) -> str:
+    return str((item.get("metadata") or {}).get("uid") or "")
 
 
 def _scopes(namespaces: Sequence[str]) -> list[tuple[str | None, str, str]]:
@@ -123,15 +117,16 @@ Listed = tuple[set[tuple[str, str]], set[tuple[str, str, str, str]]]  # (key, ui
 async def _listed(client: Lister, namespaces: Sequence[str]) -> Listed:
     jobs: set[tuple[str, str]] = set()
     pods: set[tuple[str, str, str, str]] = set()
-    for ns, jobs_path, pods_path in _scopes(namespaces):
-        for item in (await _list(client, jobs_path, ns, JOB_FIELDS)).items:
-            meta = item["metadata"]
-            jobs.add((job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid", "")))
-        for item in (await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID)).items:
-            owner = owning_job(item)  # the cache's rule: a pod it will never hold is not waited for
-            if owner is not None:
-                meta = item["metadata"]
-                pods.add((owner.namespace, owner.uid, meta.get("name", ""), meta.get("uid", "")))
+    for _, jobs_path, pods_path in _scopes(namespaces):
+        async for _, items in _pages(client, jobs_path):
+            for item in items:
+                meta = item.get("metadata") or {}
+                jobs.add((job_key(meta.get("namespace", ""), meta.get("name", "")), meta.get("uid", "")))
+        async for _, items in _pages(client, pods_path, label_selector=LABEL_JOB_UID):
+            for item in items:
+                owner = owning_job(item)  # the cache's rule: a pod it will never hold is not waited for
+                if owner is not None:
+                    pods.add((owner.namespace, owner.uid, item["metadata"].get("name", ""), _uid(item)))
     return jobs, pods
 
 
@@ -197,19 +192,39 @@ class Orphan:
     job_uid: str
 
 
-def orphans(jobs: Listing, pods: Listing) -> list[Orphan]:
-    """Pods controlled by a job (`owning_job`) whose UID the job listing does not hold."""
-    listed = {(item.get("metadata") or {}).get("uid") for item in jobs.items}
-    found = []
-    for item in pods.items:
-        owner = owning_job(item)
-        if owner is None or owner.uid in listed:
-            continue
-        meta = item.get("metadata") or {}
-        found.append(
-            Orphan(owner.namespace, str(meta.get("name") or ""), str(meta.get("uid") or ""), owner.name, owner.uid)
-        )
-    return found
+def orphan_of(item: dict[str, Any], job_uids: AbstractSet[str]) -> Orphan | None:
+    """A pod controlled by a job (`owning_job`) whose UID the job listing does not hold."""
+    owner = owning_job(item)
+    if owner is None or owner.uid in job_uids:
+        return None
+    meta = item.get("metadata") or {}
+    return Orphan(owner.namespace, str(meta.get("name") or ""), _uid(item), owner.name, owner.uid)
+
+
+async def _jobs_listed(client: Lister, path: str, namespace: str | None, page: int) -> Listing:
+    uids: set[str] = set()
+    version: int | None = None
+    async for at, items in _pages(client, path, page=page):
+        version = at
+        uids.update(_uid(item) for item in items)
+    return Listing(uids=uids, resource_version=version, namespace=namespace)
+
+
+async def _pods_listed(
+    client: Lister, path: str, namespace: str | None, jobs: Listing, page: int
+) -> tuple[Listing, list[Orphan]]:
+    """Our pods' listing (only the pods the cache would hold: `owning_job`) and the orphans in it."""
+    uids: set[str] = set()
+    found: list[Orphan] = []
+    version: int | None = None
+    async for at, items in _pages(client, path, label_selector=LABEL_JOB_UID, page=page):
+        version = at
+        for item in items:
+            if owning_job(item) is not None:
+                uids.add(_uid(item))
+            if (orphan := orphan_of(item, jobs.uids)) is not None:
+                found.append(orphan)
+    return Listing(uids=uids, resource_version=version, namespace=namespace), found
 
 
 @dataclass(frozen=True)
@@ -232,18 +247,18 @@ class Resynced:
 
 
 async def resync(client: Lister, cache: Cache, namespaces: Sequence[str], *, page: int = PAGE) -> Resynced:
-    """LIST jobs and our labelled pods (`page` items an answer), and drop from the caches what the
-    listings prove deleted."""
+    """LIST jobs and our labelled pods (`page` items an answer, metadata only, each page reduced to
+    UIDs at once), and drop from the caches what the listings prove deleted."""
     jobs: dict[str, str] = {}
     pods: set[str] = set()
     orphaned: list[Orphan] = []
     for ns, jobs_path, pods_path in _scopes(namespaces):
-        job_listing = await _list(client, jobs_path, ns, JOB_FIELDS, page=page)
-        pod_listing = await _list(client, pods_path, ns, POD_FIELDS, label_selector=LABEL_JOB_UID, page=page)
+        job_listing = await _jobs_listed(client, jobs_path, ns, page)
+        pod_listing, found = await _pods_listed(client, pods_path, ns, job_listing, page)
         converged = cache.converge(job_listing, pod_listing)  # no await: atomic w.r.t. the watches
         jobs.update(converged.jobs)
         pods |= converged.pods
-        orphaned += orphans(job_listing, pod_listing)
+        orphaned += found
     return Resynced(
         dropped_jobs=frozenset(jobs),
         dropped_pods=frozenset(pods - jobs.keys()),

@@ -196,24 +196,34 @@ async def test_resync_with_nothing_to_drop_is_empty() -> None:
     assert cache.job("ns/j") is not None
 
 
-async def test_resync_lists_in_pages_and_keeps_only_the_compared_fields() -> None:
+async def test_resync_lists_in_pages_of_metadata_and_keeps_only_uids() -> None:
     """Never resourceVersion=0 (the watch cache would answer every job at once: 20,000 decoded in
-    one go at the 20k bench); a job keeps no labels, a pod what `owning_job` reads."""
+    one go at the 20k bench); metadata only; each page reduced to the UIDs `converge` compares."""
     jobs = [job("5", name=f"j{i}", uid=f"u{i}") for i in range(sync.PAGE + 1)]
     for body in jobs:
         body["metadata"]["labels"] = {"team": "x" * 60}
     api = FakeApi(jobs, [pod(rv="6", uid="p")])
-    listing = await sync._list(api, JOBS, None, sync.JOB_FIELDS)
-    pods = await sync._list(api, PODS, None, sync.POD_FIELDS, label_selector="procjob.dev/job-uid")
+    listing = await sync._jobs_listed(api, JOBS, None, sync.PAGE)
+    pods, found = await sync._pods_listed(api, PODS, None, listing, sync.PAGE)
     assert api.answered == [sync.PAGE, 1, 1]
     assert all("resourceVersion" not in params for _, params in api.calls)
     assert api.accepts == [sync.METADATA_ONLY] * 3, "every page is asked for as metadata only"
     assert [params.get("continue") for _, params in api.calls] == [None, str(sync.PAGE), None]
-    assert {tuple(sorted(item["metadata"])) for item in listing.items} == {
-        ("name", "namespace", "resourceVersion", "uid")
-    }
-    assert set(pods.items[0]["metadata"]) >= {"labels", "ownerReferences", "uid", "name", "namespace"}
+    assert listing.uids == {f"u{i}" for i in range(sync.PAGE + 1)}
     assert listing.resource_version == 100
+    assert pods.uids == {"p"}
+    assert [o.uid for o in found] == ["p"], "its job (thumbs) is not among the listed ones"
+
+
+async def test_a_listed_pod_the_cache_would_not_hold_counts_as_absent() -> None:
+    cache = Cache()
+    cache.observe_job(job("5", namespace="media", name="thumbs", uid=VICTIM_UID))
+    cache.observe_pod(pod(rv="5"))
+    api = FakeApi([job("5", namespace="media", name="thumbs", uid=VICTIM_UID)], [pod(rv="5", owners=[])])
+    result = await resync(api, cache, [])
+    assert result.dropped_pods == {"media/thumbs"}
+    assert cache.pods_of("media", VICTIM_UID) == []
+    assert not result.orphans, "a pod no job controls is nobody's orphan"
 
 
 async def test_resync_takes_its_page_size() -> None:
