@@ -153,7 +153,7 @@ def apiserver_args(ctx: Context) -> list[str]:
         "--requestheader-extra-headers-prefix=X-Remote-Extra-",
         f"--proxy-client-cert-file={pki.crt('front-proxy-client')}",
         f"--proxy-client-key-file={pki.key('front-proxy-client')}",
-        "--profiling=false",
+        f"--profiling={'true' if int_knob('RIG_APISERVER_PROFILING') else 'false'}",
         f"--max-requests-inflight={int_knob('RIG_APISERVER_MAX_INFLIGHT')}",
         f"--max-mutating-requests-inflight={int_knob('RIG_APISERVER_MAX_MUTATING_INFLIGHT')}",
     ]

@@ -47,6 +47,7 @@ KNOBS: dict[str, tuple[str, str]] = {
     ),
     "RIG_APISERVER_MAX_INFLIGHT": ("200", "kube-apiserver --max-requests-inflight"),
     "RIG_APISERVER_MAX_MUTATING_INFLIGHT": ("100", "kube-apiserver --max-mutating-requests-inflight"),
+    "RIG_APISERVER_PROFILING": ("0", "1: kube-apiserver --profiling=true (/debug/pprof, for the bench's CPU profiles)"),
     "RIG_KCM_QPS": ("100", "kube-controller-manager --kube-api-qps (per controller client)"),
     "RIG_KCM_BURST": ("200", "kube-controller-manager --kube-api-burst"),
     "RIG_SCHEDULER_QPS": ("100", "kube-scheduler --kube-api-qps"),

@@ -64,6 +64,12 @@ def test_apiserver_uses_the_pki_etcd_and_the_inflight_knobs(ctx: Context, monkey
     assert f"--proxy-client-cert-file={ctx.pki.crt('front-proxy-client')}" in args
     assert "--max-requests-inflight=321" in args
     assert "--max-mutating-requests-inflight=100" in args
+    assert "--profiling=false" in args, "no /debug/pprof unless asked for"
+
+
+def test_apiserver_profiling_is_a_knob(ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RIG_APISERVER_PROFILING", "1")
+    assert "--profiling=true" in argv(ctx, "kube-apiserver")
 
 
 @pytest.mark.parametrize(("name", "port"), [("kube-controller-manager", 16257), ("kube-scheduler", 16259)])
