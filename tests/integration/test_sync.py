@@ -192,7 +192,7 @@ async def test_the_api_server_answers_the_resyncs_lists_with_metadata_only(
     rig: Rig, crd: Path, namespace: str, client: KubeClient
 ) -> None:
     """The resync's Accept header (sync.METADATA_ONLY) is honoured for our CRD and for pods: each item
-    comes without spec or status, so a page of 500 jobs is decoded at a fraction of its full size."""
+    comes without spec or status, so a page of jobs is decoded at a fraction of its full size."""
     rig.apply(
         {
             "apiVersion": "procjob.dev/v1alpha1",
