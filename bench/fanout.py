@@ -32,6 +32,7 @@ from typing import Any
 
 from bench.api import BATCH, JOBS, Api, BenchError, poll
 from bench.auditdb import fresh_database, start_postgres, stop_postgres
+from bench.identity import operator_kubeconfig
 from bench.operatorproc import OperatorProcess
 from bench.rigctl import KUBECONFIG, ROOT, Rig
 from bench.systems import IMAGE, worker_pod_spec
@@ -99,7 +100,10 @@ async def run_system(api: Api, key: str, n: int, p: int, dsn: str | None, workdi
     await api.create_namespace(namespace)
     operator = None
     if key.startswith("procjob"):
-        operator = OperatorProcess(namespace, workdir / f"{key}.log", workers=None, database_url=dsn)
+        kubeconfig = await asyncio.to_thread(operator_kubeconfig, namespace, workdir / f"kubeconfig-{key}")
+        operator = OperatorProcess(
+            namespace, workdir / f"{key}.log", workers=None, database_url=dsn, kubeconfig=kubeconfig
+        )
         operator.env["PROCJOB_MAX_RUNNING_PODS_PER_JOB"] = str(p)
         await asyncio.to_thread(operator.start)
     watch = Watch()

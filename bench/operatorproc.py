@@ -1,7 +1,8 @@
 """The operator as a separate process, started as tests/support/operator.py does, with its costs measured.
 
-`procjob run --namespace NS --metrics-host 127.0.0.1 --metrics-port P` with KUBECONFIG and
-PYTHONPATH=operator; optionally under cProfile (`python -m cProfile -o FILE -m procjob.cli.main run`),
+`procjob run --namespace NS --metrics-host 127.0.0.1 --metrics-port P` with KUBECONFIG (the chart's
+ServiceAccount's token in the bench runs, bench/identity.py) and PYTHONPATH=operator; optionally
+under cProfile (`python -m cProfile -o FILE -m procjob.cli.main run`),
 which writes its profile when the operator exits on SIGTERM. A background thread samples the
 process's RSS (its peak, and a timeline: the highest sample of each `TIMELINE_SECONDS`); CPU seconds
 come from psutil's cpu_times (user + system) at marks the harness sets.
@@ -62,6 +63,7 @@ class OperatorProcess:
         profile_out: Path | None = None,
         variants: tuple[str, ...] = (),
         events: str | None = None,
+        kubeconfig: Path = KUBECONFIG,
     ) -> None:
         self.port = free_port()
         prefix = [sys.executable]
@@ -87,7 +89,7 @@ class OperatorProcess:
         if events is not None:
             self.argv += ["--events", events]
         env = {k: v for k, v in os.environ.items() if not k.startswith("PROCJOB_")}
-        env.update({"KUBECONFIG": str(KUBECONFIG), "PYTHONUNBUFFERED": "1"})
+        env.update({"KUBECONFIG": str(kubeconfig), "PYTHONUNBUFFERED": "1"})
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "operator"), str(ROOT), env.get("PYTHONPATH", "")])
         if database_url:
             env["PROCJOB_DATABASE_URL"] = database_url

@@ -25,6 +25,7 @@ from bench.analysis import analyse, percentile, r
 from bench.api import JOBS, Api, BenchError
 from bench.auditdb import AuditCheck, check, fresh_database, wait_drained
 from bench.costs import Snapshot, diff, events_by_source, namespace_events, snapshot
+from bench.identity import ACCOUNT, operator_kubeconfig
 from bench.observer import Observer
 from bench.operator_variants import PEAK_SUFFIX
 from bench.operatorproc import MIB, OperatorProcess
@@ -188,6 +189,7 @@ async def start_operator(ctx: Context, run: SystemRun) -> None:
     assert ctx.pg is not None
     run.dsn = await asyncio.to_thread(fresh_database, ctx.pg)
     prof = ctx.workdir / f"operator-{run.label}.prof" if ctx.profile_operator else None
+    kubeconfig = await asyncio.to_thread(operator_kubeconfig, run.namespace, ctx.workdir / f"kubeconfig-{run.label}")
     operator = run.operator = OperatorProcess(
         run.namespace,
         ctx.workdir / f"operator-{run.label}.log",
@@ -196,11 +198,13 @@ async def start_operator(ctx: Context, run: SystemRun) -> None:
         profile_out=prof,
         variants=ctx.variants,
         events=ctx.events,
+        kubeconfig=kubeconfig,
     )
     await asyncio.to_thread(operator.start)
     log(f"{run.label}: operator ready (pid {operator.proc.pid if operator.proc else '?'}, metrics :{operator.port})")
     run.result["operator_workers"] = ctx.workers or 8
     run.result["operator_events"] = ctx.events or "all"
+    run.result["operator_identity"] = f"serviceaccount {ACCOUNT} (token), the chart's RBAC"
     run.result["operator_profiled"] = prof is not None
     run.result["operator_variants"] = list(ctx.variants)
 
