@@ -146,7 +146,7 @@ def apiserver_args(ctx: Context) -> list[str]:
         f"--service-account-signing-key-file={pki.sa_key}",
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--allow-privileged=true",
-        f"--requestheader-client-ca-file={pki.ca_crt}",
+        f"--requestheader-client-ca-file={pki.front_proxy_ca_crt}",
         "--requestheader-allowed-names=front-proxy-client",
         "--requestheader-username-headers=X-Remote-User",
         "--requestheader-group-headers=X-Remote-Group",

@@ -62,6 +62,7 @@ def test_apiserver_uses_the_pki_etcd_and_the_inflight_knobs(ctx: Context, monkey
     assert f"--client-ca-file={ctx.pki.ca_crt}" in args
     assert "--service-account-issuer=https://127.0.0.1:16443" in args
     assert f"--proxy-client-cert-file={ctx.pki.crt('front-proxy-client')}" in args
+    assert f"--requestheader-client-ca-file={ctx.pki.front_proxy_ca_crt}" in args, "not the clients' CA"
     assert "--max-requests-inflight=321" in args
     assert "--max-mutating-requests-inflight=100" in args
     assert "--profiling=false" in args, "no /debug/pprof unless asked for"

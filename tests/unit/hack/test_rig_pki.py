@@ -12,7 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from hack.rig.riglib.pki import CLIENTS, Pki, kubeconfig_text, make_pki, write_private
+from hack.rig.riglib.pki import CLIENTS, FRONT_PROXY_CLIENT, Pki, kubeconfig_text, make_pki, write_private
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +41,21 @@ def test_every_leaf_is_signed_by_the_ca_and_is_no_ca(pki: Pki) -> None:
         leaf.verify_directly_issued_by(ca)
         assert not leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
         assert not leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign
+
+
+def test_the_front_proxy_client_has_a_ca_of_its_own(pki: Pki) -> None:
+    """As kubeadm does: the request-header authenticator then refuses every other client's chain by
+    name, instead of verifying it in full (ECDSA) on every request before the x509 authenticator."""
+    front_proxy_ca = load(pki.front_proxy_ca_crt)
+    assert front_proxy_ca.subject == front_proxy_ca.issuer
+    assert front_proxy_ca.subject != load(pki.ca_crt).subject
+    stem, (cn, _) = FRONT_PROXY_CLIENT
+    leaf = load(pki.crt(stem))
+    leaf.verify_directly_issued_by(front_proxy_ca)
+    assert leaf.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == cn
+    for client in CLIENTS:
+        assert load(pki.crt(client)).issuer != front_proxy_ca.subject
+    assert stat.S_IMODE(pki.front_proxy_ca_key.stat().st_mode) == 0o600
 
 
 def test_the_apiserver_cert_serves_loopback_and_the_kubernetes_service(pki: Pki) -> None:
