@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ import psycopg
 from tests.support.postgres import PostgresCluster, start_cluster
 
 from bench.api import BenchError
-from bench.rigctl import ROOT
+from bench.rigctl import ROOT, tool
 
 
 def start_postgres() -> PostgresCluster:
@@ -41,17 +40,7 @@ def fresh_database(cluster: PostgresCluster) -> str:
     """A new database with the audit schema (`procjob db migrate`); returns its DSN."""
     dsn = cluster.dsn_for(cluster.create_database())
     env = {"PROCJOB_DATABASE_URL": dsn, "PYTHONPATH": str(ROOT / "operator"), "PATH": os.environ.get("PATH", "")}
-    out = subprocess.run(
-        [sys.executable, "-m", "procjob.cli.main", "db", "migrate"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise BenchError(f"procjob db migrate failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    tool([sys.executable, "-m", "procjob.cli.main", "db", "migrate"], what="procjob db migrate", env=env)
     return dsn
 
 

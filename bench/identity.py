@@ -14,14 +14,13 @@ the operator with exactly the chart's permissions.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from bench.api import BenchError
-from bench.rigctl import KUBECONFIG, ROOT, kubectl
+from bench.rigctl import KUBECONFIG, ROOT, kubectl, tool
 
 HELM = ROOT / ".rig" / "bin" / "helm"
 CHART = ROOT / "charts" / "procjob"
@@ -34,17 +33,9 @@ TOKEN_DURATION = "6h"  # longer than any bench run
 def rbac(namespace: str) -> list[dict[str, Any]]:
     """The chart's ServiceAccount and RBAC for an operator that watches `namespace` only."""
     values = f"watchNamespaces={{{namespace}}}"
-    out = subprocess.run(
-        [str(HELM), "template", RELEASE, str(CHART), "--namespace", namespace, "--set", values],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
-    if out.returncode != 0:
-        raise BenchError(f"helm template failed: {out.stderr.strip()[-500:]}")
-    objects = [o for o in yaml.safe_load_all(out.stdout) if o]
+    argv = [str(HELM), "template", RELEASE, str(CHART), "--namespace", namespace, "--set", values]
+    rendered = tool(argv, what="helm template")
+    objects = [o for o in yaml.safe_load_all(rendered) if o]
     chosen = [o for o in objects if o["kind"] in RBAC_KINDS and o["metadata"]["name"] == ACCOUNT]
     cluster_scoped = [o["kind"] for o in chosen if o["kind"].startswith("Cluster")]
     if cluster_scoped:

@@ -55,6 +55,17 @@ def rig_py(command: str, *, env: dict[str, str] | None = None, timeout: float = 
     return out.stdout if out.returncode == 0 else ""
 
 
+def tool(argv: list[str], *, what: str, env: dict[str, str] | None = None, timeout: float = 120.0) -> str:
+    """Run a command in the repo; its stdout, or BenchError naming `what` with the tail of stderr."""
+    try:
+        out = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise BenchError(f"{what} did not finish within {timeout:.0f}s") from None
+    if out.returncode != 0:
+        raise BenchError(f"{what} failed ({out.returncode}): {out.stderr.strip()[-500:]}")
+    return out.stdout
+
+
 def kubectl(*args: str, timeout: float = 120.0) -> str:
     env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
     try:
