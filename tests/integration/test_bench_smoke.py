@@ -71,6 +71,8 @@ def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
     assert floor["systems"]["procjob"]["own_writes_per_stage"] is not None
     assert set(floor["systems"]["procjob"]["by_component"]) >= {"pod_create", "kubelet_status", "status_write"}
     assert procjob["audit_exact"] is True, procjob.get("audit_problems")
+    # the operator ran as in a cluster: its ServiceAccount's token, the chart's RBAC (bench/identity.py)
+    assert procjob["operator_identity"].startswith("serviceaccount bench-procjob"), procjob["operator_identity"]
     assert results["b0"]["pods_succeeded_seen"] == 20
 
     machine = results["machine"]
