@@ -30,7 +30,7 @@ highest, RSS up from 161 to 307 MiB at the first resync), and the operator's RSS
 (Kubernetes 1.31 and later serve consistent reads from the watch cache too, so etcd is asked only
 for its current revision.)
 
-The same listings name the orphans (`orphan_of`): our pods whose job was not listed. Garbage
+The same listings name the orphans (`_pods_listed`): our pods whose job was not listed. Garbage
 collection deletes a pod whose owner is gone, but it learns of the owner's deletion from its own
 watches, and it can miss one: in the chaos suite, after a 120 s API-server outage, a finished pod of
 a job deleted and re-created with the same name stayed for good. `controller.orphans` confirms each
@@ -44,7 +44,6 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -196,15 +195,6 @@ class Orphan:
     job_uid: str
 
 
-def orphan_of(item: dict[str, Any], job_uids: AbstractSet[str]) -> Orphan | None:
-    """A pod controlled by a job (`owning_job`) whose UID the job listing does not hold."""
-    owner = owning_job(item)
-    if owner is None or owner.uid in job_uids:
-        return None
-    meta = item.get("metadata") or {}
-    return Orphan(owner.namespace, str(meta.get("name") or ""), _uid(item), owner.name, owner.uid)
-
-
 async def _jobs_listed(client: Lister, path: str, namespace: str | None, page: int) -> Listing:
     uids: set[str] = set()
     version: int | None = None
@@ -217,17 +207,21 @@ async def _jobs_listed(client: Lister, path: str, namespace: str | None, page: i
 async def _pods_listed(
     client: Lister, path: str, namespace: str | None, jobs: Listing, page: int
 ) -> tuple[Listing, list[Orphan]]:
-    """Our pods' listing (only the pods the cache would hold: `owning_job`) and the orphans in it."""
+    """Our pods' listing (only the pods the cache would hold: `owning_job`) and the orphans in it:
+    pods controlled by a job whose UID the job listing does not hold."""
     uids: set[str] = set()
     found: list[Orphan] = []
     version: int | None = None
     async for at, items in _pages(client, path, label_selector=LABEL_JOB_UID, page=page):
         version = at
         for item in items:
-            if owning_job(item) is not None:
-                uids.add(_uid(item))
-            if (orphan := orphan_of(item, jobs.uids)) is not None:
-                found.append(orphan)
+            owner = owning_job(item)
+            if owner is None:
+                continue
+            uids.add(_uid(item))
+            if owner.uid not in jobs.uids:  # an orphan: its job was not listed
+                name = str((item.get("metadata") or {}).get("name") or "")
+                found.append(Orphan(owner.namespace, name, _uid(item), owner.name, owner.uid))
     return Listing(uids=uids, resource_version=version, namespace=namespace), found
 
 
