@@ -203,11 +203,12 @@ def make_service_account_keys(pki: Pki) -> None:
 def make_pki(pki: Pki) -> None:
     """Generate a CA, the apiserver's serving cert, the service-account key pair and client certs."""
     pki.dir.mkdir(parents=True, exist_ok=True)
-    issuer = make_ca(pki, datetime.datetime.now(datetime.UTC))
+    now = datetime.datetime.now(datetime.UTC)
+    issuer = make_ca(pki, now)
     make_leaf(pki, issuer, "apiserver", _name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, apiserver_sans())
     for stem, (cn, org) in CLIENTS.items():
         make_leaf(pki, issuer, stem, _name(cn, org), ExtendedKeyUsageOID.CLIENT_AUTH, [])
-    front_proxy = make_ca(pki, issuer.not_before + datetime.timedelta(hours=1), front_proxy=True)
+    front_proxy = make_ca(pki, now, front_proxy=True)
     stem, (cn, org) = FRONT_PROXY_CLIENT
     make_leaf(pki, front_proxy, stem, _name(cn, org), ExtendedKeyUsageOID.CLIENT_AUTH, [])
     make_service_account_keys(pki)
