@@ -45,16 +45,17 @@ def rbac(namespace: str) -> list[dict[str, Any]]:
     return chosen
 
 
-def kubeconfig_for(token: str, out: Path, namespace: str, *, admin: Path = KUBECONFIG) -> Path:
-    """A kubeconfig for the rig's API server (its address and CA from the admin kubeconfig) with `token`."""
+def kubeconfig_for(token: str, out: Path, namespace: str, *, account: str = ACCOUNT, admin: Path = KUBECONFIG) -> Path:
+    """A kubeconfig for the rig's API server (its address and CA from the admin kubeconfig) with a
+    token of `account`; owner-readable only."""
     cluster = yaml.safe_load(admin.read_text())["clusters"][0]["cluster"]
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": "rig", "cluster": cluster}],
-        "users": [{"name": ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": ACCOUNT, "context": {"cluster": "rig", "user": ACCOUNT, "namespace": namespace}}],
-        "current-context": ACCOUNT,
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "rig", "user": account, "namespace": namespace}}],
+        "current-context": account,
     }
     out.touch(mode=0o600)
     out.chmod(0o600)

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 import yaml
+from bench.identity import kubeconfig_for
 
 from tests.support.kube import Kube, condition, finished, wait_for
 from tests.support.rig import Rig
@@ -722,20 +723,10 @@ def test_the_network_policy_admits_only_the_listed_peers_to_the_http_port(rig: R
 def service_account_kubeconfig(rig: Rig, namespace: str, account: str, path: Path) -> Path:
     """A kubeconfig for the rig's server authenticated with a token of `account`."""
     token = rig.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    admin = yaml.safe_load(rig.kubeconfig.read_text())
-    cluster = admin["clusters"][0]["cluster"]
-    assert cluster["server"].startswith("https://127.0.0.1:")
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "rig", "cluster": cluster}],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": account, "context": {"cluster": "rig", "user": account, "namespace": namespace}}],
-        "current-context": account,
-    }
-    path.write_text(yaml.safe_dump(config))
-    path.chmod(0o600)
-    return path
+    assert yaml.safe_load(rig.kubeconfig.read_text())["clusters"][0]["cluster"]["server"].startswith(
+        "https://127.0.0.1:"
+    )
+    return kubeconfig_for(token, path, namespace, account=account, admin=rig.kubeconfig)
 
 
 @pytest.mark.postgres
