@@ -123,6 +123,8 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
                     wait = args.restart_wait if args.restart_wait is not None else profile.restart_wait
                     variants = [("b1_tuned", TUNED_KCM)] + ([("b1_upstream", UPSTREAM_KCM)] if args.b1_upstream else [])
                     results.update(await b1_restarted(ctx, rig, variants, n, stages, wait))
+                    if "procjob" in systems and not args.no_paced:
+                        await run_paced_at_b1(ctx, results, stages)
         finally:
             await ctx.api.close()
             if pg is not None:
@@ -185,6 +187,27 @@ async def run_procjob(ctx: Context, results: dict[str, Any], n: int, stages: int
             "offered_from": "half the procjob burst steady rate",
             **await guarded("paced_own", paced),
         }
+
+
+async def run_paced_at_b1(ctx: Context, results: dict[str, Any], stages: int) -> None:
+    """procjob paced at B1 tuned's measured burst rate (#18: transition p99 <= 1 s there). B1 tuned
+    runs last, after a rig restart; this run follows it, on the rig back at its defaults."""
+    own = _get_rate(results, "b1_tuned")
+    if not ctx.profile.paced_chains or own is None:
+        results["procjob_paced_b1"] = skipped("no B1 tuned rate measured in this run")
+        return
+    paced = run_system(ctx, "procjob", ctx.profile.paced_chains, stages, rate=own / stages, label="procjob_paced_b1")
+    results["procjob_paced_b1"] = {
+        "offered_stages_per_s": round(own, 2),
+        "offered_from": "B1 tuned's burst steady rate",
+        **await guarded("paced_b1", paced),
+    }
+    await settle(ctx)
+
+
+def _get_rate(results: dict[str, Any], key: str) -> float | None:
+    rate = (results.get(key) or {}).get("stages_per_s")
+    return float(rate) if isinstance(rate, int | float) and rate > 0 else None
 
 
 async def settle(ctx: Context) -> None:
