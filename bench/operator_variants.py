@@ -32,8 +32,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import kopf
-
 VARIANTS = ("tracemalloc",)
 TRACEMALLOC_OUT = "BENCH_TRACEMALLOC_OUT"  # where SIGUSR1 writes the top allocation sites
 PEAK_SUFFIX = ".peak"  # beside it: the sites at the highest traced memory seen
@@ -44,6 +42,8 @@ _tasks: set[asyncio.Task[None]] = set()
 
 
 def apply(variants: list[str]) -> None:
+    import kopf  # here, after client_libraries_hidden: as `procjob run` imports it (procjob.cli.kopfimport)
+
     if "tracemalloc" in variants:
         import tracemalloc
 
@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(chosen) - set(VARIANTS)
     if unknown:
         parser.error(f"unknown variants: {', '.join(sorted(unknown))}")
-    apply(chosen)
+    from procjob.cli.kopfimport import client_libraries_hidden
     from procjob.cli.main import main as procjob_main
+
+    with client_libraries_hidden():
+        apply(chosen)
 
     return procjob_main(rest)
 

@@ -226,10 +226,13 @@ def main(args: argparse.Namespace) -> int:
         return 2
     import dataclasses
 
-    import kopf
-    from kopf._core.engines.peering import Identity  # kopf exports no public name for it
+    from procjob.cli.kopfimport import client_libraries_hidden
 
-    from procjob import handlers  # noqa: F401 - importing registers the kopf handlers
+    with client_libraries_hidden():  # kopf would import the whole Kubernetes client, unused here
+        import kopf
+        from kopf._core.engines.peering import Identity  # kopf exports no public name for it
+
+        from procjob import handlers  # noqa: F401 - importing registers the kopf handlers
 
     settings = dataclasses.replace(settings, database_url=dsn)
     configure_logging(settings.log_format, settings.log_level)
