@@ -221,6 +221,12 @@ class Tombstones:
         """Pod name -> last observation, of the tombstones of `key` whose pod had ended or was disrupted."""
         return {n: self._last[u] for n, u in self.of(key).items() if u in self._last}
 
+    def forget(self, key: PodKey) -> None:
+        """Drop the tombstones of `key` (a finished job no pass reads them for): their index entries
+        and last observations now; their place in the age order when it is pruned."""
+        for uid in self._index.pop(key, {}).values():
+            self._last.pop(uid, None)
+
     def holds(self, key: PodKey, name: str, uid: str) -> bool:
         return bool(uid) and self._index.get(key, {}).get(name) == uid
 
@@ -370,6 +376,11 @@ class Cache:
     def gone(self, namespace: str, job_uid: str) -> dict[str, str]:
         """Pod name -> UID of this job's pods seen deleted in the last hour (bounded, see Tombstones)."""
         return self.tombstones.of((namespace, job_uid))
+
+    def forget_gone(self, namespace: str, job_uid: str) -> None:
+        """The job has finished and none of its pods is cached: what `gone` and `vanished` hold for it
+        is read no more (a finished job creates no pod and waits for none); memory for the next."""
+        self.tombstones.forget((namespace, job_uid))
 
     def vanished(self, namespace: str, job_uid: str) -> dict[str, PodObservation]:
         """Pod name -> last observation of the gone pods that had ended or were disrupted when last seen."""

@@ -33,6 +33,7 @@ from procjob.core.observe import PodObservation
 from procjob.core.outbox import plan_write, trimmed
 from procjob.models.audit import AuditEntry
 from procjob.models.job import FINALIZER, JobMeta, ProcessingJob
+from procjob.models.lifecycle import finished, succeeded_condition
 from procjob.models.status import ProcessingJobStatus
 
 log = logging.getLogger("procjob.reconcile")
@@ -211,6 +212,8 @@ class Reconciler:
             raise
         if not written and ticket.admitted and decision.status.start_time is not None and stored.start_time is None:
             self.admission.release(key)  # a 409 or a vanished object: nothing started
+        if written and not pods and finished(succeeded_condition(decision.status.conditions)[0]):
+            self.cache.forget_gone(meta.namespace, meta.uid)  # its pods' tombstones are read no more
         if caps is not None:  # creates not made give their room back; jobs waiting for room there is now
             for waiting in caps.after(job, pods, decision.create, starved=decision.starved, written=written):
                 self.queue.add(waiting, urgent=True)

@@ -63,3 +63,21 @@ def test_last_sights_leave_with_their_tombstones() -> None:
     now[0] = 120
     assert stones.ended((NS, JOB)) == {}
     assert stones._last == {}
+
+
+def test_a_finished_jobs_tombstones_are_forgotten_and_other_jobs_kept() -> None:
+    """forget_gone (a finished job with no pod left, see Reconciler.reconcile): its pods' tombstones
+    and last sights go; another job's stay."""
+    cache = Cache()
+    cache.observe_pod(pod("f", "uf", 1, phase="Succeeded"))
+    cache.observe_pod(pod("f", "uf", 2), deleted=True)
+    other = pod("g", "ug", 3, phase="Failed")
+    other["metadata"]["labels"]["procjob.dev/job-uid"] = "other-uid"
+    other["metadata"]["ownerReferences"][0]["uid"] = "other-uid"
+    cache.observe_pod(other, deleted=True)
+    cache.forget_gone(NS, JOB)
+    assert cache.gone(NS, JOB) == {}
+    assert cache.vanished(NS, JOB) == {}
+    assert cache.gone(NS, "other-uid") == {"g": "ug"}
+    assert set(cache.vanished(NS, "other-uid")) == {"g"}
+    cache.forget_gone(NS, JOB)  # twice: nothing left, no error

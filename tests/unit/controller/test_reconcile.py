@@ -282,9 +282,8 @@ async def test_a_job_whose_records_the_relay_cannot_write_says_so_once() -> None
     assert "invalid byte sequence" in blocked[0]["message"]
 
 
-async def test_a_finished_job_past_its_ttl_is_deleted_with_a_uid_precondition() -> None:
-    rec, kube, _, clock, key = setup(job_body(ttlSecondsAfterFinished=0))
-    await rec.reconcile(key)
+def succeeded(kube: FakeKube) -> dict[str, Any]:
+    """The job's one pod, ended Succeeded (a newer resourceVersion)."""
     ((_, name),) = kube.pods
     pod = kube.pods[(NS, name)]
     pod["status"] = {
@@ -292,7 +291,13 @@ async def test_a_finished_job_past_its_ttl_is_deleted_with_a_uid_precondition() 
         "containerStatuses": [{"name": "main", "state": {"terminated": {"exitCode": 0, "reason": "Completed"}}}],
     }
     pod["metadata"]["resourceVersion"] = "900"
-    rec.cache.observe_pod(pod)
+    return pod
+
+
+async def test_a_finished_job_past_its_ttl_is_deleted_with_a_uid_precondition() -> None:
+    rec, kube, _, clock, key = setup(job_body(ttlSecondsAfterFinished=0))
+    await rec.reconcile(key)
+    rec.cache.observe_pod(succeeded(kube))
     await rec.reconcile(key)  # the job succeeds
     assert (NS, "j1") in kube.jobs
     clock.tick(1)
@@ -343,3 +348,31 @@ async def test_podgc_waits_for_the_log_archive_the_reconcile_asks() -> None:
     archive.archived.add(name)
     await rec.reconcile(key)
     assert ("delete_pod", name) in kube.calls
+
+
+async def test_a_finished_job_without_pods_has_its_tombstones_forgotten_a_running_one_keeps_them() -> None:
+    """#18's memory: a finished job's deleted pods are read no more (it creates no pod and waits for
+    none), so the reconcile that sees it finished with no pod left drops their tombstones."""
+    rec, kube, cache, _, key = setup(job_body(podGC="OnCompletion"))
+    await rec.reconcile(key)
+    pod = succeeded(kube)
+    name = pod["metadata"]["name"]
+    cache.observe_pod(pod)
+    await rec.reconcile(key)  # the job succeeds; its pod is still cached (podGC's delete not seen yet)
+    assert cache.pods_of(NS, UID)
+    cache.observe_pod(pod, deleted=True)
+    assert cache.gone(NS, UID) == {name: pod["metadata"]["uid"]}  # kept while a pass may need it
+    await rec.reconcile(key)  # finished, no pod left
+    assert cache.gone(NS, UID) == {}
+    assert cache.vanished(NS, UID) == {}
+
+
+async def test_a_running_job_keeps_the_tombstones_of_its_deleted_pods() -> None:
+    rec, kube, cache, _, key = setup()
+    await rec.reconcile(key)
+    ((_, name),) = kube.pods
+    pod = kube.pods[(NS, name)]
+    cache.observe_pod(pod)
+    cache.observe_pod(pod, deleted=True)  # deleted while running: the job goes on (a new attempt)
+    await rec.reconcile(key)
+    assert name in cache.gone(NS, UID)
