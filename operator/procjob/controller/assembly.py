@@ -38,6 +38,7 @@ from procjob.controller.relay import AuditRelay
 from procjob.controller.settings import OperatorSettings
 from procjob.controller.supervise import Loops, supervise
 from procjob.controller.sync import RESYNC_SECONDS, Resynced, keep_converging, wait_for_sync
+from procjob.core.observe import PodObservation
 from procjob.core.retention import Finished, over_cap
 from procjob.models.lifecycle import body_finished, finished
 from procjob.models.timestamps import parse_time
@@ -327,6 +328,8 @@ class Operator:
         key = self.cache.observe_pod(body, deleted=deleted)
         if key is not None:
             self.queue.add(key, urgent=True)
+        if deleted and self.logs is not None:
+            self.logs.forget_pod(PodObservation.from_api(body))
 
     def relisted(self) -> None:
         """kopf re-listed after a 410 Gone (events of type None after startup): converge now."""

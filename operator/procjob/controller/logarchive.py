@@ -158,6 +158,15 @@ class LogArchiver:
             for key in [k for k in known if k[0] == job_uid]:
                 del known[key]
 
+    def forget_pod(self, pod: PodObservation) -> None:
+        """The pod is deleted: whether its attempt was archived is asked no more (`observe` reads it
+        only for pods still there), so its entry goes; a read in flight still finishes."""
+        if pod.job_uid is None or pod.job_uid != pod.owner_uid or pod.stage is None or pod.attempt is None:
+            return
+        key = (pod.job_uid, pod.stage, pod.item, pod.attempt)
+        self._done.pop(key, None)
+        self._abandoned.pop(key, None)
+
     @property
     def pending(self) -> int:
         return len(self._pending)

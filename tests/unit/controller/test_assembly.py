@@ -15,6 +15,7 @@ from procjob.controller.reconcile import Reconciler
 from procjob.controller.settings import OperatorSettings
 from procjob.controller.sync import Orphan, Resynced
 from procjob.core.config import CoreConfig
+from procjob.core.observe import PodObservation
 from tests.unit.controller.fakes import FakeClock, FakeKube
 from tests.unit.controller.test_reconcile import NS, UID, job_body
 
@@ -75,6 +76,25 @@ def test_a_pods_change_wakes_its_job_urgently_and_a_deleted_pod_is_dropped() -> 
     op.pod_seen(pod_of(body), deleted=True)
     assert op.cache.pods_of(NS, UID) == []
     assert op.cache.gone(NS, UID) == {"p1": "pod-1"}
+
+
+class Forgetful:
+    """The log archive's side the watch events reach."""
+
+    def __init__(self) -> None:
+        self.forgotten: list[str] = []
+
+    def forget_pod(self, pod: PodObservation) -> None:
+        self.forgotten.append(pod.name)
+
+
+def test_a_deleted_pod_is_forgotten_by_the_log_archive_a_changed_one_is_not() -> None:
+    op, logs = operator(), Forgetful()
+    op.logs = logs  # type: ignore[assignment]
+    op.pod_seen(pod_of(job_body()))
+    assert logs.forgotten == []
+    op.pod_seen(pod_of(job_body()), deleted=True)
+    assert logs.forgotten == ["p1"]
 
 
 def test_a_relist_wakes_the_resync_only_once_ready() -> None:

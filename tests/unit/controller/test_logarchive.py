@@ -425,3 +425,24 @@ async def test_a_database_without_the_logs_table_gives_up_at_once(
     assert archiver.pending == 0  # podGC need not wait out the bound for a table that is not there
     assert value(metrics, "procjob_log_archive_failures_total", reason="abandoned") == 1
     assert await asyncio.wait_for(queue.get(), 1) == "media/thumbs"
+
+
+async def test_a_deleted_pods_attempt_is_forgotten_and_another_jobs_kept(
+    archiver: LogArchiver, source: FakeSource, store: FakeStore
+) -> None:
+    """Once its pod is deleted, whether an attempt was archived is asked no more (#18: the memory of
+    20,000 finished jobs); a pod of another owner or without an attempt forgets nothing."""
+    source.logs[("p1", "main")] = b"x"
+    archiver.observe(JOB, [finished()])
+    await archiver.archive_due()
+    assert archiver.observe(JOB, [finished()])[0].log_archived
+    archiver.forget_pod(dataclasses.replace(finished(), owner_uid=OTHER_UID))  # not the job's: ignored
+    archiver.forget_pod(dataclasses.replace(finished(), attempt=None))
+    assert archiver.observe(JOB, [finished()])[0].log_archived
+    archiver.forget_pod(finished())
+    again = archiver.observe(JOB, [finished()])  # were it back: taken in, and the store says archived
+    assert not again[0].log_archived
+    assert archiver.pending == 1
+    assert await archiver.archive_due() == 1
+    assert store.asked >= 1
+    assert source.reads.count(("media", "p1", "main")) == 1  # never read twice
