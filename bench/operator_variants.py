@@ -11,6 +11,11 @@ kopf-lite (kopf's diffbase and progress storages as no-ops: procjob.handlers.NoD
 slim-cache (no metadata.managedFields in the job cache: procjob.controller.cache.Cache.observe_job),
 quiet-events (no Event for routine stage transitions: `procjob run --events important`).
 
+- malloc-trim (a probe): every 10 s, glibc's malloc_trim(0), with the RSS before and after in the
+  operator's log: how much of the RSS is memory freed but not returned to the system.
+- census (a probe): SIGUSR2 writes `<$BENCH_TRACEMALLOC_OUT>.census`: every container of at least
+  500 items alive, its owner (the object and attribute holding it), its length and the deep size of
+  what it reaches (each object counted once, largest first).
 - tracemalloc (a probe, not a fix): trace allocations; SIGUSR1 writes the largest allocation sites
   still alive to the file named by $BENCH_TRACEMALLOC_OUT (the harness sends it at the end of the
   measured window). The peak matters more than the end (memory is returned after a burst), so a
@@ -29,15 +34,19 @@ import asyncio
 import os
 import signal
 import sys
+from collections import deque
 from pathlib import Path
 from typing import Any
 
-VARIANTS = ("tracemalloc",)
+VARIANTS = ("tracemalloc", "malloc-trim", "census")
 TRACEMALLOC_OUT = "BENCH_TRACEMALLOC_OUT"  # where SIGUSR1 writes the top allocation sites
 PEAK_SUFFIX = ".peak"  # beside it: the sites at the highest traced memory seen
 PEAK_STEP_MIB = 32.0  # a new peak file once the traced memory passes the last one's by this much
 PEAK_FLOOR_MIB = 64.0  # below this, no peak file
 PEAK_POLL_SECONDS = 1.0
+CENSUS_MIN_ITEMS = 500  # census: containers at least this large
+CENSUS_OPAQUE = ("Memo", "OperatorSettings", "Operator", "module")  # shared by everything: not counted in
+TRIM_SECONDS = 10.0  # malloc-trim: how often
 _tasks: set[asyncio.Task[None]] = set()
 
 
@@ -53,6 +62,83 @@ def apply(variants: list[str]) -> None:
         async def _tracemalloc(**_: Any) -> None:
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, _dump_allocations)
             _tasks.add(asyncio.get_running_loop().create_task(_watch_peak()))  # held: the loop keeps weak refs
+
+    if "census" in variants:
+
+        @kopf.on.startup()
+        async def _census(**_: Any) -> None:
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, _write_census)
+
+    if "malloc-trim" in variants:
+
+        @kopf.on.startup()
+        async def _malloc_trim(**_: Any) -> None:
+            _tasks.add(asyncio.get_running_loop().create_task(_trim_every(TRIM_SECONDS)))
+
+
+def _deep_size(obj: Any, seen: set[int], depth: int = 0) -> int:
+    if id(obj) in seen or depth > 12 or type(obj).__name__ in CENSUS_OPAQUE:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen, depth + 1) + _deep_size(v, seen, depth + 1) for k, v in obj.items())
+    elif isinstance(obj, list | tuple | set | frozenset | deque):
+        size += sum(_deep_size(v, seen, depth + 1) for v in obj)
+    elif not isinstance(obj, type):
+        try:
+            if hasattr(obj, "__dict__"):
+                size += _deep_size(vars(obj), seen, depth + 1)
+            elif hasattr(obj, "__slots__"):
+                size += sum(_deep_size(getattr(obj, n, None), seen, depth + 1) for n in obj.__slots__)
+        except Exception:  # a proxy or a half-built object: its own size only
+            pass
+    return size
+
+
+def _write_census() -> None:
+    """The large containers alive (over CENSUS_MIN_ITEMS items): who holds them, how many items, and
+    the deep size of their contents (what is reachable from them and not counted before)."""
+    import gc
+
+    gc.collect()
+    big = [o for o in gc.get_objects() if isinstance(o, dict | list | set | deque) and len(o) >= CENSUS_MIN_ITEMS]
+    owners: dict[int, str] = {}
+    for obj in gc.get_objects():
+        try:
+            attrs = obj.__dict__ if not isinstance(obj, type) else None
+        except Exception:  # a proxy or a half-built object: not an owner worth naming
+            continue
+        if isinstance(attrs, dict):
+            for name, value in attrs.items():
+                if isinstance(value, dict | list | set | deque) and len(value) >= CENSUS_MIN_ITEMS:
+                    owners[id(value)] = f"{type(obj).__module__}.{type(obj).__qualname__}.{name}"
+    seen: set[int] = set()
+    rows = []
+    for obj in sorted(big, key=len, reverse=True):
+        sample = next(iter(obj.items() if isinstance(obj, dict) else obj), None)
+        rows.append((_deep_size(obj, seen), len(obj), owners.get(id(obj), type(obj).__name__), repr(sample)[:160]))
+    lines = [f"RSS {_rss_mib():.1f} MiB; containers of >= {CENSUS_MIN_ITEMS} items: {len(big)}"]
+    lines += [
+        f"{size / 2**20:8.2f} MiB {n:8d} items  {owner}  e.g. {sample}"
+        for size, n, owner, sample in sorted(rows, reverse=True)
+    ]
+    Path(str(_out()) + ".census").write_text("\n".join(lines) + "\n")
+
+
+async def _trim_every(seconds: float) -> None:
+    """Return glibc's free heap pages to the system every `seconds`, logging the RSS before and after:
+    what the difference is, memory freed but held (fragmentation), not memory in use."""
+    import ctypes
+    import logging
+
+    libc = ctypes.CDLL("libc.so.6")
+    log = logging.getLogger("bench.variants")
+    while True:
+        await asyncio.sleep(seconds)
+        before = _rss_mib()
+        libc.malloc_trim(0)
+        log.info("malloc-trim: RSS %.1f -> %.1f MiB", before, _rss_mib())
 
 
 def _out() -> Path:
