@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
-import os
-import subprocess
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -34,20 +33,15 @@ from typing import Any
 
 import yaml
 
-from bench.api import Api
+from bench.api import Api, BenchError
 from bench.costs import _cpu
-from bench.rigctl import CRD, KUBECONFIG, KUBECTL, ROOT, Rig
+from bench.rigctl import CRD, KUBECONFIG, Rig, kubectl
 from procjob.core.config import CoreConfig
 from procjob.core.decide import decide
 from procjob.models.job import ProcessingJob
 
 NAMESPACE = "bench-celcost"
 GROUP_PATH = "/apis/procjob.dev/v1alpha1"
-
-
-def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> None:
-    env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
-    subprocess.run([str(KUBECTL), *args], cwd=ROOT, env=env, input=stdin, text=True, capture_output=True, check=check)
 
 
 def strip_rules(node: Any, only: str = "") -> None:
@@ -121,7 +115,14 @@ def job_body(name: str) -> dict[str, Any]:
 
 async def measure(api: Api, variant: str, writes: int) -> dict[str, Any]:
     kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crd_variant(variant)))
-    kubectl("wait", "--for=condition=Established", "crd/processingjobs.procjob.dev", "--timeout=60s")
+    for attempt in range(10):  # a CRD just created has no conditions yet: `kubectl wait` fails on it at once
+        try:
+            kubectl("wait", "--for=condition=Established", "crd/processingjobs.procjob.dev", "--timeout=60s")
+            break
+        except BenchError:
+            if attempt == 9:
+                raise
+            await asyncio.sleep(1.0)
     await asyncio.sleep(3.0)  # the API server's handler for the new schema
     name = f"cel-{variant}-{int(time.time())}"
     path = f"{GROUP_PATH}/namespaces/{NAMESPACE}/processingjobs"
@@ -148,7 +149,8 @@ async def main() -> None:
     parser.add_argument("--variants", default="as-is,no-spec-cel,no-cel", help=f"of {', '.join(VARIANTS)}")
     parser.add_argument("--rounds", type=int, default=2, help="each variant measured this many times, interleaved")
     args = parser.parse_args()
-    kubectl("create", "namespace", NAMESPACE, check=False)
+    with contextlib.suppress(BenchError):  # it exists from an earlier run
+        kubectl("create", "namespace", NAMESPACE)
     api = Api(KUBECONFIG, concurrency=1)
     results: dict[str, list[dict[str, Any]]] = {}
     try:
@@ -160,7 +162,7 @@ async def main() -> None:
     finally:
         await api.close()
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
-        kubectl("delete", "namespace", NAMESPACE, "--wait=false", check=False)
+        kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     print(json.dumps(results, indent=1))
 
 

@@ -66,11 +66,18 @@ def tool(argv: list[str], *, what: str, env: dict[str, str] | None = None, timeo
     return out.stdout
 
 
-def kubectl(*args: str, timeout: float = 120.0) -> str:
+def kubectl(*args: str, timeout: float = 120.0, stdin: str | None = None) -> str:
     env = {**os.environ, "KUBECONFIG": str(KUBECONFIG)}
     try:
         out = subprocess.run(
-            [str(KUBECTL), *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+            [str(KUBECTL), *args],
+            cwd=ROOT,
+            env=env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired:
         raise BenchError(f"kubectl {' '.join(args)} did not finish within {timeout:.0f}s") from None
