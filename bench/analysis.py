@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from bench import statuswrites
 from bench.systems import Load
 
 
@@ -99,7 +100,9 @@ def analyse(
     steady = steady_rate(succeeded.values())
     if steady is None and makespan > 0:  # too few stages for a 10-90 % window (e.g. the smoke profile)
         steady = total_stages / makespan
+    census = statuswrites.per_stage(records, wanted, total_stages) if done_kind == "pj" else {}
     return {
+        **({"status_writes_by_cause_per_stage": census} if census else {}),
         "chains": len(chains),
         "stages_per_chain": stages,
         "stages_total": total_stages,

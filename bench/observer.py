@@ -9,8 +9,9 @@ has only whole seconds). On SIGTERM it writes the records as JSON lines and exit
     python -m bench.observer --kubeconfig K --namespace NS --watch pods --watch jobs --out FILE
 
 Record: {"t": epoch seconds, "r": "pod"|"job"|"pj", "e": ADDED|MODIFIED|DELETED, "n": name,
-"c": chain label, "s": stage label (int or null), "p": pod phase | job outcome}. It prints `ready`
-once every watch is established.
+"c": chain label, "s": stage label (int or null), "p": pod phase | job outcome}; and for every
+change of a ProcessingJob, one of "r": "pjw" whose "p" is its cause (bench.statuswrites). It prints
+`ready` once every watch is established.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench import statuswrites
 from bench.api import BATCH, JOBS, Api, BenchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,10 +68,13 @@ class Recorder:
     def __init__(self) -> None:
         self.records: list[dict[str, Any]] = []
         self._last: dict[tuple[str, str], str] = {}
+        self._marks: dict[str, statuswrites.Mark] = {}  # ProcessingJob UID -> its last version's mark
 
     def sink(self, kind: str) -> Callable[[float, str, dict[str, Any]], None]:
         def record(now: float, etype: str, obj: dict[str, Any]) -> None:
             meta = obj.get("metadata") or {}
+            if kind == "pj":
+                self._census(now, etype, obj)
             key = (kind, str(meta.get("uid")))
             state = state_of(kind, obj)
             if etype != "DELETED" and self._last.get(key) == state:
@@ -83,6 +88,19 @@ class Recorder:
             )
 
         return record
+
+    def _census(self, now: float, etype: str, obj: dict[str, Any]) -> None:
+        """Classify a ProcessingJob's change against its last version (bench.statuswrites)."""
+        meta = obj.get("metadata") or {}
+        uid = str(meta.get("uid"))
+        if etype == "DELETED":
+            self._marks.pop(uid, None)
+            return
+        self._marks[uid], why = statuswrites.classify(self._marks.get(uid), obj)
+        if why is not None:
+            chain = _labels(obj)[0] or meta.get("name")
+            found = {"t": round(now, 4), "r": statuswrites.RECORD, "e": etype, "n": meta.get("name"), "c": chain}
+            self.records.append({**found, "s": None, "p": why})
 
 
 def write_records(out: Path, records: list[dict[str, Any]]) -> None:

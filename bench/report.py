@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench import floor
+from bench import floor, statuswrites
 
 SYSTEMS = (
     ("b0", "B0 ceiling (pre-bound pods)"),
@@ -308,6 +308,12 @@ def _events_by_source(results: dict[str, Any]) -> list[str]:
     return [*lines, ""] if len(lines) > 2 else []
 
 
+def _status_writes(results: dict[str, Any]) -> list[str]:
+    """Per procjob run, its status writes by cause (bench/statuswrites.py)."""
+    rows = [(title(k, d, results[k]), results[k]) for k, d in SYSTEMS if isinstance(results.get(k), dict)]
+    return statuswrites.report_lines(rows)
+
+
 def _floor(results: dict[str, Any]) -> list[str]:
     """The write floor and every system against it (bench/floor.py)."""
     titles = {key: title(key, default, results[key]) for key, default in SYSTEMS if isinstance(results.get(key), dict)}
@@ -382,6 +388,7 @@ def markdown(results: dict[str, Any]) -> str:
         _ratios,
         _writes_by_resource,
         _events_by_source,
+        _status_writes,
         _floor,
         _operator_costs,
         _matrix,
