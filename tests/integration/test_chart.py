@@ -164,6 +164,7 @@ OPERATOR_NEEDS = [
     ("watch", "pods"),
     ("create", "pods"),
     ("delete", "pods"),
+    ("deletecollection", "pods"),  # podGC: a finished job's ended pods in one request
     ("get", "pods/log"),  # the log archive reads finished attempts' logs before podGC
     ("create", "events"),
 ]

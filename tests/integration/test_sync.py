@@ -13,15 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from procjob.adapters.kube import Credentials, KubeClient
+from procjob.adapters.kube import KubeClient
 from procjob.controller import sync
 from procjob.controller.cache import Cache
 from procjob.controller.sync import Resynced, resync, wait_for_sync
@@ -31,43 +28,6 @@ pytestmark = pytest.mark.rig
 
 IMAGE = "registry.invalid/procjob/sync-test:1"  # never pulled: kwok runs nothing
 POD_NAME = "thumbs-work-a1-0a1b2c3d"
-
-
-def credentials(kubeconfig: Path) -> Credentials:
-    """The rig's admin kubeconfig as the operator's client takes it."""
-    config = yaml.safe_load(kubeconfig.read_text())
-    context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
-    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
-    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
-    return Credentials(
-        server=cluster["server"],
-        ca_path=cluster.get("certificate-authority"),
-        ca_data=cluster.get("certificate-authority-data"),
-        token=user.get("token"),
-        certificate_path=user.get("client-certificate"),
-        certificate_data=user.get("client-certificate-data"),
-        private_key_path=user.get("client-key"),
-        private_key_data=user.get("client-key-data"),
-    )
-
-
-@pytest.fixture
-async def client(rig: Rig) -> AsyncIterator[KubeClient]:
-    kube = KubeClient(credentials(rig.kubeconfig))
-    yield kube
-    await kube.close()
-
-
-@pytest.fixture
-def tenant(rig: Rig) -> Iterator[str]:
-    """A second namespace: the other tenant's."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    rig.kubectl("create", "namespace", name)
-    rig.kubectl("wait", "--for=create", "serviceaccount/default", "-n", name, "--timeout=60s", timeout=70)
-    try:
-        yield name
-    finally:
-        rig.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 
 
 def pod(name: str, labels: dict[str, str], owners: list[dict[str, Any]] | None = None) -> dict[str, Any]:

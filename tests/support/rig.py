@@ -29,13 +29,15 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pytest
 import yaml
+
+from procjob.adapters.kube import Credentials, KubeClient
 
 ROOT = Path(__file__).resolve().parents[2]
 RIG_PY = ROOT / "hack" / "rig" / "rig.py"
@@ -138,9 +140,7 @@ def _teardown(lock: IO[str]) -> None:
             print(f"rig: teardown failed:\n{_tail(down)}", file=sys.stderr)
 
 
-@pytest.fixture
-def namespace(rig: Rig) -> Iterator[str]:
-    """A uniquely named namespace, ready for pods, deleted (not awaited) after the test."""
+def _fresh_namespace(rig: Rig) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     rig.kubectl("create", "namespace", name)
     # The ServiceAccount admission plugin rejects pods until the controller-manager made `default`.
@@ -149,6 +149,44 @@ def namespace(rig: Rig) -> Iterator[str]:
         yield name
     finally:
         rig.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def namespace(rig: Rig) -> Iterator[str]:
+    """A uniquely named namespace, ready for pods, deleted (not awaited) after the test."""
+    yield from _fresh_namespace(rig)
+
+
+@pytest.fixture
+def tenant(rig: Rig) -> Iterator[str]:
+    """A second namespace like `namespace`: the other tenant's."""
+    yield from _fresh_namespace(rig)
+
+
+def credentials(kubeconfig: Path) -> Credentials:
+    """The rig's admin kubeconfig as the operator's client takes it."""
+    config = yaml.safe_load(kubeconfig.read_text())
+    context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
+    cluster = next(c["cluster"] for c in config["clusters"] if c["name"] == context["cluster"])
+    user = next(u["user"] for u in config["users"] if u["name"] == context["user"])
+    return Credentials(
+        server=cluster["server"],
+        ca_path=cluster.get("certificate-authority"),
+        ca_data=cluster.get("certificate-authority-data"),
+        token=user.get("token"),
+        certificate_path=user.get("client-certificate"),
+        certificate_data=user.get("client-certificate-data"),
+        private_key_path=user.get("client-key"),
+        private_key_data=user.get("client-key-data"),
+    )
+
+
+@pytest.fixture
+async def client(rig: Rig) -> AsyncIterator[KubeClient]:
+    """The operator's API client, as the rig's admin."""
+    kube = KubeClient(credentials(rig.kubeconfig))
+    yield kube
+    await kube.close()
 
 
 @pytest.fixture(autouse=True)

@@ -74,6 +74,8 @@ account against a real API server, and `kubectl auth can-i` checks what is denie
   on some distributions, e.g. OpenShift) allows only to who may update the owner's finalizers.
 - pods get/list/watch/create/delete: worker pods; the watch uses a label selector
   (procjob.dev/job-uid), so no other pod is streamed, but RBAC cannot express that.
+  deletecollection: podGC deletes a finished job's ended pods with one request, selected by the
+  job's UID label and a phase field selector (never a pod still Pending or Running).
 - pods/log get: the log archive reads the tail of each finished attempt's container logs before
   podGC deletes the pod (with a database; `database.logArchive`).
 - events create: the operator (and kopf, on errors) posts core/v1 Events; it never patches them.
@@ -95,7 +97,7 @@ secrets and configmaps (worker pods reference them by name; the kubelet resolves
   verbs: [update]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete]
+  verbs: [get, list, watch, create, delete, deletecollection]
 - apiGroups: [""]
   resources: [pods/log]
   verbs: [get]

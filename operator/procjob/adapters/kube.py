@@ -22,9 +22,10 @@ from typing import Any
 
 import aiohttp
 
-from procjob.models.job import API_VERSION, GROUP, KIND, PLURAL, VERSION
+from procjob.models.job import API_VERSION, GROUP, KIND, LABEL_JOB_UID, PLURAL, VERSION
 
 JOBS = f"/apis/{GROUP}/{VERSION}"
+FINISHED_PODS = "status.phase!=Pending,status.phase!=Running"  # a field selector: pods that ended
 
 
 class ApiError(Exception):
@@ -217,6 +218,14 @@ class KubeClient:
         except (NotFound, Conflict):
             return False
         return True
+
+    async def delete_finished_pods(self, namespace: str, job_uid: str) -> None:
+        """Delete a job's finished pods with one request: every pod in `namespace` labelled with the
+        job's UID whose phase is neither Pending nor Running (a DeleteCollection; none is no error)."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        selectors = {"labelSelector": f"{LABEL_JOB_UID}={job_uid}", "fieldSelector": FINISHED_PODS}
+        self._fenced()
+        await self.request("DELETE", f"/api/v1/namespaces/{namespace}/pods", body=body, **selectors)
 
     async def list_all(self, path: str, *, label_selector: str | None = None, page: int = 500) -> list[dict[str, Any]]:
         """Every item of a collection, fetched in pages."""

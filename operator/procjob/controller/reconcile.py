@@ -267,6 +267,10 @@ class Reconciler:
             grace = 0 if delete.force else None
             await self.client.delete_pod(meta.namespace, delete.name, delete.uid, grace_seconds=grace)
             self.cache.mark_deleting(meta.namespace, meta.uid, delete.name)
+        if decision.collect:
+            await self.client.delete_finished_pods(meta.namespace, meta.uid)
+            for delete in decision.collect:
+                self.cache.mark_deleting(meta.namespace, meta.uid, delete.name)
         if self.audit is not None and decision.status.audit.pending:
             # the job as decided: the relay's job summary must be the newest state, not the one read
             decided = ProcessingJob(meta, job.spec, decision.status, job.spec_error)

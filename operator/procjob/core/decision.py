@@ -3,7 +3,8 @@
 The controller applies a Decision in a fixed order that is safe after a crash at any line:
 1. the status (it records intent: the attempt about to be created, the transitions in the outbox);
 2. pod creations (deterministic names: repeating one gives 409, which adopts our own pod);
-3. pod deletions (repeating one gives 404, which is fine);
+3. pod deletions (repeating one gives 404, which is fine), and a finished job's finished pods
+   collected by one request (`collect`: by its job-UID label, only pods not Pending or Running);
 4. Events (a lossy mirror of the transitions);
 5. a requeue at `requeue_at`.
 """
@@ -61,6 +62,9 @@ class Decision:
     status: ProcessingJobStatus
     create: tuple[CreatePod, ...] = ()
     delete: tuple[DeletePod, ...] = ()
+    # podGC of a finished job whose every pod has ended and may go: all of them in one request (a
+    # DeleteCollection by the job's UID label, finished pods only), not one DELETE a pod
+    collect: tuple[DeletePod, ...] = ()
     events: tuple[Event, ...] = ()
     transitions: tuple[AuditEntry, ...] = ()  # made by this decision (also in the outbox when audited)
     requeue_at: datetime | None = None

@@ -36,6 +36,9 @@ from procjob.models.transitions import Transition
 
 # A pod still there this long after its grace period ended (a lost node) is deleted by force.
 TERMINATING_PATIENCE = timedelta(seconds=60)
+# podGC deletes a finished job's pods with one request (Decision.collect) when at least this many
+# go, all of its pods, every one ended; fewer, or beside a pod still stopping, one DELETE each.
+COLLECT_AT_LEAST = 2
 
 
 class PassState:
@@ -68,6 +71,7 @@ class PassState:
         self.transitions: list[AuditEntry] = []
         self.create: list[CreatePod] = []
         self.delete: dict[str, DeletePod] = {}
+        self.collect: list[DeletePod] = []  # a finished job's finished pods, deleted together (gc_pods)
         self.timers: list[datetime | None] = []
         self.stages: list[StageView] = []  # spec order: the stages, then the finally stages
         self.main: list[StageView] = []  # the stages in the order a pass looks at them (core.dag)
@@ -192,16 +196,31 @@ class PassState:
         self.gc_pods()
 
     def gc_pods(self) -> None:
-        """Finished jobs: stop anything live; delete finished pods as podGC says, each once its log
-        is archived (see `log_pending`)."""
+        """Finished jobs: stop anything live; delete finished pods as podGC says, once their logs are
+        archived (see `log_pending`). When every pod of the job has ended, they go together, in one
+        request (`collect`), after the last log is in; else one DELETE each as soon as it may go."""
         policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
         succeeded = succeeded_condition(self.status.conditions)[0] == ConditionStatus.TRUE
         collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
+        going: list[PodObservation] = []
+        waiting = live = 0
         for pod in self.pods.values():
             if pod.live:
+                live += 1
                 self.delete_pod(pod, "job finished")
-            elif collect and not pod.deleting and not self.log_pending(pod):
-                self.delete_pod(pod, "podGC")
+            elif collect and not pod.deleting:
+                if self.log_pending(pod):  # sets the timer of its bound
+                    waiting += 1
+                else:
+                    going.append(pod)
+        together = not live and len(going) + waiting == len(self.pods)
+        if together and waiting:
+            return  # the others wait for the last log (at most until its bound)
+        if together and len(going) >= COLLECT_AT_LEAST:
+            self.collect = [DeletePod(p.name, p.uid or None, "podGC") for p in going]
+            return
+        for pod in going:
+            self.delete_pod(pod, "podGC")
 
     def log_pending(self, pod: PodObservation) -> bool:
         """Whether a finished pod must be kept for its log archive: archiving is on, the log is not
@@ -291,6 +310,7 @@ class PassState:
             status=status,
             create=tuple(self.create),
             delete=tuple(self.delete.values()),
+            collect=tuple(self.collect),
             events=events,
             transitions=tuple(self.transitions),
             requeue_at=earliest(*(t for t in self.timers if t is not None and t > self.now)),

@@ -21,6 +21,7 @@ Call = Callable[[KubeClient], Awaitable[Any]]
 WRITES: dict[str, Call] = {
     "create_pod": lambda c: c.create_pod("ns", {"metadata": {"name": "p"}}),
     "delete_pod": lambda c: c.delete_pod("ns", "p", "uid-1"),
+    "delete_finished_pods": lambda c: c.delete_finished_pods("ns", "uid-1"),
     "delete_job": lambda c: c.delete_job("ns", "j", "uid-1"),
     "replace_status": lambda c: c.replace_status(JOB),
     "patch_job": lambda c: c.patch_job("ns", "j", {"metadata": {"finalizers": []}}),

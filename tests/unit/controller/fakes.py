@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from procjob.adapters.kube import ApiError, Conflict, NotFound
+from procjob.models.job import LABEL_JOB_UID
 
 START = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
@@ -99,6 +100,15 @@ class FakeKube:
         self._maybe_fail("delete_pod", name)
         self.calls.append(("delete_pod_grace", str(grace_seconds)))
         return self.pods.pop((namespace, name), None) is not None
+
+    async def delete_finished_pods(self, namespace: str, job_uid: str) -> None:
+        """The API server's DeleteCollection by the job's UID label and the phase field selector."""
+        self._maybe_fail("delete_finished_pods", job_uid)
+        for key, pod in list(self.pods.items()):
+            labels = pod.get("metadata", {}).get("labels") or {}
+            phase = (pod.get("status") or {}).get("phase") or "Pending"
+            if key[0] == namespace and labels.get(LABEL_JOB_UID) == job_uid and phase not in ("Pending", "Running"):
+                del self.pods[key]
 
     async def delete_job(self, namespace: str, name: str, uid: str) -> bool:
         self._maybe_fail("delete_job", name)

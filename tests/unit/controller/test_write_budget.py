@@ -27,7 +27,7 @@ from tests.unit.controller.fakes import FakeClock, FakeKube
 NS = "team-a"
 UID = "11111111-2222-4333-8444-555555555555"
 STAGES = 3
-WRITES = ("replace_status", "create_pod", "delete_pod", "patch_job", "post_event")
+WRITES = ("replace_status", "create_pod", "delete_pod", "delete_finished_pods", "patch_job", "post_event")
 
 
 def three_stages() -> dict[str, Any]:
@@ -156,7 +156,7 @@ async def test_a_three_stage_job_costs_these_writes(
         "patch_job": 1,  # the audit finalizer
         "replace_status": status_writes,
         "create_pod": STAGES,
-        "delete_pod": STAGES,  # podGC: OnCompletion
+        "delete_finished_pods": 1,  # podGC: OnCompletion, every pod of the job in one request
         "post_event": 1,  # the job's Events, gathered into one (its end posts them)
     }
     assert world.intent_before_create == [True] * STAGES

@@ -1035,12 +1035,13 @@ def test_pod_gc(gc: str, finish: Step, collected: bool) -> None:
     decision = run.decide(apply=False)
     assert run.parsed.completion_time == run.now
     expected = {pod_name(JOB_NAME, JOB_UID, s, 1) for s in "ab"} if collected else set()
-    assert {d.name for d in decision.delete} == expected
-    assert all(d.why == "podGC" for d in decision.delete)
-    assert {d.name for d in run.decide(apply=False).delete} == expected  # repeated until the pods are gone
+    assert decision.delete == ()  # every pod goes at once: one request (Decision.collect)
+    assert {d.name for d in decision.collect} == expected
+    assert all(d.why == "podGC" for d in decision.collect)
+    assert {d.name for d in run.decide(apply=False).collect} == expected  # repeated until the pods are gone
     for name in expected:
         run.change(name, deleting=True)
-    assert run.decide().delete == ()
+    assert (run.decide().delete, run.decide().collect) == ((), ())
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """podGC waits for the log archive: a finished pod is deleted once its attempt's log is archived,
 or once `log_archive_wait_seconds` have passed since the attempt ended, never later; without an
-archive (no database) nothing waits. ttlSecondsAfterFinished waits the same way, since deleting the
-job deletes its pods."""
+archive (no database) nothing waits. A finished job's ended pods go together, in one request
+(Decision.collect), once the last may go. ttlSecondsAfterFinished waits the same way, since deleting
+the job deletes its pods."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 
 from procjob.core.config import CoreConfig
 from procjob.core.naming import pod_name
-from tests.unit.core.builders import JOB_NAME, JOB_UID, NOW, Run, image_stage, spec_of
+from tests.unit.core.builders import JOB_NAME, JOB_UID, NOW, Run, image_stage, make_pod, spec_of
 
 WAIT = 300
 ARCHIVING = CoreConfig(audit_enabled=True, log_archive_wait_seconds=WAIT)
@@ -48,20 +49,48 @@ def test_without_an_archive_podgc_deletes_at_once() -> None:
     run = two_stages(CoreConfig(audit_enabled=True))
     decision = run.decide(apply=False)
     assert run.succeeded_condition == ("True", "Succeeded")
-    assert {d.name for d in decision.delete} == {A1, B1, B2}
+    assert {d.name for d in decision.collect} == {A1, B1, B2}  # all of them: one request
+    assert decision.delete == ()
     assert decision.requeue_at is None
 
 
-def test_archived_pods_go_at_once_and_the_others_wait_until_archived() -> None:
+def test_archived_pods_wait_for_the_others_and_all_go_together() -> None:
     run = two_stages()
     archived(run, A1)
     decision = run.decide(apply=False)
     assert run.succeeded_condition == ("True", "Succeeded")
-    assert [(d.name, d.why) for d in decision.delete] == [(A1, "podGC")]
+    assert (decision.delete, decision.collect) == ((), ())
     # The earliest bound of the pods still waiting: b's first attempt ended at NOW+10s.
     assert decision.requeue_at == NOW + timedelta(seconds=10 + WAIT)
     archived(run, B1, B2)
-    assert {d.name for d in run.decide(apply=False).delete} == {A1, B1, B2}
+    decision = run.decide(apply=False)
+    assert [(d.name, d.why) for d in decision.collect] == [(A1, "podGC"), (B1, "podGC"), (B2, "podGC")]
+    assert decision.delete == ()
+
+
+def test_beside_a_pod_still_stopping_the_others_go_one_by_one() -> None:
+    run = two_stages()
+    run.decide()  # the job has succeeded
+    archived(run, A1, B1, B2)
+    run.pods["late"] = make_pod("late", uid="l1", phase="Running")
+    decision = run.decide(apply=False)
+    assert {(d.name, d.why) for d in decision.delete} == {
+        (A1, "podGC"),
+        (B1, "podGC"),
+        (B2, "podGC"),
+        ("late", "job finished"),
+    }
+    assert decision.collect == ()
+
+
+def test_a_single_pod_goes_by_its_own_delete() -> None:
+    run = two_stages()
+    for name in (A1, B1):
+        del run.pods[name]
+    archived(run, B2)
+    decision = run.decide(apply=False)
+    assert [(d.name, d.why) for d in decision.delete] == [(B2, "podGC")]
+    assert decision.collect == ()
 
 
 def test_a_pod_whose_log_is_never_archived_goes_once_the_bound_has_passed() -> None:
@@ -69,10 +98,10 @@ def test_a_pod_whose_log_is_never_archived_goes_once_the_bound_has_passed() -> N
     run.decide(apply=False)
     run.tick(WAIT - 10)  # NOW + WAIT + 10: a (ended at NOW) and b1 (NOW+10s) are past the bound
     decision = run.decide(apply=False)
-    assert {d.name for d in decision.delete} == {A1, B1}
+    assert (decision.delete, decision.collect) == ((), ())  # a and b1 may go; they wait for b2
     assert decision.requeue_at == NOW + timedelta(seconds=20 + WAIT)
     run.tick(10)
-    assert {d.name for d in run.decide(apply=False).delete} == {A1, B1, B2}
+    assert {d.name for d in run.decide(apply=False).collect} == {A1, B1, B2}
 
 
 def test_without_a_finish_time_the_bound_counts_from_the_jobs_end() -> None:
@@ -91,7 +120,7 @@ def test_a_finished_pod_without_any_end_time_is_not_kept() -> None:
     run.status = {**run.status, "completionTime": None}
     for name in (A1, B1, B2):
         run.pods[name] = dataclasses.replace(run.pods[name], finished=None)
-    assert {d.name for d in run.decide(apply=False).delete} == {A1, B1, B2}
+    assert {d.name for d in run.decide(apply=False).collect} == {A1, B1, B2}
 
 
 @pytest.mark.parametrize("gc", ["Never", "OnSuccess"])
