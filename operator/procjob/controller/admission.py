@@ -34,6 +34,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from procjob.adapters.metrics import Metrics
 from procjob.controller.cache import Cache
@@ -233,3 +234,31 @@ class QueueAdmission:
             if key not in self._chosen and position_stale(position, self._shown.get(key), now)
         ]
         return [key for _, key in heapq.nsmallest(budget, stale)]
+
+
+class Admission(Protocol):
+    """What the reconciler asks of the queue (QueueAdmission; AdmitAll without one)."""
+
+    def ticket(self, job: ProcessingJob) -> Ticket: ...
+
+    def release(self, key: str) -> None: ...
+
+    def forget(self, key: str) -> None: ...
+
+    def admissible(self) -> list[str]: ...
+
+
+class AdmitAll:
+    """No queue: every job starts at once."""
+
+    def ticket(self, job: ProcessingJob) -> Ticket:
+        return Ticket(True)
+
+    def release(self, key: str) -> None:
+        return None
+
+    def forget(self, key: str) -> None:
+        return None
+
+    def admissible(self) -> list[str]:
+        return []

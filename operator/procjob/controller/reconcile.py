@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from procjob.adapters.kube import ApiError, Conflict, KubeClient, NotFound
 from procjob.adapters.metrics import Metrics
-from procjob.controller.admission import Ticket
+from procjob.controller.admission import Admission, AdmitAll, Ticket
 from procjob.controller.cache import Cache
 from procjob.controller.failpoints import Failpoints
 from procjob.controller.podcaps import PodCaps
@@ -43,30 +43,6 @@ CRASHES_TO_FAIL = 3  # reconciles in a row that raise a bug before the job is fa
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-class Admission(Protocol):
-    def ticket(self, job: ProcessingJob) -> Ticket: ...
-
-    def release(self, key: str) -> None: ...
-
-    def forget(self, key: str) -> None: ...
-
-    def admissible(self) -> list[str]: ...
-
-
-class AdmitAll:
-    def ticket(self, job: ProcessingJob) -> Ticket:
-        return Ticket(True)
-
-    def release(self, key: str) -> None:
-        return None
-
-    def forget(self, key: str) -> None:
-        return None
-
-    def admissible(self) -> list[str]:
-        return []
 
 
 class AuditOutlet(Protocol):

@@ -11,33 +11,16 @@ from typing import Any
 
 from procjob import handlers
 from procjob.adapters.metrics import Metrics
-from procjob.controller.admission import Ticket
+from procjob.controller.admission import AdmitAll
 from procjob.controller.assembly import Operator
 from procjob.controller.cache import Cache
 from procjob.controller.queue import WorkQueue
 from procjob.controller.reconcile import Reconciler
 from procjob.core.config import CoreConfig
-from procjob.models.job import ProcessingJob
 from tests.unit.controller.fakes import FakeClock, FakeKube
 
 NS = "burst"
 RUNNING = 30
-
-
-class Unlimited:
-    """An admission without limits (the bench's setting)."""
-
-    def ticket(self, job: ProcessingJob) -> Ticket:
-        return Ticket(True)
-
-    def release(self, key: str) -> None:
-        return None
-
-    def forget(self, key: str) -> None:
-        return None
-
-    def admissible(self) -> list[str]:
-        return []
 
 
 def job_body(name: str) -> dict[str, Any]:
@@ -58,7 +41,7 @@ def job_body(name: str) -> dict[str, Any]:
 class World:
     def __init__(self) -> None:
         self.kube, self.cache, self.queue = FakeKube(), Cache(), WorkQueue()
-        admission, metrics = Unlimited(), Metrics()
+        admission, metrics = AdmitAll(), Metrics()
         self.reconciler = Reconciler(
             self.kube,  # type: ignore[arg-type]
             self.cache,
