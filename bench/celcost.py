@@ -114,15 +114,7 @@ def job_body(name: str) -> dict[str, Any]:
 
 
 async def measure(api: Api, variant: str, writes: int) -> dict[str, Any]:
-    kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=json.dumps(crd_variant(variant)))
-    for attempt in range(10):  # a CRD just created has no conditions yet: `kubectl wait` fails on it at once
-        try:
-            kubectl("wait", "--for=condition=Established", "crd/processingjobs.procjob.dev", "--timeout=60s")
-            break
-        except BenchError:
-            if attempt == 9:
-                raise
-            await asyncio.sleep(1.0)
+    Rig.apply_crd(json.dumps(crd_variant(variant)))
     await asyncio.sleep(3.0)  # the API server's handler for the new schema
     name = f"cel-{variant}-{int(time.time())}"
     path = f"{GROUP_PATH}/namespaces/{NAMESPACE}/processingjobs"
@@ -161,7 +153,7 @@ async def main() -> None:
                 print(variant, result, flush=True)
     finally:
         await api.close()
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+        Rig.apply_crd()
         kubectl("delete", "namespace", NAMESPACE, "--wait=false")
     print(json.dumps(results, indent=1))
 

@@ -141,8 +141,12 @@ class Rig:
         self.exclusive = False
 
     @staticmethod
-    def apply_crd() -> None:
-        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    def apply_crd(manifest: str | None = None) -> None:
+        """Apply the CRD (crds/, or `manifest`: its text) and wait until the resource answers."""
+        if manifest is None:
+            kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+        else:
+            kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=manifest)
         # No `kubectl wait`: it fails at once while a brand-new CRD has no conditions. The resource
         # answers once Established and its storage is up (it gives 429 for a moment after that).
         deadline = time.monotonic() + 180

@@ -60,18 +60,6 @@ def credentials(rig: Rig, token: str) -> Credentials:
     )
 
 
-def admin_credentials(rig: Rig) -> Credentials:
-    """The rig's admin (a client certificate): may create the reviews."""
-    config = yaml.safe_load(rig.kubeconfig.read_text())
-    cluster, user = config["clusters"][0]["cluster"], config["users"][0]["user"]
-    return Credentials(
-        server=cluster["server"],
-        ca_data=cluster["certificate-authority-data"],
-        certificate_data=user["client-certificate-data"],
-        private_key_data=user["client-key-data"],
-    )
-
-
 def token_kubeconfig(rig: Rig, namespace: str, token: str, path: Path) -> Path:
     """A kubeconfig for the rig's server that authenticates with `token`, namespace `namespace`."""
     cluster = yaml.safe_load(rig.kubeconfig.read_text())["clusters"][0]["cluster"]

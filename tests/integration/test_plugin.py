@@ -33,14 +33,13 @@ from procjob.core.naming import pod_name
 from tests.e2e.jobs import job, stage
 from tests.e2e.test_queue import running_over_time
 from tests.integration.test_history_auth import (
-    admin_credentials,
     audit_store,
     history_server,
     reader,
     token_kubeconfig,
 )
 from tests.support.kube import Kube, Watcher, condition, finished, wait_for
-from tests.support.rig import Rig
+from tests.support.rig import Rig, admin_credentials
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -329,7 +328,7 @@ def test_history_from_the_audit_database_and_with_the_tenants_own_token(
     rig.kubectl("create", "serviceaccount", "stranger", "-n", namespace)  # no Role
     stranger_token = rig.kubectl("create", "token", "stranger", "-n", namespace).stdout.strip()
     stranger = token_kubeconfig(rig, namespace, stranger_token, tmp_path / "stranger")
-    with history_server(admin_credentials(rig), audit_store(database)) as served:
+    with history_server(admin_credentials(rig.kubeconfig), audit_store(database)) as served:
         as_tenant = {"KUBECONFIG": str(tenant), "PROCJOB_HISTORY_URL": served.url}
         out = pj("history", "audited", "-o", "json", env=as_tenant)  # the namespace is the kubeconfig's
         assert out.returncode == 0, out.stderr

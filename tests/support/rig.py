@@ -163,7 +163,7 @@ def tenant(rig: Rig) -> Iterator[str]:
     yield from _fresh_namespace(rig)
 
 
-def credentials(kubeconfig: Path) -> Credentials:
+def admin_credentials(kubeconfig: Path) -> Credentials:
     """The rig's admin kubeconfig as the operator's client takes it."""
     config = yaml.safe_load(kubeconfig.read_text())
     context = next(c["context"] for c in config["contexts"] if c["name"] == config["current-context"])
@@ -184,7 +184,7 @@ def credentials(kubeconfig: Path) -> Credentials:
 @pytest.fixture
 async def client(rig: Rig) -> AsyncIterator[KubeClient]:
     """The operator's API client, as the rig's admin."""
-    kube = KubeClient(credentials(rig.kubeconfig))
+    kube = KubeClient(admin_credentials(rig.kubeconfig))
     yield kube
     await kube.close()
 

@@ -201,14 +201,14 @@ class PassState:
         request (`collect`), after the last log is in; else one DELETE each as soon as it may go."""
         policy = PodGC.NEVER if self.spec is None else self.spec.pod_gc
         succeeded = succeeded_condition(self.status.conditions)[0] == ConditionStatus.TRUE
-        collect = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
+        gc = policy == PodGC.ON_COMPLETION or (policy == PodGC.ON_SUCCESS and succeeded)
         going: list[PodObservation] = []
         waiting = live = 0
         for pod in self.pods.values():
             if pod.live:
                 live += 1
                 self.delete_pod(pod, "job finished")
-            elif collect and not pod.deleting:
+            elif gc and not pod.deleting:
                 if self.log_pending(pod):  # sets the timer of its bound
                     waiting += 1
                 else:
