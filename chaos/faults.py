@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
 from typing import Any
 
 from bench.api import ApiError, TransportError
 
 from chaos import rigproc
-from chaos.actions import create, delete_job, disrupt_pod, kind_of, persist, writer
+from chaos.actions import create, delete_job, disrupt_pod, persist, writer
 from chaos.context import Context
 from chaos.policy import Disruption
+from chaos.victims import KINDS_TO_RECREATE, candidates, live_pod, running_victims
 
 HOLD_FINALIZER = "chaos.procjob.dev/hold"
 
@@ -125,7 +125,7 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Stall every operator watch for `seconds`; delete jobs just before and during it; half-way,
     compact etcd and bounce the API server so that every resumed watch meets a 410 Gone."""
     seconds = params["seconds"]
-    victims = _victims(ctx, params["deletions"], KINDS_TO_RECREATE)
+    victims = candidates(ctx, params["deletions"], KINDS_TO_RECREATE)
     deleted = []
     first, rest = victims[: len(victims) // 2], victims[len(victims) // 2 :]
     for job in first:
@@ -154,36 +154,6 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         "compacted_revision": compacted,
         "bounced_at": t_bounced,
     }
-
-
-KINDS_TO_RECREATE = ("ok", "flaky", "expo", "suspend", "disrupt", "exhaust", "permanent")
-
-
-def _victims(ctx: Context, count: int, kinds: tuple[str, ...] = ("ok", "flaky", "expo")) -> list[dict[str, Any]]:
-    """Jobs to delete behind the operator's back: queued and running ones, of kinds the suite does
-    not delete itself."""
-    candidates = [
-        j
-        for j in ctx.world.jobs.values()
-        if kind_of(j) in kinds and not j["metadata"].get("deletionTimestamp") and not _ended(j)
-    ]
-    ctx.rng.shuffle(candidates)
-    return sorted(candidates[:count], key=lambda j: j["metadata"]["name"])
-
-
-def live_pod(ctx: Context, uid: str) -> dict[str, Any] | None:
-    """A pod of the job that is neither ended nor deleting (Pending or Running)."""
-    for pod in ctx.world.pods_of(uid):
-        if (pod.get("status") or {}).get("phase") in ("Pending", "Running") and not pod["metadata"].get(
-            "deletionTimestamp"
-        ):
-            return pod
-    return None
-
-
-def _ended(job: dict[str, Any]) -> bool:
-    conds = (job.get("status") or {}).get("conditions") or []
-    return any(c.get("type") == "Succeeded" and c.get("status") in ("True", "False") for c in conds)
 
 
 async def compact(ctx: Context) -> int:
@@ -269,10 +239,7 @@ async def delete_recreate(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     """Delete running jobs mid-stage (the operator up, or both replicas down meanwhile), holding their
     pods terminating with a finalizer of the suite's; re-create each with the same name at once."""
 
-    def running() -> list[dict[str, Any]]:
-        return [j for j in _victims(ctx, 1000, KINDS_TO_RECREATE) if live_pod(ctx, j["metadata"]["uid"])]
-
-    picks = (await wait_for_victims(running, params["count"]))[: params["count"]]
+    picks = await running_victims(ctx, params["count"])
     down: dict[str, float] = {}
     if params["operator"] == "down":
         down["down_from"] = time.time()
@@ -304,21 +271,6 @@ async def delete_recreate(ctx: Context, params: dict[str, Any]) -> dict[str, Any
         "held_pods": len(held),
         **down,
     }
-
-
-async def wait_for_victims(
-    find: Callable[[], list[dict[str, Any]]], count: int, within: float = 60.0, enough_after: float = 20.0
-) -> list[dict[str, Any]]:
-    """Jobs mid-stage to delete: late in a run few may be running at one moment (seen: a fault at
-    336 s of a 365 s workload found none), so wait up to `within` seconds for `count` of them, and
-    take fewer (at least one) after `enough_after`."""
-    start = time.monotonic()
-    while True:
-        found = find()
-        waited = time.monotonic() - start
-        if len(found) >= count or (found and waited >= enough_after) or waited >= within:
-            return found
-        await asyncio.sleep(0.5)
 
 
 async def _release(ctx: Context, held: list[tuple[str, str, str]], t0: float) -> None:
