@@ -3,7 +3,7 @@
     python -m bench.run --profile quick|full|smoke [--systems b0,b1,procjob] [--workers N]
                         [--profile-operator] [--no-restart] [--tag TAG]
 
-Each system runs in a fresh namespace, which is deleted (and its pods awaited) before the next one.
+Each system runs in a fresh namespace, which is deleted (and waited for until gone) before the next one.
 An observer process stamps what it sees; the harness only creates and chains. Results go to
 bench/results/<date>-<profile>[-tag].{json,md,png}; see bench/README.md for what each number means.
 """

@@ -336,13 +336,19 @@ def log_summary(run: SystemRun) -> None:
 
 
 async def clean_up(ctx: Context, run: SystemRun) -> None:
-    """Empty and delete the namespace; stop the operator (and summarise its profile) whatever happened."""
+    """Empty the namespace and wait until it is deleted; stop the operator (and summarise its profile)
+    whatever happened."""
     log(f"{run.label}: deleting the objects of namespace {run.namespace}")
     try:
         emptied = await ctx.api.empty_namespace(run.namespace, within=ctx.profile.cleanup_timeout)
         run.result["cleanup_s"] = round(emptied, 1)
-        await ctx.api.request("DELETE", f"/api/v1/namespaces/{run.namespace}", ok404=True)
-        log(f"{run.label}: pods gone after {run.result['cleanup_s']}s; namespace deletion under way")
+        log(f"{run.label}: pods gone after {run.result['cleanup_s']}s; deleting the namespace")
+        # Wait until it is gone: its deletion (the namespace controller's sweep, the controllers'
+        # late Events about its objects, refused while it terminates) is this run's work, not the
+        # next system's (seen: 837 refused Event POSTs from B1's controllers in procjob's burst).
+        gone = await ctx.api.delete_namespaces([run.namespace], within=ctx.profile.cleanup_timeout)
+        run.result["namespace_gone_s"] = round(gone, 1)
+        ctx.namespaces.remove(run.namespace)
     finally:
         if run.operator is not None:
             await asyncio.to_thread(run.operator.stop)

@@ -53,6 +53,8 @@ def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
         for key in REQUIRED:
             assert results[system][key] is not None, f"{system}.{key} was not measured"
     assert "skipped" in results["b1_tuned"]  # the smoke profile never restarts the rig
+    for system in ("b0", "b1_default", "procjob"):  # each namespace gone before the next system ran
+        assert results[system]["namespace_gone_s"] >= 0, f"{system}'s namespace was not waited for"
 
     procjob = results["procjob"]
     for key in (
