@@ -19,7 +19,7 @@ from chaos import rigproc
 from chaos.actions import create, delete_job, disrupt_pod, persist, writer
 from chaos.context import Context
 from chaos.policy import Disruption
-from chaos.victims import KINDS_TO_RECREATE, candidates, live_pod, running_victims
+from chaos.victims import candidates, live_pod, running_victims
 
 HOLD_FINALIZER = "chaos.procjob.dev/hold"
 
@@ -125,7 +125,7 @@ async def silent_watch(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Stall every operator watch for `seconds`; delete jobs just before and during it; half-way,
     compact etcd and bounce the API server so that every resumed watch meets a 410 Gone."""
     seconds = params["seconds"]
-    victims = candidates(ctx, params["deletions"], KINDS_TO_RECREATE)
+    victims = candidates(ctx, params["deletions"])
     deleted = []
     first, rest = victims[: len(victims) // 2], victims[len(victims) // 2 :]
     for job in first:

@@ -25,13 +25,13 @@ KINDS_TO_RECREATE = ("ok", "flaky", "expo", "suspend", "disrupt", "exhaust", "pe
 OWN_STAGE_SECONDS = 30.0  # an own victim's one stage: it is still running when the fault strikes
 
 
-def candidates(ctx: Context, count: int, kinds: tuple[str, ...] = ("ok", "flaky", "expo")) -> list[dict[str, Any]]:
-    """Jobs to delete behind the operator's back: queued and running ones, of kinds the suite does
-    not delete itself."""
+def candidates(ctx: Context, count: int) -> list[dict[str, Any]]:
+    """Up to `count` jobs to delete behind the operator's back: queued and running ones, of the kinds
+    the suite does not delete itself (KINDS_TO_RECREATE)."""
     found = [
         j
         for j in ctx.world.jobs.values()
-        if kind_of(j) in kinds and not j["metadata"].get("deletionTimestamp") and not ended(j)
+        if kind_of(j) in KINDS_TO_RECREATE and not j["metadata"].get("deletionTimestamp") and not ended(j)
     ]
     ctx.rng.shuffle(found)
     return sorted(found[:count], key=lambda j: j["metadata"]["name"])
@@ -66,7 +66,7 @@ async def running_victims(ctx: Context, count: int, own_after: float = 20.0) -> 
     seconds, else `count` of the fault's own, waited for until their pods exist."""
 
     def running() -> list[dict[str, Any]]:
-        return [j for j in candidates(ctx, 1000, KINDS_TO_RECREATE) if live_pod(ctx, j["metadata"]["uid"])]
+        return [j for j in candidates(ctx, len(ctx.world.jobs)) if live_pod(ctx, j["metadata"]["uid"])]
 
     found = await wait_for_victims(running, count, within=own_after, enough_after=own_after)
     if not found:
