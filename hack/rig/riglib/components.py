@@ -136,6 +136,10 @@ def apiserver_args(ctx: Context) -> list[str]:
         # Node: kubelets of the real node (riglib.node*) get exactly their own objects, as in a cluster.
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
+        # MutatingAdmissionPolicy (GA and on by default from 1.36; beta, off by default, in 1.34-1.35):
+        # the chart's finalizer policy (charts/procjob/templates/finalizerpolicy.yaml) is tested here.
+        "--feature-gates=MutatingAdmissionPolicy=true",
+        "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
         # The apiserver -> kubelet path (logs, exec) of the real node: its gateway address, a client cert.
         # The fake Nodes' InternalIP is loopback, where no kubelet listens: nothing else is ever dialled.
         "--kubelet-preferred-address-types=InternalIP,Hostname",
