@@ -239,6 +239,13 @@ def _systems_table(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def procjob_policy(results: dict[str, Any]) -> str:
+    """The finalizer policy's API version per procjob run (`none`: the operator patched it)."""
+    rows = [row for row in results.values() if isinstance(row, dict)]
+    used = sorted({str(row["finalizer_policy"]) for row in rows if "finalizer_policy" in row})
+    return ", ".join(used) or "not recorded"
+
+
 def _settings(results: dict[str, Any]) -> list[str]:
     """The operator's settings and who else used the rig while a system ran."""
     settings = results.get("settings") or {}
@@ -251,7 +258,8 @@ def _settings(results: dict[str, Any]) -> list[str]:
         "",
         f"Settings: operator `--workers {settings.get('operator_workers')} --events "
         f"{settings.get('operator_events', 'all')}`, variants: "
-        f"{settings.get('operator_variants')}; cleanup: {settings.get('podGC')}.",
+        f"{settings.get('operator_variants')}; cleanup: {settings.get('podGC')}; audit finalizer policy: "
+        f"{settings.get('finalizer_policy', 'none')} (procjob: {procjob_policy(results)}).",
         "Other rig users seen during a run (their load skews it): "
         + ("; ".join(f"{k}: {', '.join(v)}" for k, v in shared.items()) if shared else "none")
         + ".",

@@ -94,6 +94,9 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
             "operator_events": args.events or "all",
             "operator_variants": args.operator_variants or "none (the operator as committed)",
             "podGC": "OnCompletion (procjob); ttlSecondsAfterFinished: 0 (B1); none during the run (B0)",
+            "finalizer_policy": "off (--no-finalizer-policy)"
+            if args.no_finalizer_policy
+            else "the chart's, bound to each procjob namespace where the API server serves it",
         },
     }
     for key in ("b0", "b1_default", "b1_tuned", "procjob"):
@@ -106,6 +109,7 @@ async def bench(args: argparse.Namespace, profile: Profile, date: str) -> dict[s
         ctx.rig, ctx.wait_quiet, ctx.out = rig, args.wait_quiet, args.out
         ctx.variants = tuple(v for v in args.operator_variants.split(",") if v)
         ctx.events = args.events
+        ctx.finalizer_policy = not args.no_finalizer_policy
         try:
             if "procjob" in systems:
                 await asyncio.to_thread(rig.apply_crd)
@@ -271,6 +275,11 @@ def main(argv: list[str] | None = None) -> int:
         help="stages/s offered in the paced procjob run (default: half of B0's measured rate)",
     )
     parser.add_argument("--no-paced", action="store_true", help="skip the paced procjob runs")
+    parser.add_argument(
+        "--no-finalizer-policy",
+        action="store_true",
+        help="no MutatingAdmissionPolicy for the audit finalizer: the operator patches it onto each job",
+    )
     parser.add_argument("--profile-operator", action="store_true", help="run the operator under cProfile")
     parser.add_argument(
         "--operator-variants",

@@ -20,7 +20,7 @@ from typing import Any
 
 from tests.support.postgres import PostgresCluster
 
-from bench import report
+from bench import finalizerpolicy, report
 from bench.analysis import analyse, percentile, r
 from bench.api import JOBS, Api, BenchError
 from bench.auditdb import AuditCheck, check, fresh_database, wait_drained
@@ -69,6 +69,7 @@ class Context:
     out: Path = RESULTS
     variants: tuple[str, ...] = ()
     events: str | None = None
+    finalizer_policy: bool = True
     namespaces: list[str] = field(default_factory=list)
 
 
@@ -364,14 +365,31 @@ async def run_system(
     await note_foreign_load(ctx, run)
     await ctx.api.create_namespace(run.namespace)
     ctx.namespaces.append(run.namespace)
+    policy = finalizerpolicy.NONE
     try:
         if kind == "procjob":
+            policy = await install_finalizer_policy(ctx, run)
             await start_operator(ctx, run)
         await measure(ctx, run)
         log_summary(run)
     finally:
-        await clean_up(ctx, run)
+        try:
+            await clean_up(ctx, run)
+        finally:
+            await finalizerpolicy.remove(ctx.api, run.namespace, policy)
     return run.result
+
+
+async def install_finalizer_policy(ctx: Context, run: SystemRun) -> str:
+    """The chart's finalizer policy, bound to the run's namespace (unless --no-finalizer-policy)."""
+    version = finalizerpolicy.NONE
+    if ctx.finalizer_policy:
+        probe = procjob(1).build(run.namespace, "finalizer-policy-probe", 0)
+        version = await finalizerpolicy.install(ctx.api, run.namespace, probe)
+    run.result["finalizer_policy"] = version
+    what = "off" if not ctx.finalizer_policy else ("not served" if version == finalizerpolicy.NONE else version)
+    log(f"{run.label}: finalizer policy {what}")
+    return version
 
 
 def summarise_profile(ctx: Context, label: str) -> None:

@@ -1,0 +1,96 @@
+"""The chart's finalizer policy for a procjob run: a MutatingAdmissionPolicy (and its binding) that
+gives every ProcessingJob created in the run's namespace the operator's audit finalizer in its own
+create request, so the operator makes no PATCH for it (charts/procjob/templates/finalizerpolicy.yaml;
+its kustomize rendering in manifests/components/finalizer-policy is what is applied here).
+
+The binding selects the run's namespace only (the rig is shared with the test suite, whose jobs
+must not change) and is removed after the run. Where the API server serves no
+MutatingAdmissionPolicy (a 1.34/1.35 cluster without the beta), nothing is installed and the
+operator patches the finalizer as before; the result says which (`finalizer_policy`).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench.api import Api, poll
+from procjob.models.job import FINALIZER
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPONENT = ROOT / "manifests" / "components" / "finalizer-policy" / "finalizerpolicy.yaml"
+GROUP = "admissionregistration.k8s.io"
+VERSIONS = ("v1", "v1beta1")  # preferred first
+NONE = "none"
+PLURALS = {
+    "MutatingAdmissionPolicy": "mutatingadmissionpolicies",
+    "MutatingAdmissionPolicyBinding": "mutatingadmissionpolicybindings",
+}
+
+
+def policy_objects(namespace: str, version: str, source: Path = COMPONENT) -> list[dict[str, Any]]:
+    """The component's policy and binding, renamed for the run and bound to its namespace only."""
+    docs = [d for d in yaml.safe_load_all(source.read_text()) if d]
+    kinds = sorted(d["kind"] for d in docs)
+    if kinds != sorted(PLURALS):
+        raise ValueError(f"{source.name}: expected a policy and its binding, found {kinds}")
+    name = f"procjob-bench-{namespace}"
+    objects = []
+    for doc in copy.deepcopy(docs):
+        doc["apiVersion"] = f"{GROUP}/{version}"
+        doc["metadata"] = {"name": name, "labels": {"app.kubernetes.io/part-of": "procjob-bench"}}
+        if doc["kind"] == "MutatingAdmissionPolicyBinding":
+            doc["spec"]["policyName"] = name
+            doc["spec"]["matchResources"] = {
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": [namespace]}
+                    ]
+                }
+            }
+        objects.append(doc)
+    # the policy before its binding
+    return sorted(objects, key=lambda d: d["kind"] != "MutatingAdmissionPolicy")
+
+
+def path_of(obj: dict[str, Any]) -> str:
+    return f"/apis/{obj['apiVersion']}/{PLURALS[obj['kind']]}"
+
+
+async def served_version(api: Api) -> str:
+    """The first of VERSIONS whose discovery lists mutatingadmissionpolicies, else NONE."""
+    for version in VERSIONS:
+        listing = await api.request("GET", f"/apis/{GROUP}/{version}", ok404=True)
+        names = {r.get("name") for r in (listing or {}).get("resources", [])}
+        if set(PLURALS.values()) <= names:
+            return version
+    return NONE
+
+
+async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]]) -> str:
+    """Install the policy for `namespace` and wait until a dry-run create of `probe` (path, job)
+    comes back with the finalizer; returns the API version used, or NONE."""
+    version = await served_version(api)
+    if version == NONE:
+        return NONE
+    for obj in policy_objects(namespace, version):
+        await api.create(path_of(obj), obj)
+    path, body = probe
+
+    async def mutated() -> bool:
+        made = await api.request("POST", path, body=body, params={"dryRun": "All"})
+        return FINALIZER in ((made or {}).get("metadata") or {}).get("finalizers", [])
+
+    await poll(f"the finalizer policy to mutate jobs in {namespace}", mutated, within=60, interval=0.5)
+    return version
+
+
+async def remove(api: Api, namespace: str, version: str) -> None:
+    """Delete the run's policy and binding (nothing when none was installed)."""
+    if version == NONE:
+        return
+    for obj in reversed(policy_objects(namespace, version)):
+        await api.request("DELETE", f"{path_of(obj)}/{obj['metadata']['name']}", ok404=True)
