@@ -179,5 +179,9 @@ async def test_the_api_server_answers_the_resyncs_lists_with_metadata_only(
             assert "spec" not in item
             assert "status" not in item
             assert item["metadata"]["uid"]
+            assert item["metadata"]["managedFields"], "the server sends them (what page_loads drops)"
+        page = await client.get_page(path, {"limit": "5"}, accept=sync.METADATA_ONLY, loads=sync.page_loads)
+        assert [i["metadata"]["uid"] for i in page["items"]] == [i["metadata"]["uid"] for i in answer["items"]]
+        assert all("managedFields" not in i["metadata"] for i in page["items"]), path
     full = await client.request("GET", jobs_path)
     assert "spec" in full["items"][0], "without the header the same list carries the whole job"

@@ -12,6 +12,7 @@ Network errors and 5xx/429 propagate as `ApiError`/`aiohttp.ClientError`: the co
 from __future__ import annotations
 
 import base64
+import json
 import os
 import ssl
 import tempfile
@@ -156,7 +157,24 @@ class KubeClient:
         **params: str,
     ) -> Any:
         """One API call; its JSON answer. `accept` asks for another representation of the resource
-        (e.g. a list of the objects' metadata alone, as `controller.sync` does)."""
+        (e.g. a list of the objects' metadata alone)."""
+        return await self._call(method, path, body, content_type, accept, params, json.loads)
+
+    async def get_page(self, path: str, params: dict[str, str], *, accept: str, loads: Callable[[str], Any]) -> Any:
+        """A GET whose answer `loads` decodes: `controller.sync`'s LIST pages, metadata only, decoded
+        without what it never reads."""
+        return await self._call("GET", path, None, "application/json", accept, params, loads)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+        accept: str | None,
+        params: dict[str, str],
+        loads: Callable[[str], Any],
+    ) -> Any:
         self.requests[method] = self.requests.get(method, 0) + 1
         if self.on_request is not None:
             self.on_request(method)
@@ -167,7 +185,7 @@ class KubeClient:
             method, self.server + path, json=body, headers=headers or None, params=params or None
         ) as resp:
             if resp.status < 300:
-                return await resp.json(content_type=None)
+                return await resp.json(content_type=None, loads=loads)
             raise await _api_error(resp)
 
     async def stream_pod_log(

@@ -58,7 +58,7 @@ async def client() -> AsyncIterator[tuple[KubeClient, list[str], list[bool]]]:
 def test_every_public_write_of_the_client_is_listed_here() -> None:
     """A new write method must be added to WRITES (fenced) or UNFENCED, with a reason."""
     public = {n for n in dir(KubeClient) if not n.startswith("_") and callable(getattr(KubeClient, n))}
-    plumbing = {"request", "stream_pod_log", "list_all", "job_path", "close"}
+    plumbing = {"request", "get_page", "stream_pod_log", "list_all", "job_path", "close"}
     assert public - plumbing == set(WRITES) | (set(UNFENCED) - {"get_lease", "write_lease"})
 
 

@@ -4,6 +4,7 @@ resync drops ghosts (objects deleted while no watch was looking) but nothing new
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -27,11 +28,12 @@ class FakeApi:
         self.answered: list[int] = []  # items per answer
         self.failures: list[Exception] = []  # raised by the next calls, one each
         self.accepts: list[str | None] = []  # the Accept header of each call
+        self.loads: list[sync.Loads] = []  # the decoder each call asked for
 
-    async def request(self, method: str, path: str, *, accept: str | None = None, **params: str) -> Any:
-        assert method == "GET"
+    async def get_page(self, path: str, params: dict[str, str], *, accept: str, loads: sync.Loads) -> Any:
         self.calls.append((path, params))
         self.accepts.append(accept)
+        self.loads.append(loads)
         if self.failures:
             raise self.failures.pop(0)
         namespace = path.split("/namespaces/")[1].split("/", maxsplit=1)[0] if "/namespaces/" in path else None
@@ -46,10 +48,11 @@ class FakeApi:
         page = items[start : start + limit]
         more = start + limit < len(items)
         self.answered.append(len(page))
-        return {
+        answer = {
             "metadata": {"resourceVersion": str(self.rv), **({"continue": str(start + limit)} if more else {})},
             "items": page,
         }
+        return loads(json.dumps(answer))  # decoded as the client decodes the wire
 
 
 class World:
@@ -208,6 +211,7 @@ async def test_resync_lists_in_pages_of_metadata_and_keeps_only_uids() -> None:
     assert api.answered == [sync.PAGE, 1, 1]
     assert all("resourceVersion" not in params for _, params in api.calls)
     assert api.accepts == [sync.METADATA_ONLY] * 3, "every page is asked for as metadata only"
+    assert api.loads == [sync.page_loads] * 3, "and decoded without managedFields"
     assert [params.get("continue") for _, params in api.calls] == [None, str(sync.PAGE), None]
     assert listing.uids == {f"u{i}" for i in range(sync.PAGE + 1)}
     assert listing.resource_version == 100
@@ -303,3 +307,23 @@ async def test_orphans_are_judged_per_listed_scope() -> None:
     api = FakeApi([job("6", namespace="media", name="thumbs", uid=VICTIM_UID)], pods)
     result = await resync(api, Cache(), ["media", "other"])
     assert [o.name for o in result.orphans] == ["b"], "a job in media does not own a pod in other"
+
+
+def test_a_page_is_decoded_without_managed_fields_and_with_everything_the_resync_reads() -> None:
+    fields = {"f:metadata": {"f:labels": {"f:procjob.dev/job-uid": {}}, "f:ownerReferences": {'k:{"uid":"j"}': {}}}}
+    owner = {"apiVersion": "procjob.dev/v1alpha1", "kind": "ProcessingJob", "name": "a", "uid": "j", "controller": True}
+    item = {
+        "metadata": {
+            "name": "a-s0-1",
+            "namespace": "ns",
+            "uid": "p",
+            "labels": {"procjob.dev/job-uid": "j"},
+            "ownerReferences": [owner],
+            "managedFields": [{"manager": "procjob-operator", "fieldsType": "FieldsV1", "fieldsV1": fields}],
+        }
+    }
+    text = json.dumps({"metadata": {"resourceVersion": "7", "continue": "c"}, "items": [item]})
+    page = sync.page_loads(text)
+    expected = json.loads(text)
+    del expected["items"][0]["metadata"]["managedFields"]
+    assert page == expected
