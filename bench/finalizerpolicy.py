@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from bench.api import Api, poll
+from bench.api import Api, ApiError, poll
 from procjob.models.job import FINALIZER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +81,12 @@ async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]]) -
     path, body = probe
 
     async def mutated() -> bool:
-        made = await api.request("POST", path, body=body, params={"dryRun": "All"})
+        try:
+            made = await api.request("POST", path, body=body, params={"dryRun": "All"})
+        except ApiError as exc:
+            if exc.status in (429, 500, 503, 504):  # e.g. a CRD's storage just after it is applied
+                return False
+            raise
         return FINALIZER in ((made or {}).get("metadata") or {}).get("finalizers", [])
 
     await poll(f"the finalizer policy to mutate jobs in {namespace}", mutated, within=60, interval=0.5)

@@ -241,7 +241,7 @@ def _systems_table(results: dict[str, Any]) -> list[str]:
 
 def procjob_policy(results: dict[str, Any]) -> str:
     """The finalizer policy's API version per procjob run (`none`: the operator patched it)."""
-    rows = [row for row in results.values() if isinstance(row, dict)]
+    rows = [row for key, row in results.items() if isinstance(row, dict) and key != "settings"]
     used = sorted({str(row["finalizer_policy"]) for row in rows if "finalizer_policy" in row})
     return ", ".join(used) or "not recorded"
 
