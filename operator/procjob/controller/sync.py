@@ -44,7 +44,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -213,29 +213,12 @@ class Orphan:
     job_uid: str
 
 
-# A listing spans many awaits (a page each), and what it keeps in the meantime is interleaved with the
-# operator's own allocations. Kept as one small string per object (a set of UIDs, ~85 B each), it pinned
-# the allocator's arenas after each resync (~5-10 MiB at 20,000 jobs, bench/README.md); so each page is
-# kept as one joined string (fields and records split by these separators: no UID, name or namespace
-# of an object the cache holds contains them, `owning_job` checks a pod's through its labels), and the
-# sets are made at once, without an await, when the listing is complete.
-FIELD, RECORD = "\t", "\n"
-
-
-def _records(chunks: list[str]) -> Iterator[list[str]]:
-    for chunk in chunks:
-        for record in chunk.split(RECORD):
-            if record:
-                yield record.split(FIELD)
-
-
 async def _jobs_listed(client: Lister, path: str, namespace: str | None, page: int) -> Listing:
-    chunks: list[str] = []
+    uids: set[str] = set()
     version: int | None = None
     async for at, items in _pages(client, path, page=page):
         version = at
-        chunks.append(RECORD.join(_uid(item) for item in items))
-    uids = {uid for uid, *_ in _records(chunks)}
+        uids.update(_uid(item) for item in items)
     return Listing(uids=uids, resource_version=version, namespace=namespace)
 
 
@@ -244,23 +227,19 @@ async def _pods_listed(
 ) -> tuple[Listing, list[Orphan]]:
     """Our pods' listing (only the pods the cache would hold: `owning_job`) and the orphans in it:
     pods controlled by a job whose UID the job listing does not hold."""
-    chunks: list[str] = []
+    uids: set[str] = set()
+    found: list[Orphan] = []
     version: int | None = None
     async for at, items in _pages(client, path, label_selector=LABEL_JOB_UID, page=page):
         version = at
-        records = []
         for item in items:
             owner = owning_job(item)
-            if owner is not None:
+            if owner is None:
+                continue
+            uids.add(_uid(item))
+            if owner.uid not in jobs.uids:  # an orphan: its job was not listed
                 name = str((item.get("metadata") or {}).get("name") or "")
-                records.append(FIELD.join((_uid(item), owner.namespace, name, owner.name, owner.uid)))
-        chunks.append(RECORD.join(records))
-    uids: set[str] = set()
-    found: list[Orphan] = []
-    for uid, owner_namespace, name, owner_name, owner_uid in _records(chunks):
-        uids.add(uid)
-        if owner_uid not in jobs.uids:  # an orphan: its job was not listed
-            found.append(Orphan(owner_namespace, name, uid, owner_name, owner_uid))
+                found.append(Orphan(owner.namespace, name, _uid(item), owner.name, owner.uid))
     return Listing(uids=uids, resource_version=version, namespace=namespace), found
 
 
