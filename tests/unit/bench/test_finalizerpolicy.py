@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from bench import finalizerpolicy
+from bench import finalizerpolicy, report
 
 from procjob.models.job import FINALIZER
 
@@ -40,3 +40,14 @@ def test_a_component_without_its_binding_is_refused(tmp_path: Path) -> None:
     lone.write_text(yaml.safe_dump_all([d for d in docs if d["kind"] == "MutatingAdmissionPolicy"]))
     with pytest.raises(ValueError, match="expected a policy and its binding"):
         finalizerpolicy.policy_objects("ns-a", "v1", lone)
+
+
+def test_the_report_names_the_version_each_procjob_run_used_not_the_settings_text() -> None:
+    results = {
+        "settings": {"finalizer_policy": "the chart's, bound to each procjob namespace"},
+        "b0": {"stages_per_s": 1.0},
+        "procjob": {"finalizer_policy": "v1beta1"},
+        "procjob_paced": {"finalizer_policy": "none"},
+    }
+    assert report.procjob_policy(results) == "none, v1beta1"
+    assert report.procjob_policy({"settings": {}}) == "not recorded"
