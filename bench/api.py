@@ -36,6 +36,10 @@ class TransportError(BenchError):
     """No answer: the connection failed or the request timed out."""
 
 
+class PollTimeout(BenchError):
+    """`poll` gave up: what it waited for did not come."""
+
+
 class ApiError(BenchError):
     def __init__(self, status: int, method: str, path: str, text: str) -> None:
         super().__init__(f"{method} {path}: HTTP {status}: {text[:300]}")
@@ -258,4 +262,4 @@ async def poll(what: str, check: Callable[[], Awaitable[Any]], within: float, in
             if last:
                 return last
         await asyncio.sleep(interval)
-    raise BenchError(f"timed out after {within:.0f}s waiting for {what} (last: {str(last)[:200]})")
+    raise PollTimeout(f"timed out after {within:.0f}s waiting for {what} (last: {str(last)[:200]})")

@@ -5,19 +5,21 @@ its kustomize rendering in manifests/components/finalizer-policy is what is appl
 
 The binding selects the run's namespace only (the rig is shared with the test suite, whose jobs
 must not change) and is removed after the run. Where the API server serves no
-MutatingAdmissionPolicy (a 1.34/1.35 cluster without the beta), nothing is installed and the
-operator patches the finalizer as before; the result says which (`finalizer_policy`).
+MutatingAdmissionPolicy (a 1.34/1.35 cluster without the beta), or serves it without mutating
+(its admission plugin off), nothing stays installed and the operator patches the finalizer as
+before; the result says which (`finalizer_policy`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bench.api import Api, ApiError, poll
+from bench.api import Api, ApiError, BenchError, PollTimeout, poll
 from procjob.models.job import FINALIZER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -70,14 +72,14 @@ async def served_version(api: Api) -> str:
     return NONE
 
 
-async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]]) -> str:
+async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]], *, within: float = 60.0) -> str:
     """Install the policy for `namespace` and wait until a dry-run create of `probe` (path, job)
-    comes back with the finalizer; returns the API version used, or NONE."""
+    comes back with the finalizer; returns the API version used, or NONE: none served, or served but
+    never mutating within `within` seconds (the admission plugin off). Whatever fails on the way, what
+    was created is deleted again before the error goes on."""
     version = await served_version(api)
     if version == NONE:
         return NONE
-    for obj in policy_objects(namespace, version):
-        await api.create(path_of(obj), obj)
     path, body = probe
 
     async def mutated() -> bool:
@@ -89,13 +91,34 @@ async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]]) -
             raise
         return FINALIZER in ((made or {}).get("metadata") or {}).get("finalizers", [])
 
-    await poll(f"the finalizer policy to mutate jobs in {namespace}", mutated, within=60, interval=0.5)
+    try:
+        for obj in policy_objects(namespace, version):
+            await api.create(path_of(obj), obj)
+        await poll(f"the finalizer policy to mutate jobs in {namespace}", mutated, within=within, interval=0.5)
+    except BaseException as exc:
+        await remove(api, namespace, version)
+        if isinstance(exc, PollTimeout):
+            return NONE  # served, but nothing mutates: the operator patches the finalizer itself
+        raise
     return version
 
 
-async def remove(api: Api, namespace: str, version: str) -> None:
-    """Delete the run's policy and binding (nothing when none was installed)."""
+async def remove(api: Api, namespace: str, version: str) -> list[str]:
+    """Delete the run's binding and policy (nothing when none was installed), each tried whatever
+    became of the other; returns what could not be deleted, for the caller to report (never raises
+    a BenchError: it runs in cleanup, where it must not hide the run's own error)."""
+    failed: list[str] = []
     if version == NONE:
-        return
+        return failed
     for obj in reversed(policy_objects(namespace, version)):
-        await api.request("DELETE", f"{path_of(obj)}/{obj['metadata']['name']}", ok404=True)
+        where = f"{path_of(obj)}/{obj['metadata']['name']}"
+        for attempt in range(3):
+            try:
+                await api.request("DELETE", where, ok404=True)
+                break
+            except BenchError as exc:
+                if attempt == 2:
+                    failed.append(str(exc))
+                else:
+                    await asyncio.sleep(0.5)
+    return failed

@@ -376,7 +376,8 @@ async def run_system(
         try:
             await clean_up(ctx, run)
         finally:
-            await finalizerpolicy.remove(ctx.api, run.namespace, policy)
+            for failure in await finalizerpolicy.remove(ctx.api, run.namespace, policy):
+                log(f"{run.label}: finalizer policy not removed: {failure}")
     return run.result
 
 

@@ -78,8 +78,10 @@ def test_smoke_profile_reports_every_system(rig: Rig, tmp_path: Path) -> None:
     assert results["b0"]["pods_succeeded_seen"] == 20
     # the chart's finalizer policy was bound to procjob's namespace (the rig serves it), then removed
     assert procjob["finalizer_policy"] in ("v1", "v1beta1"), procjob["finalizer_policy"]
-    left = rig.kubectl("get", "mutatingadmissionpolicies", "-o", "name").stdout
-    assert "procjob-bench-" not in left, left
+    name = f"procjob-bench-{procjob['namespace']}"
+    for kind in ("mutatingadmissionpolicies", "mutatingadmissionpolicybindings"):
+        left = rig.kubectl("get", kind, "-o", "name").stdout
+        assert name not in left, left
 
     machine = results["machine"]
     assert machine["cores"] >= 1
