@@ -139,6 +139,10 @@ def finalizer_policy(rendered: str) -> dict[Path, str]:
         "#   components:\n"
         "#     - ../../components/finalizer-policy\n"
         "# New jobs then carry the audit finalizer from their creation (one operator write fewer each).\n"
+        "# It binds in every namespace, as the base's operator watches every namespace. With\n"
+        "# overlays/namespaced, patch the binding to the watched namespaces (spec.matchResources.\n"
+        "# namespaceSelector on kubernetes.io/metadata.name, as the chart does for watchNamespaces):\n"
+        "# elsewhere no operator would ever remove the finalizer, and those jobs could not be deleted.\n"
     )
     return {
         COMPONENT / "kustomization.yaml": source + usage + _dump(component),

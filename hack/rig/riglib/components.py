@@ -138,6 +138,8 @@ def apiserver_args(ctx: Context) -> list[str]:
         "--enable-admission-plugins=NodeRestriction",
         # MutatingAdmissionPolicy (GA and on by default from 1.36; beta, off by default, in 1.34-1.35):
         # the chart's finalizer policy (charts/procjob/templates/finalizerpolicy.yaml) is tested here.
+        # Drop both flags when the rig moves to 1.36+: the gate is then locked on and later removed,
+        # and an unknown gate stops kube-apiserver from starting.
         "--feature-gates=MutatingAdmissionPolicy=true",
         "--runtime-config=admissionregistration.k8s.io/v1beta1=true",
         # The apiserver -> kubelet path (logs, exec) of the real node: its gateway address, a client cert.
