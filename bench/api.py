@@ -36,6 +36,11 @@ class TransportError(BenchError):
     """No answer: the connection failed or the request timed out."""
 
 
+# Answers worth asking again: the API server throttled, overloaded, or not ready yet (e.g. a CRD's
+# storage just after the CRD is applied).
+RETRYABLE_STATUSES = frozenset({429, 500, 503, 504})
+
+
 class PollTimeout(BenchError):
     """`poll` gave up: what it waited for did not come."""
 
@@ -108,7 +113,7 @@ class Api:
             try:
                 return await self.request("POST", path, body=body, on_send=on_send)
             except ApiError as exc:
-                if exc.status not in (429, 500, 503, 504) or attempt == 5:
+                if exc.status not in RETRYABLE_STATUSES or attempt == 5:
                     raise
             except TransportError:
                 if attempt == 5:

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from bench.api import Api, ApiError, BenchError, PollTimeout, poll
+from bench.api import RETRYABLE_STATUSES, Api, ApiError, BenchError, PollTimeout, poll
 from procjob.models.job import FINALIZER
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,7 +86,7 @@ async def install(api: Api, namespace: str, probe: tuple[str, dict[str, Any]], *
         try:
             made = await api.request("POST", path, body=body, params={"dryRun": "All"})
         except ApiError as exc:
-            if exc.status in (429, 500, 503, 504):  # e.g. a CRD's storage just after it is applied
+            if exc.status in RETRYABLE_STATUSES:
                 return False
             raise
         return FINALIZER in ((made or {}).get("metadata") or {}).get("finalizers", [])

@@ -68,9 +68,7 @@ PAGE = 100
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 Sleep = Callable[[float], Awaitable[None]]
-
-
-Loads = Callable[[str], Any]
+Loads = Callable[[str], Any]  # decodes one LIST page (page_loads)
 
 
 class Lister(Protocol):
